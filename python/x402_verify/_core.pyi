@@ -1,0 +1,243 @@
+"""Type stubs of the compiled core. Hand-written; `mypy.stubtest` keeps them honest."""
+
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Final, final
+
+from x402_verify.errors import X402VerifyError
+
+__all__ = [
+    "SignaturePolicy",
+    "PaymentAuthorization",
+    "VerifyResponse",
+    "MemoryNonceStore",
+    "VerifierCore",
+    "hash_typed_data",
+    "recover_typed_data",
+    "recover_hash",
+    "recover_typed_data_batch",
+    "recover_hash_batch",
+    "error_codes",
+    "decode_payment_header",
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DEFAULT_MAX_TYPED_DATA_BYTES",
+]
+
+# Stub-only aliases: private, so stubtest does not look for them in the compiled module.
+_TypedData = dict[str, Any] | str | bytes | bytearray
+"""A full EIP-712 document (`types`, `primaryType`, `domain`, `message`): a dict or JSON text."""
+
+_BytesLike = bytes | bytearray | str
+"""Raw bytes, or `0x`-prefixed hex text."""
+
+_Json = dict[str, Any] | str | bytes
+"""A payment payload or requirements object: a dict, or JSON / header text."""
+
+DEFAULT_MAX_TYPED_DATA_BYTES: Final[int]
+DEFAULT_MAX_PAYLOAD_BYTES: Final[int]
+
+@final
+class SignaturePolicy:
+    """Which signature encodings are accepted.
+
+    The default is the strictest settling contract's rule set (USDC / EIP-3009): 65-byte
+    ``r || s || v`` with v 27 or 28 and s <= n/2. r and s must lie in [1, n-1] under every policy.
+    """
+
+    def __new__(cls, *, allow_compact: bool = False, require_low_s: bool = True, allow_v01: bool = False) -> SignaturePolicy: ...
+    @staticmethod
+    def eip3009() -> SignaturePolicy:
+        """USDC FiatToken: 65 bytes, v 27/28, low s."""
+    @staticmethod
+    def permit2() -> SignaturePolicy:
+        """Permit2: 65 bytes with v 27/28, or 64-byte EIP-2098; any s."""
+    @property
+    def allow_compact(self) -> bool: ...
+    @property
+    def require_low_s(self) -> bool: ...
+    @property
+    def allow_v01(self) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+def hash_typed_data(typed_data: _TypedData, *, max_bytes: int = ...) -> bytes:
+    """The 32-byte EIP-712 signing digest of a typed-data document.
+
+    Raises:
+        TypedDataError: the document is malformed, non-canonical or over ``max_bytes``.
+        TypeError: ``typed_data`` is not a dict, str or bytes.
+    """
+
+def recover_typed_data(
+    typed_data: _TypedData, signature: _BytesLike, *, policy: SignaturePolicy | None = None, max_bytes: int = ...
+) -> str:
+    """The EIP-55 checksummed address that signed ``typed_data``.
+
+    Raises:
+        TypedDataError: as :func:`hash_typed_data`.
+        SignatureError: the signature breaks ``policy`` or recovers no key.
+    """
+
+def recover_hash(digest: _BytesLike, signature: _BytesLike, *, policy: SignaturePolicy | None = None) -> str:
+    """The EIP-55 checksummed address that signed a 32-byte digest.
+
+    Only for digests you computed yourself: for a chosen digest anyone can craft a signature
+    that recovers to an arbitrary address.
+    """
+
+def recover_typed_data_batch(
+    items: Iterable[tuple[_TypedData, _BytesLike]],
+    *,
+    policy: SignaturePolicy | None = None,
+    threads: int | None = None,
+    max_bytes: int = ...,
+) -> list[str | X402VerifyError]:
+    """:func:`recover_typed_data` over many pairs, in order, on ``threads`` threads (default:
+    every core; 1: the calling thread) with the GIL released. A failed item yields its error
+    object in place; it never fails the batch."""
+
+def recover_hash_batch(
+    items: Iterable[tuple[_BytesLike, _BytesLike]],
+    *,
+    policy: SignaturePolicy | None = None,
+    threads: int | None = None,
+) -> list[str | X402VerifyError]:
+    """:func:`recover_hash` over many pairs; as :func:`recover_typed_data_batch`."""
+
+def error_codes() -> list[tuple[str, str, str]]:
+    """Every stable error code as ``(code, kind, description)``."""
+
+def decode_payment_header(value: str | bytes, *, max_bytes: int = ...) -> Any:
+    """The JSON value of an X-PAYMENT header (base64 JSON, or bare JSON text)."""
+
+@final
+class PaymentAuthorization:
+    """The signed terms, for the caller's accounting."""
+
+    @property
+    def kind(self) -> str:
+        """``eip3009`` or ``permit2``."""
+    @property
+    def payer(self) -> str: ...
+    @property
+    def pay_to(self) -> str:
+        """The recipient (``to``, or ``witness.to``)."""
+    @property
+    def amount(self) -> int:
+        """The signed amount: ``value``, or Permit2's ``permitted.amount`` (upto: the maximum)."""
+    @property
+    def nonce(self) -> int:
+        """The nonce as an int (EIP-3009's bytes32 read big-endian)."""
+    @property
+    def valid_after(self) -> int: ...
+    @property
+    def valid_before(self) -> int:
+        """``validBefore`` (EIP-3009) or ``deadline`` (Permit2)."""
+    @property
+    def token(self) -> str | None:
+        """Permit2's ``permitted.token``; None for EIP-3009."""
+    @property
+    def spender(self) -> str | None: ...
+    @property
+    def facilitator(self) -> str | None:
+        """The upto witness's facilitator."""
+
+@final
+class VerifyResponse:
+    """The verdict on one payment."""
+
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+    @property
+    def is_valid(self) -> bool: ...
+    @property
+    def invalid_reason(self) -> str | None:
+        """A stable code from ``error_codes()``, or None when valid."""
+    @property
+    def invalid_message(self) -> str | None: ...
+    @property
+    def payer(self) -> str | None:
+        """The claimed payer, or the recovered signer when valid (EIP-55)."""
+    @property
+    def scheme(self) -> str | None:
+        """``exact_eip3009``, ``exact_permit2`` or ``upto_permit2``, once known."""
+    @property
+    def x402_version(self) -> int | None: ...
+    @property
+    def chain_id(self) -> int | None: ...
+    @property
+    def authorization(self) -> PaymentAuthorization | None: ...
+    @property
+    def replay_key(self) -> bytes | None:
+        """The canonical 32-byte replay key (chain, contract, signer, nonce), once known."""
+    @property
+    def nonce_space(self) -> str | None:
+        """``eip3009`` or ``permit2``: whose nonce space the replay key lives in."""
+    @property
+    def valid_until(self) -> int | None:
+        """validBefore / deadline: after it the authorization is dead on-chain."""
+    @property
+    def reservation(self) -> str | None:
+        """The owner token of this payment's nonce reservation (None: not reserved)."""
+    def to_dict(self) -> dict[str, Any]:
+        """x402's JSON shape: ``isValid``, ``invalidReason``, ``invalidMessage``, ``payer``."""
+    def with_invalid(self, reason: str, message: str) -> VerifyResponse:
+        """A copy marked invalid with ``reason``."""
+    def with_reservation(self, owner: str) -> VerifyResponse:
+        """A copy that carries the owner token of its nonce reservation."""
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
+class MemoryNonceStore:
+    """The embedded default store: thread-safe, one process, bounded, not durable."""
+
+    def __new__(cls, max_entries: int = 1000000, *, margin_seconds: int = 60) -> MemoryNonceStore: ...
+    @property
+    def margin_seconds(self) -> int:
+        """Seconds an entry outlives the authorization's validBefore / deadline."""
+    def reserve_many(
+        self,
+        keys: Iterable[bytes],
+        valid_until: Sequence[int],
+        owners: Sequence[str],
+        caps: Sequence[int | None] | None = None,
+        *,
+        now: int | None = None,
+    ) -> list[bool | None]:
+        """Reserves keys in order. Per item: True (reserved, or already this owner's), False (a
+        replay), None (the store is full: refuse the payment)."""
+    def settle(self, key: bytes, owner: str, *, now: int | None = None) -> int:
+        """Marks the caller's reservation settled; returns the upto total charged (0 for exact)."""
+    def release(self, key: bytes, owner: str, *, now: int | None = None) -> None:
+        """Drops the caller's reservation: nothing was served and nothing broadcast."""
+    def charge(self, key: bytes, owner: str, amount: int, *, now: int | None = None) -> int:
+        """Debits an upto session by ``amount``; returns the new total; never passes the cap."""
+    def state(self, key: bytes, *, now: int | None = None) -> tuple[str, str, int, int] | None:
+        """``("reserved" | "settled", owner, charged_total, expires_at)`` for a live key, else None."""
+    def sweep(self, *, now: int | None = None) -> int:
+        """Drops expired entries; returns how many remain."""
+    def __len__(self) -> int: ...
+
+@final
+class VerifierCore:
+    """Compiled verifier: holds the parsed configuration and runs the cascade."""
+
+    def __new__(
+        cls,
+        *,
+        network_names: dict[str, int],
+        allowed_chain_ids: Sequence[int] | None,
+        exact_permit2_proxies: Sequence[str],
+        upto_permit2_proxies: Sequence[str],
+        facilitator_addresses: Sequence[str],
+        time_buffer: int,
+        max_validity_seconds: int | None,
+        max_payload_bytes: int,
+        eip3009_policy: SignaturePolicy,
+        permit2_policy: SignaturePolicy,
+        threads: int | None,
+    ) -> VerifierCore: ...
+    def verify(self, payload: _Json, requirements: _Json, *, now: int | None = None) -> VerifyResponse:
+        """Verifies one payment. Never raises for a bad payment: the verdict says why."""
+    def verify_batch(
+        self, items: Iterable[tuple[_Json, _Json]], *, now: int | None = None, threads: int | None = None
+    ) -> list[VerifyResponse]:
+        """Verifies ``(payload, requirements)`` pairs in order, in parallel, with the GIL released."""

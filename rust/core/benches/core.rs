@@ -1,0 +1,82 @@
+//! Criterion benchmarks of the core's hot path: `cargo bench -p x402-verify-core`.
+//!
+//! - `signature/parse+recover`: `Signature::parse` + `recover_address_from_prehash`, one item.
+//! - `eip712/hash_typed_data_json/permit2`: the digest of an x402 exact Permit2 document, and
+//!   `eip712/stages/permit2/*` its stages (JSON parse, reading the types, the digest).
+//! - `batch/recover_1000/threads=N`: `batch::map` over 1,000 recoveries on 1 and 2 threads.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use alloy_primitives::keccak256;
+use x402_verify_core::{batch, eip712, json, Address, Digest, Signature, SignaturePolicy};
+
+/// reference/x402-permit2.md §7.5: exact Permit2 on Base Sepolia, signed by anvil #0.
+const PERMIT2_DOC: &str = r#"{"types":{"EIP712Domain":[{"name":"name","type":"string"},{"name":"chainId","type":"uint256"},{"name":"verifyingContract","type":"address"}],"PermitWitnessTransferFrom":[{"name":"permitted","type":"TokenPermissions"},{"name":"spender","type":"address"},{"name":"nonce","type":"uint256"},{"name":"deadline","type":"uint256"},{"name":"witness","type":"Witness"}],"TokenPermissions":[{"name":"token","type":"address"},{"name":"amount","type":"uint256"}],"Witness":[{"name":"to","type":"address"},{"name":"validAfter","type":"uint256"}]},"primaryType":"PermitWitnessTransferFrom","domain":{"name":"Permit2","chainId":84532,"verifyingContract":"0x000000000022D473030F116dDEE9F6B43aC78BA3"},"message":{"permitted":{"token":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","amount":"10000"},"spender":"0x402085c248EeA27D92E8b30b2C58ed07f9E20001","nonce":"33247007178036348590600198031289925668252061821958005840077069883511451257277","deadline":"1740672154","witness":{"to":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","validAfter":"1740672089"}}}"#;
+const PERMIT2_DIGEST: &str = "21528e1468aac114016416353e2309329f217dc180b21baa1d81cde941095685";
+const PERMIT2_SIG: &str = "0x3b029ad182a14cdb81c9eb44f935279e124e88afdc4043ed1183345aba6781b95cd297107e2808d8ea2722260e88856b5a13a6db23e38a30e2604dca9e1ce1da1b";
+const ANVIL_0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+
+fn hex32(s: &str) -> Digest {
+    let bytes: Vec<u8> = (0..64).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect();
+    Digest::from_slice(&bytes).unwrap()
+}
+
+fn sig_bytes() -> Vec<u8> {
+    let s = PERMIT2_SIG.trim_start_matches("0x");
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+fn signature(c: &mut Criterion) {
+    let digest = hex32(PERMIT2_DIGEST);
+    let sig = sig_bytes();
+    let policy = SignaturePolicy::permit2();
+    let want: Address = ANVIL_0.parse().unwrap();
+    assert_eq!(Signature::parse(&sig, &policy).unwrap().recover_address_from_prehash(&digest).unwrap(), want);
+    c.bench_function("signature/parse+recover", |b| {
+        b.iter(|| Signature::parse(black_box(&sig), &policy).unwrap().recover_address_from_prehash(black_box(&digest)).unwrap())
+    });
+}
+
+fn typed_data(c: &mut Criterion) {
+    let max = eip712::DEFAULT_MAX_BYTES;
+    assert_eq!(eip712::hash_typed_data_json(PERMIT2_DOC.as_bytes(), max).unwrap(), hex32(PERMIT2_DIGEST));
+    c.bench_function("eip712/hash_typed_data_json/permit2", |b| {
+        b.iter(|| eip712::hash_typed_data_json(black_box(PERMIT2_DOC.as_bytes()), max).unwrap())
+    });
+    // Its stages: JSON parse; reading the types (incl. typehashes); the digest of a read document.
+    let doc = json::parse(PERMIT2_DOC.as_bytes()).unwrap();
+    let td = eip712::TypedData::from_value(&doc).unwrap();
+    let mut g = c.benchmark_group("eip712/stages/permit2");
+    g.bench_function("json::parse", |b| b.iter(|| json::parse(black_box(PERMIT2_DOC.as_bytes())).unwrap()));
+    g.bench_function("TypedData::from_value", |b| b.iter(|| eip712::TypedData::from_value(black_box(&doc)).map(|_| ()).unwrap()));
+    g.bench_function("signing_digest", |b| b.iter(|| black_box(&td).signing_digest().unwrap()));
+    g.bench_function("keccak256/64B", |b| b.iter(|| keccak256(black_box([7u8; 64]))));
+    g.finish();
+}
+
+fn batch_recover(c: &mut Criterion) {
+    // One real signature over 1,000 distinct digests: each recovers some key (a different
+    // address per digest), which costs the same as recovering the true signer.
+    let policy = SignaturePolicy::permit2();
+    let sig = sig_bytes();
+    let items: Vec<(Digest, Vec<u8>)> =
+        (0u32..1000).map(|i| (Digest(keccak256(i.to_be_bytes())), sig.clone())).collect();
+    let mut group = c.benchmark_group("batch/recover_1000");
+    group.throughput(Throughput::Elements(items.len() as u64));
+    // ~30 ms an iteration: fewer samples keep the default run short.
+    group.sample_size(20);
+    for threads in [1usize, 2] {
+        group.bench_with_input(BenchmarkId::new("threads", threads), &threads, |b, &t| {
+            b.iter(|| {
+                let out = batch::map(black_box(&items), Some(t), |(d, s)| Signature::parse(s, &policy)?.recover_address_from_prehash(d));
+                assert!(out.iter().all(Result::is_ok));
+                out
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, signature, typed_data, batch_recover);
+criterion_main!(benches);

@@ -1,0 +1,143 @@
+//! `encodeData` / `hashStruct`: turning values into 32-byte words under their EIP-712 types.
+
+use alloy_primitives::{keccak256, B256, U256};
+
+use super::types::{FieldType, TypeSet};
+use crate::error::{fail, Code, Error, Result};
+use crate::json::{Int, Value};
+use crate::primitives::{parse_address, parse_decimal_magnitude, parse_hex_prefixed, trunc};
+
+/// `keccak256(typeHash || encodeData(value))` for the struct `idx`.
+pub fn hash_struct(types: &TypeSet, idx: usize, value: &Value) -> Result<B256> {
+    let st = types.get(idx);
+    let Value::Object(obj) = value else {
+        return fail(Code::InvalidValueType, format!("struct {} needs an object, got {}", st.name, value.kind()));
+    };
+    let mut buf = Vec::with_capacity(32 * (1 + st.fields.len()));
+    buf.extend_from_slice(types.type_hash(idx).as_slice());
+    for f in &st.fields {
+        let v = obj
+            .get(&f.name)
+            .ok_or_else(|| Error::new(Code::MissingField, format!("{} has no field {:?}", st.name, f.name)).at_key(&f.name))?;
+        let word = encode_value(types, &f.ty, v).map_err(|e| e.at_key(&f.name))?;
+        buf.extend_from_slice(word.as_slice());
+    }
+    // Every declared field was found and keys are unique, so a longer object has extras.
+    if obj.len() != st.fields.len() {
+        let extra = obj.keys().find(|k| !st.fields.iter().any(|f| f.name == *k)).unwrap_or_default();
+        return Err(Error::new(Code::UnknownField, format!("{} declares no field {:?}", st.name, trunc(extra))).at_key(extra));
+    }
+    Ok(keccak256(&buf))
+}
+
+/// The 32-byte word of one member.
+pub fn encode_value(types: &TypeSet, ty: &FieldType, v: &Value) -> Result<B256> {
+    match ty {
+        FieldType::Struct(idx) => hash_struct(types, *idx, v),
+        FieldType::Array(elem, len) => {
+            let Value::Array(items) = v else {
+                return fail(Code::InvalidValueType, format!("expected an array, got {}", v.kind()));
+            };
+            if let Some(n) = len {
+                if items.len() != *n {
+                    return fail(Code::InvalidArrayLength, format!("fixed array needs {n} elements, got {}", items.len()));
+                }
+            }
+            let mut buf = Vec::with_capacity(32 * items.len());
+            for (i, item) in items.iter().enumerate() {
+                buf.extend_from_slice(encode_value(types, elem, item).map_err(|e| e.at_index(i))?.as_slice());
+            }
+            Ok(keccak256(&buf))
+        }
+        _ => encode_atomic(ty, v),
+    }
+}
+
+/// The word of an atomic value (every type but structs and arrays).
+pub fn encode_atomic(ty: &FieldType, v: &Value) -> Result<B256> {
+    let wrong = |want: &str| Error::new(Code::InvalidValueType, format!("{want} expected, got {}", v.kind()));
+    match ty {
+        FieldType::Address => {
+            let Value::Str(s) = v else { return Err(wrong("an address string")) };
+            Ok(parse_address(s)?.into_word())
+        }
+        FieldType::Bool => match v {
+            Value::Bool(b) => Ok(B256::from(U256::from(u8::from(*b)))),
+            _ => Err(wrong("a JSON boolean")),
+        },
+        FieldType::String => match v {
+            Value::Str(s) => Ok(keccak256(s.as_bytes())),
+            _ => Err(wrong("a string")),
+        },
+        FieldType::Bytes => match v {
+            Value::Str(s) => Ok(keccak256(parse_hex_prefixed(s, Code::InvalidBytes)?)),
+            Value::Bytes(b) => Ok(keccak256(b)),
+            _ => Err(wrong("0x-hex bytes")),
+        },
+        FieldType::FixedBytes(n) => {
+            let owned;
+            let bytes: &[u8] = match v {
+                Value::Str(s) => {
+                    owned = parse_hex_prefixed(s, Code::InvalidBytes)?;
+                    &owned
+                }
+                Value::Bytes(b) => b,
+                _ => return Err(wrong("0x-hex bytes")),
+            };
+            if bytes.len() != usize::from(*n) {
+                return fail(Code::InvalidBytesLength, format!("bytes{n} needs exactly {n} bytes, got {}", bytes.len()));
+            }
+            let mut word = B256::ZERO;
+            word[..bytes.len()].copy_from_slice(bytes);
+            Ok(word)
+        }
+        FieldType::Uint(bits) => {
+            let (negative, mag) = read_int(v)?;
+            let mag = mag.ok_or_else(|| Error::new(Code::NumberOutOfRange, format!("does not fit uint{bits}")))?;
+            if negative {
+                return fail(Code::NegativeUnsigned, format!("uint{bits} cannot be negative"));
+            }
+            if *bits < 256 && mag >> usize::from(*bits) != U256::ZERO {
+                return fail(Code::NumberOutOfRange, format!("{mag} does not fit uint{bits}"));
+            }
+            Ok(B256::from(mag))
+        }
+        FieldType::Int(bits) => {
+            let (negative, mag) = read_int(v)?;
+            let limit = U256::from(1u8) << usize::from(bits - 1);
+            let in_range = mag.is_some_and(|m| if negative { m <= limit } else { m < limit });
+            let Some(mag) = mag.filter(|_| in_range) else {
+                return fail(Code::NumberOutOfRange, format!("does not fit int{bits}"));
+            };
+            // Two's complement, sign-extended to 256 bits.
+            Ok(B256::from(if negative { mag.wrapping_neg() } else { mag }))
+        }
+        FieldType::Struct(_) | FieldType::Array(..) => unreachable_atomic(),
+    }
+}
+
+#[cold]
+fn unreachable_atomic() -> Result<B256> {
+    // encode_value routes structs and arrays away; kept as an error, never a panic.
+    fail(Code::InvalidTypedData, "internal: composite type passed to encode_atomic")
+}
+
+/// Reads an integer from a JSON integer or a canonical decimal string (`-` allowed).
+fn read_int(v: &Value) -> Result<(bool, Option<U256>)> {
+    match v {
+        Value::Int(Int { negative, mag }) => Ok((*negative, *mag)),
+        Value::Str(s) => {
+            let (negative, digits) = match s.strip_prefix('-') {
+                Some(d) => (true, d),
+                None => (false, s.as_str()),
+            };
+            let mag = parse_decimal_magnitude(digits)
+                .map_err(|e| Error::new(e.code, format!("{:?} is not a canonical decimal integer", trunc(s))))?;
+            if negative && mag == Some(U256::ZERO) {
+                return fail(Code::NonCanonicalNumber, "\"-0\" is not canonical");
+            }
+            Ok((negative, mag))
+        }
+        _ => fail(Code::InvalidValueType, format!("an integer or decimal string expected, got {}", v.kind())),
+    }
+}

@@ -1,0 +1,366 @@
+//! EIP-712 type definitions: parsing `types`, `encodeType`, typehashes, and the checks that
+//! make a type set encodable at all (declared names, no cycle that no finite value fills).
+
+use std::collections::HashMap;
+
+use alloy_primitives::{keccak256, B256};
+
+use crate::error::{fail, Code, Error, Result};
+use crate::json::{Object, Value};
+use crate::primitives::trunc;
+
+/// Bounds on a type set, checked while it is read.
+pub const MAX_STRUCTS: usize = 256;
+pub const MAX_FIELDS: usize = 256;
+pub const MAX_ARRAY_DIMS: usize = 8;
+/// Bounds a fixed array length so a declared `T[1000000000]` cannot drive work on its own.
+pub const MAX_FIXED_ARRAY_LEN: usize = 65_536;
+
+/// The type of one member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    Address,
+    Bool,
+    String,
+    Bytes,
+    /// `bytes1` .. `bytes32`.
+    FixedBytes(u8),
+    /// `uint8` .. `uint256`, in bits.
+    Uint(u16),
+    /// `int8` .. `int256`, in bits.
+    Int(u16),
+    /// A declared struct, by index into its `TypeSet`.
+    Struct(usize),
+    /// `T[]` (None) or `T[k]`.
+    Array(Box<FieldType>, Option<usize>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Field {
+    pub name: String,
+    pub ty: FieldType,
+    /// The type exactly as declared; `encodeType` prints it back.
+    pub type_str: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct StructType {
+    pub name: String,
+    pub fields: Vec<Field>,
+}
+
+/// The struct types of one document, resolved and hashed.
+#[derive(Clone, Debug)]
+pub struct TypeSet {
+    structs: Vec<StructType>,
+    by_name: HashMap<String, usize>,
+    type_hashes: Vec<B256>,
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b'$')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+}
+
+/// Parses an atomic type name; `None` means "not atomic" (so a struct name). A name shaped like
+/// a sized atomic (`uint` / `int` / `bytes` followed by digits only) must have a valid size;
+/// other names that merely start that way (`intent`, `bytesFoo`) are struct names.
+pub fn parse_atomic(name: &str) -> Result<Option<FieldType>> {
+    Ok(Some(match name {
+        "address" => FieldType::Address,
+        "bool" => FieldType::Bool,
+        "string" => FieldType::String,
+        "bytes" => FieldType::Bytes,
+        // Solidity's aliases: EIP-712 encodes the full name, so an alias would hash differently.
+        "int" | "uint" => return fail(Code::InvalidTypeName, format!("{name:?} is an alias; EIP-712 needs {name}256")),
+        _ => {
+            let Some((prefix, digits)) = split_sized(name) else {
+                return Ok(None);
+            };
+            let n: u16 = digits.parse().unwrap_or(0);
+            let valid = digits.len() <= 3 && !digits.starts_with('0');
+            match prefix {
+                "bytes" if valid && (1..=32).contains(&n) => FieldType::FixedBytes(n as u8),
+                "uint" if valid && (8..=256).contains(&n) && n % 8 == 0 => FieldType::Uint(n),
+                "int" if valid && (8..=256).contains(&n) && n % 8 == 0 => FieldType::Int(n),
+                _ => return fail(Code::InvalidTypeName, format!("{name:?} is not an EIP-712 atomic type")),
+            }
+        }
+    }))
+}
+
+/// `("uint", "256")` for `uint256`: a sized-atomic prefix followed by ASCII digits only.
+fn split_sized(name: &str) -> Option<(&str, &str)> {
+    ["uint", "int", "bytes"].into_iter().find_map(|p| {
+        let rest = name.strip_prefix(p)?;
+        (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())).then_some((p, rest))
+    })
+}
+
+/// Splits `Base[2][]` into the base name and its dimensions, outermost last.
+fn split_array_dims(type_str: &str) -> Result<(&str, Vec<Option<usize>>)> {
+    let bad = |why: &str| Error::new(Code::InvalidTypeName, format!("type {:?}: {why}", trunc(type_str)));
+    let base_end = type_str.find('[').unwrap_or(type_str.len());
+    let (base, mut rest) = type_str.split_at(base_end);
+    let mut dims = Vec::new();
+    while !rest.is_empty() {
+        let close = rest.find(']').ok_or_else(|| bad("unclosed ["))?;
+        let inner = &rest[1..close];
+        let dim = if inner.is_empty() {
+            None
+        } else {
+            if !inner.bytes().all(|b| b.is_ascii_digit()) || (inner.len() > 1 && inner.starts_with('0')) {
+                return Err(bad("array length must be a canonical decimal"));
+            }
+            let n: usize = inner.parse().map_err(|_| bad("array length too large"))?;
+            if n > MAX_FIXED_ARRAY_LEN {
+                return Err(Error::new(Code::LimitExceeded, format!("fixed array length {n} exceeds {MAX_FIXED_ARRAY_LEN}")));
+            }
+            Some(n)
+        };
+        dims.push(dim);
+        if dims.len() > MAX_ARRAY_DIMS {
+            return Err(Error::new(Code::LimitExceeded, format!("more than {MAX_ARRAY_DIMS} array dimensions")));
+        }
+        rest = &rest[close + 1..];
+        if !rest.is_empty() && !rest.starts_with('[') {
+            return Err(bad("text after array brackets"));
+        }
+    }
+    Ok((base, dims))
+}
+
+impl TypeSet {
+    /// Reads the `types` object: `{Name: [{name, type}, ...], ...}`.
+    pub fn from_json(types: &Object) -> Result<Self> {
+        if types.len() > MAX_STRUCTS {
+            return fail(Code::LimitExceeded, format!("more than {MAX_STRUCTS} struct types"));
+        }
+        let mut by_name = HashMap::with_capacity(types.len());
+        for (i, name) in types.keys().enumerate() {
+            if !is_identifier(name) {
+                return Err(Error::new(Code::InvalidTypeName, format!("{:?} is not a valid type name", trunc(name))).at_key(name));
+            }
+            if split_sized(name).is_some() || matches!(name, "address" | "bool" | "string" | "bytes" | "int" | "uint") {
+                return Err(Error::new(Code::InvalidTypeDefinition, format!("{name:?} redefines an atomic type")).at_key(name));
+            }
+            by_name.insert(name.to_owned(), i);
+        }
+        let mut structs = Vec::with_capacity(types.len());
+        for (name, def) in types.iter() {
+            let st = Self::read_struct(name, def, &by_name).map_err(|e| e.at_key(name))?;
+            structs.push(st);
+        }
+        let mut set = TypeSet { structs, by_name, type_hashes: Vec::new() };
+        set.type_hashes = (0..set.structs.len()).map(|i| keccak256(set.encode_type(i).as_bytes())).collect();
+        Ok(set)
+    }
+
+    fn read_struct(name: &str, def: &Value, by_name: &HashMap<String, usize>) -> Result<StructType> {
+        let Value::Array(members) = def else {
+            return fail(Code::InvalidTypedData, format!("a type definition is an array of {{name, type}}, got {}", def.kind()));
+        };
+        if members.len() > MAX_FIELDS {
+            return fail(Code::LimitExceeded, format!("more than {MAX_FIELDS} fields"));
+        }
+        let mut fields: Vec<Field> = Vec::with_capacity(members.len());
+        for (i, m) in members.iter().enumerate() {
+            let field = Self::read_field(m, by_name).map_err(|e| e.at_index(i))?;
+            if fields.iter().any(|f| f.name == field.name) {
+                return Err(Error::new(Code::InvalidTypeDefinition, format!("field {:?} is declared twice", field.name)).at_index(i));
+            }
+            fields.push(field);
+        }
+        Ok(StructType { name: name.to_owned(), fields })
+    }
+
+    fn read_field(m: &Value, by_name: &HashMap<String, usize>) -> Result<Field> {
+        let obj = m.as_object().ok_or_else(|| Error::new(Code::InvalidTypedData, "a member is an object {name, type}"))?;
+        for key in obj.keys() {
+            if key != "name" && key != "type" {
+                return Err(Error::new(Code::UnknownField, format!("unexpected key {:?} in a member", trunc(key))).at_key(key));
+            }
+        }
+        let get = |k: &str| -> Result<&str> {
+            match obj.get(k) {
+                Some(Value::Str(s)) => Ok(s),
+                Some(v) => Err(Error::new(Code::InvalidValueType, format!("member {k} must be a string, got {}", v.kind())).at_key(k)),
+                None => Err(Error::new(Code::MissingField, format!("member has no {k}")).at_key(k)),
+            }
+        };
+        let name = get("name")?;
+        let type_str = get("type")?;
+        if !is_identifier(name) {
+            return Err(Error::new(Code::InvalidTypeName, format!("{:?} is not a valid field name", trunc(name))).at_key("name"));
+        }
+        let ty = Self::resolve(type_str, by_name).map_err(|e| e.at_key("type"))?;
+        Ok(Field { name: name.to_owned(), ty, type_str: type_str.to_owned() })
+    }
+
+    fn resolve(type_str: &str, by_name: &HashMap<String, usize>) -> Result<FieldType> {
+        let (base, dims) = split_array_dims(type_str)?;
+        let mut ty = match parse_atomic(base)? {
+            Some(t) => t,
+            None => {
+                if !is_identifier(base) {
+                    return fail(Code::InvalidTypeName, format!("{:?} is not a valid type", trunc(type_str)));
+                }
+                FieldType::Struct(
+                    *by_name.get(base).ok_or_else(|| Error::new(Code::UndeclaredType, format!("type {:?} is not declared", trunc(base))))?,
+                )
+            }
+        };
+        for d in dims {
+            ty = FieldType::Array(Box::new(ty), d);
+        }
+        Ok(ty)
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn get(&self, idx: usize) -> &StructType {
+        &self.structs[idx]
+    }
+
+    pub fn type_hash(&self, idx: usize) -> &B256 {
+        &self.type_hashes[idx]
+    }
+
+    /// Struct types reachable from `idx` (not counting `idx` itself unless it recurses).
+    fn dependencies(&self, idx: usize) -> Vec<usize> {
+        let mut seen = vec![false; self.structs.len()];
+        let mut stack = vec![idx];
+        let mut out = Vec::new();
+        while let Some(i) = stack.pop() {
+            for f in &self.structs[i].fields {
+                let mut t = &f.ty;
+                while let FieldType::Array(inner, _) = t {
+                    t = inner;
+                }
+                if let FieldType::Struct(j) = *t {
+                    if !seen[j] {
+                        seen[j] = true;
+                        if j != idx {
+                            out.push(j);
+                        }
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `encodeType`: `Name(type name,...)` then every referenced struct, sorted by name.
+    pub fn encode_type(&self, idx: usize) -> String {
+        let mut deps = self.dependencies(idx);
+        deps.sort_by(|&a, &b| self.structs[a].name.as_bytes().cmp(self.structs[b].name.as_bytes()));
+        let mut out = String::new();
+        for i in std::iter::once(idx).chain(deps) {
+            let st = &self.structs[i];
+            out.push_str(&st.name);
+            out.push('(');
+            for (k, f) in st.fields.iter().enumerate() {
+                if k > 0 {
+                    out.push(',');
+                }
+                out.push_str(&f.type_str);
+                out.push(' ');
+                out.push_str(&f.name);
+            }
+            out.push(')');
+        }
+        out
+    }
+
+    /// Fails with `cyclic_type` if `idx` or a struct it reaches can hold no finite value: a
+    /// cycle through plain struct members or non-empty fixed arrays never bottoms out, while
+    /// one through a dynamic array does (the empty array ends it).
+    pub fn check_encodable(&self, idx: usize) -> Result<()> {
+        let n = self.structs.len();
+        let mut finite = vec![false; n];
+        let fits = |t: &FieldType, finite: &[bool]| -> bool {
+            let mut t = t;
+            loop {
+                match t {
+                    FieldType::Array(_, None) | FieldType::Array(_, Some(0)) => return true,
+                    FieldType::Array(inner, Some(_)) => t = inner,
+                    FieldType::Struct(j) => return finite[*j],
+                    _ => return true,
+                }
+            }
+        };
+        loop {
+            let mut changed = false;
+            for i in 0..n {
+                if !finite[i] && self.structs[i].fields.iter().all(|f| fits(&f.ty, &finite)) {
+                    finite[i] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        for i in std::iter::once(idx).chain(self.dependencies(idx)) {
+            if !finite[i] {
+                return fail(
+                    Code::CyclicType,
+                    format!("type {:?} refers to itself through members no finite value can fill", self.structs[i].name),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::parse;
+
+    fn set(json: &str) -> Result<TypeSet> {
+        let v = parse(json.as_bytes()).unwrap();
+        TypeSet::from_json(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn mail_encode_type() {
+        let ts = set(r#"{"Mail":[{"name":"from","type":"Person"},{"name":"to","type":"Person"},{"name":"contents","type":"string"}],
+                        "Person":[{"name":"name","type":"string"},{"name":"wallet","type":"address"}]}"#)
+        .unwrap();
+        let mail = ts.index_of("Mail").unwrap();
+        assert_eq!(ts.encode_type(mail), "Mail(Person from,Person to,string contents)Person(string name,address wallet)");
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(set(r#"{"A":[{"name":"b","type":"B"}]}"#).unwrap_err().code, Code::UndeclaredType);
+        assert_eq!(set(r#"{"A":[{"name":"b","type":"uint7"}]}"#).unwrap_err().code, Code::InvalidTypeName);
+        assert_eq!(set(r#"{"A":[{"name":"b","type":"bytes33"}]}"#).unwrap_err().code, Code::InvalidTypeName);
+        assert_eq!(set(r#"{"A":[{"name":"b","type":"uint256[01]"}]}"#).unwrap_err().code, Code::InvalidTypeName);
+        assert_eq!(set(r#"{"A":[{"name":"b","type":"uint+8"}]}"#).unwrap_err().code, Code::InvalidTypeName);
+        assert_eq!(set(r#"{"A":[{"name":"b","type":"uint08"}]}"#).unwrap_err().code, Code::InvalidTypeName);
+        // Names that only start like atomic types are ordinary struct names.
+        assert!(set(r#"{"A":[{"name":"b","type":"intent"}],"intent":[{"name":"f","type":"bool"}]}"#).is_ok());
+        assert_eq!(set(r#"{"A":[{"name":"b","type":"uint256"},{"name":"b","type":"bool"}]}"#).unwrap_err().code, Code::InvalidTypeDefinition);
+        assert_eq!(set(r#"{"uint256":[]}"#).unwrap_err().code, Code::InvalidTypeDefinition);
+        assert_eq!(set(r#"{"A":[{"name":"b","type":"bool","x":1}]}"#).unwrap_err().code, Code::UnknownField);
+        let e = set(r#"{"A":[{"name":"ok","type":"bool"},{"name":"b","type":"Nope[]"}]}"#).unwrap_err();
+        assert_eq!((e.code, e.path()), (Code::UndeclaredType, "A[1].type".to_owned()));
+    }
+
+    #[test]
+    fn cycles() {
+        let ts = set(r#"{"A":[{"name":"b","type":"B"}],"B":[{"name":"a","type":"A"}]}"#).unwrap();
+        assert_eq!(ts.check_encodable(0).unwrap_err().code, Code::CyclicType);
+        let ts = set(r#"{"A":[{"name":"a","type":"A[2]"}]}"#).unwrap();
+        assert_eq!(ts.check_encodable(0).unwrap_err().code, Code::CyclicType);
+        let ts = set(r#"{"Node":[{"name":"kids","type":"Node[]"},{"name":"v","type":"uint8"}]}"#).unwrap();
+        assert!(ts.check_encodable(0).is_ok());
+        assert_eq!(ts.encode_type(0), "Node(Node[] kids,uint8 v)");
+    }
+}

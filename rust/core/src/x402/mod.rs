@@ -1,0 +1,13 @@
+//! x402 payments: decode the header, read payload and requirements, check the terms in the
+//! SDK's order, build the EIP-712 digest, recover the signer, derive the replay key.
+
+pub mod digest;
+pub mod header;
+pub mod network;
+pub mod payload;
+pub mod replay;
+pub mod verify;
+
+pub use payload::{parse_requirements, Authorization, PaymentPayload, PaymentRequirements};
+pub use replay::{NonceSpace, ReplayKey};
+pub use verify::{verify, PayloadInput, Scheme, Verdict, VerifyConfig};

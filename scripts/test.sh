@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: installs the package with its test extras, the Debian packages the
+# tests need (redis-server), then runs the Rust tests and the Python tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    fi
+fi
+
+python3 -m pip install --quiet ".[test]"
+cargo test --quiet -p x402-verify-core
+# Run from outside the checkout so the installed wheel, not the source tree, is imported.
+python3 -m pytest "$PWD/tests" --rootdir "$PWD" -q -p no:cacheprovider
