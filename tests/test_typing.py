@@ -33,3 +33,8 @@ def test_stubtest_matches_the_compiled_module(tmp_path: Path) -> None:
 def test_the_example_runs() -> None:
     proc = run([sys.executable, str(EXAMPLE)], ROOT)
     assert proc.returncode == 0, report(proc)
+
+
+def test_mypy_strict_accepts_the_package(tmp_path: Path) -> None:
+    proc = run([sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(ROOT / "python" / "x402_verify")], ROOT)
+    assert proc.returncode == 0, report(proc)

@@ -132,18 +132,18 @@ class Verifier:
             nonce_store = MemoryNonceStore()
         self.nonce_store = nonce_store
 
-    def verify(self, payload: str | bytes | Mapping[str, Any], requirements: str | bytes | Mapping[str, Any], *, now: int | None = None) -> VerifyResponse:
+    def verify(self, payload: str | bytes | dict[str, Any], requirements: str | bytes | dict[str, Any], *, now: int | None = None) -> VerifyResponse:
         """Verifies one payment and, when valid, reserves its nonce.
 
         ``payload`` is the header value (base64 JSON), JSON text or a dict; ``requirements``
-        a PaymentRequirements dict or JSON (v1 or v2). A bad payment is never raised: the
+        a PaymentRequirements dict or JSON (v1 or v2). Other mappings are not read: pass a dict. A bad payment is never raised: the
         response says why (``invalid_reason``).
         """
         return self.verify_batch([(payload, requirements)], now=now, threads=1)[0]
 
     def verify_batch(
         self,
-        items: Iterable[tuple[str | bytes | Mapping[str, Any], str | bytes | Mapping[str, Any]]],
+        items: Iterable[tuple[str | bytes | dict[str, Any], str | bytes | dict[str, Any]]],
         *,
         now: int | None = None,
         threads: int | None = None,
