@@ -48,11 +48,12 @@ def _ping(port: int, timeout: float = 0.2) -> bool:
 class RedisServer:
     """One redis-server process on a loopback port; restartable on the same port."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None, cluster: bool = False) -> None:
+    def __init__(self, workdir: Path, *, port: int | None = None, cluster: bool = False, extra_args: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.cluster = cluster
+        self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -73,7 +74,7 @@ class RedisServer:
         ]  # fmt: skip
         if self.cluster:
             argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(self.workdir / f"nodes-{self.port}.conf")]
-        return argv
+        return argv + list(self.extra_args)
 
     def start(self, *, fixed_port: bool = False, attempts: int = 5) -> RedisServer:
         """Starts the server and waits until it answers PING. A port taken in the meantime
@@ -179,8 +180,9 @@ def kill_all() -> None:
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh redis-server for one test (tests may kill and restart it)."""
-    server = RedisServer(tmp_path / "redis").start()
+    """A fresh redis-server for one test (tests may kill and restart it); ``DEBUG`` is enabled
+    for local connections so a test can stall it (``DEBUG SLEEP``)."""
+    server = RedisServer(tmp_path / "redis", extra_args=("--enable-debug-command", "local")).start()
     try:
         yield server
     finally:

@@ -33,7 +33,7 @@ macro_rules! codes {
             }
 
             /// Looks a code up by its string.
-            pub fn from_str(s: &str) -> Option<Code> {
+            pub fn from_slug(s: &str) -> Option<Code> {
                 match s { $( $slug => Some(Code::$variant), )* _ => None }
             }
         }
@@ -110,7 +110,6 @@ codes! {
     InvalidExactSignature = "invalid_exact_evm_payload_signature", Payment, "the EIP-3009 signature is malformed, breaks the USDC rules or does not recover to authorization.from";
     Permit2InvalidSpender = "invalid_permit2_spender", Payment, "permit2Authorization.spender is not the x402 Permit2 proxy for the scheme";
     Permit2RecipientMismatch = "invalid_permit2_recipient_mismatch", Payment, "witness.to differs from payTo";
-    Permit2PayloadFormat = "invalid_permit2_payload_format", Payment, "a Permit2 number (deadline, validAfter, amount) is not an integer";
     Permit2DeadlineExpired = "permit2_deadline_expired", Payment, "deadline is earlier than now plus the time buffer";
     Permit2NotYetValid = "permit2_not_yet_valid", Payment, "witness.validAfter is later than now";
     Permit2AmountMismatch = "permit2_amount_mismatch", Payment, "permitted.amount differs from the required amount";
@@ -227,7 +226,7 @@ mod tests {
             let s = c.as_str();
             assert!(seen.insert(s), "duplicate code {s}");
             assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{s}");
-            assert_eq!(Code::from_str(s), Some(c));
+            assert_eq!(Code::from_slug(s), Some(c));
             assert!(!c.description().is_empty());
         }
     }

@@ -97,7 +97,7 @@ impl VerifyResponse {
 
     /// A copy marked invalid with `reason` (used by replay protection after the core verdict).
     fn with_invalid(&self, reason: &str, message: String) -> PyResult<Self> {
-        let code = Code::from_str(reason).ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown reason code {reason:?}")))?;
+        let code = Code::from_slug(reason).ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown reason code {reason:?}")))?;
         let mut v = self.0.clone();
         v.reason = Some(code);
         v.message = message;

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use x402_verify_core::json::Value;
 use x402_verify_core::primitives::parse_address;
-use x402_verify_core::x402::{parse_requirements, verify, PayloadInput, PaymentRequirements, Verdict, VerifyConfig};
+use x402_verify_core::x402::{parse_requirements, requirements_error, verify, PayloadInput, PaymentRequirements, Verdict, VerifyConfig};
 use x402_verify_core::{Address, Code, Error, Result as CoreResult};
 
 use crate::convert;
@@ -48,6 +48,10 @@ fn payload_arg(obj: &Bound<'_, PyAny>) -> CoreResult<OwnedPayload> {
 }
 
 fn requirements_arg(obj: &Bound<'_, PyAny>, max_bytes: usize) -> CoreResult<PaymentRequirements> {
+    read_requirements(obj, max_bytes).map_err(requirements_error)
+}
+
+fn read_requirements(obj: &Bound<'_, PyAny>, max_bytes: usize) -> CoreResult<PaymentRequirements> {
     let value = if obj.cast::<PyDict>().is_ok() {
         let mut budget = 1 << 16;
         convert::value(obj, 0, &mut budget)?

@@ -8,6 +8,6 @@ pub mod payload;
 pub mod replay;
 pub mod verify;
 
-pub use payload::{parse_requirements, Authorization, PaymentPayload, PaymentRequirements};
+pub use payload::{parse_requirements, requirements_error, Authorization, PaymentPayload, PaymentRequirements};
 pub use replay::{NonceSpace, ReplayKey};
 pub use verify::{verify, PayloadInput, Scheme, Verdict, VerifyConfig};

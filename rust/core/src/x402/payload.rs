@@ -214,7 +214,8 @@ pub fn parse_requirements(v: &Value) -> Result<PaymentRequirements> {
         let amount_key = match (o.get("amount").is_some(), o.get("maxAmountRequired").is_some()) {
             (true, true) => return fail(Code::InvalidPayload, "requirements carry both amount (v2) and maxAmountRequired (v1)"),
             (false, true) => "maxAmountRequired",
-            _ => "amount",
+            (true, false) => "amount",
+            (false, false) => return fail(Code::MissingField, "amount (v2) or maxAmountRequired (v1) is missing"),
         };
         let extra = match o.get("extra") {
             None | Some(Value::Null) => None,
@@ -250,14 +251,20 @@ pub fn parse_requirements(v: &Value) -> Result<PaymentRequirements> {
             facilitator_address,
         })
     };
-    // Whatever is wrong with the server's own requirements is reported as such, with the
-    // precise cause kept in the message and path.
-    inner().map_err(|e| {
-        let path = e.path();
-        let mut out = Error::new(Code::InvalidPaymentRequirements, format!("{}: {}", e.code, e.message));
-        if !path.is_empty() {
-            out = out.at_key(&path);
-        }
-        out
-    })
+    inner().map_err(requirements_error)
+}
+
+/// Whatever is wrong with the server's own requirements (including JSON that does not parse)
+/// is reported as such, so a gateway can tell its configuration from a client's bad header;
+/// the precise cause stays in the message and path.
+pub fn requirements_error(e: Error) -> Error {
+    if e.code == Code::InvalidPaymentRequirements {
+        return e;
+    }
+    let path = e.path();
+    let mut out = Error::new(Code::InvalidPaymentRequirements, format!("requirements: {}: {}", e.code, e.message));
+    if !path.is_empty() {
+        out = out.at_key(&path);
+    }
+    out
 }

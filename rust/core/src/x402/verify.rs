@@ -230,7 +230,9 @@ fn exact_eip3009(p: &PaymentPayload, a: &super::payload::Eip3009Authorization, r
     v.replay = Some(replay_key(chain, &req.asset, &p.authorization));
     check(a.to == req.pay_to, Code::RecipientMismatch, || format!("authorization.to {} is not payTo {}", a.to, req.pay_to))?;
     check(a.value == req.amount, Code::AuthorizationValueMismatch, || format!("authorization.value {} is not the required {}", a.value, req.amount))?;
-    check(a.valid_before >= U256::from(now) + U256::from(cfg.time_buffer), Code::ValidBeforeExpired, || {
+    // USDC needs now < validBefore even when the buffer is configured to 0.
+    let fresh = a.valid_before >= U256::from(now) + U256::from(cfg.time_buffer) && a.valid_before > U256::from(now);
+    check(fresh, Code::ValidBeforeExpired, || {
         format!("validBefore {} is before now + {} s ({now})", a.valid_before, cfg.time_buffer)
     })?;
     check(a.valid_after <= U256::from(now), Code::ValidAfterFuture, || format!("validAfter {} is after now ({now})", a.valid_after))?;
