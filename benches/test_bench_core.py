@@ -76,7 +76,7 @@ def test_anchor_coincurve(benchmark: Any, recorder: Any, hash_pairs: dict[str, A
     def anchor() -> list[bytes]:
         return [keccak(from_sig(sig, digest, hasher=None).format(compressed=False)[1:])[12:] for digest, sig in items]
 
-    out = benchmark.pedantic(anchor, rounds=10, warmup_rounds=1)
+    out = benchmark.pedantic(anchor, rounds=20, warmup_rounds=1)
     recorder.record("coincurve", benchmark, N_COINCURVE)
     assert ["0x" + a.hex() for a in out] == [s.lower() for s in hash_pairs["signers"][:N_COINCURVE]]
 
@@ -87,7 +87,7 @@ def test_ours_recover_hash_batch(benchmark: Any, recorder: Any, hash_pairs: dict
         pytest.skip(f"only {os.cpu_count()} core(s)")
     benchmark.group = "recover digest"
     items = hash_pairs["ours"]
-    out = benchmark.pedantic(lambda: recover_hash_batch(items, threads=threads), rounds=5, warmup_rounds=1)
+    out = benchmark.pedantic(lambda: recover_hash_batch(items, threads=threads), rounds=10, warmup_rounds=1)
     recorder.record(f"recover_hash_t{threads}", benchmark, N_OURS)
     assert out == hash_pairs["signers"]
 
@@ -98,7 +98,7 @@ def test_ours_recover_hash_batch(benchmark: Any, recorder: Any, hash_pairs: dict
 def test_anchor_eth_account_hash(benchmark: Any, recorder: Any, permit2_samples: list[_samples.Sample]) -> None:
     benchmark.group = "hash typed data"
     batch = [s.typed_data for s in permit2_samples]
-    out = benchmark.pedantic(lambda: [_hash_eip191_message(encode_typed_data(full_message=d)) for d in batch], rounds=10, warmup_rounds=1)
+    out = benchmark.pedantic(lambda: [_hash_eip191_message(encode_typed_data(full_message=d)) for d in batch], rounds=20, warmup_rounds=1)
     recorder.record("eth_account_hash", benchmark, len(batch))
     assert out == [hash_typed_data(d) for d in batch]
 
@@ -109,7 +109,7 @@ def test_ours_hash_typed_data(benchmark: Any, recorder: Any, permit2_samples: li
     batch: list[Any] = [s.typed_data for s in permit2_samples]
     if form == "json":
         batch = [json.dumps(d, separators=(",", ":")) for d in batch]
-    out = benchmark.pedantic(lambda: [hash_typed_data(d) for d in batch], rounds=20, iterations=20, warmup_rounds=1)
+    out = benchmark.pedantic(lambda: [hash_typed_data(d) for d in batch], rounds=40, iterations=20, warmup_rounds=1)
     recorder.record(f"hash_{form}", benchmark, len(batch))
     assert len(out) == len(batch)
 
@@ -124,7 +124,7 @@ def test_anchor_eth_account_recover(benchmark: Any, recorder: Any, docs: dict[st
     def anchor() -> list[str]:
         return [Account.recover_message(encode_typed_data(full_message=d), signature=sig) for d, sig in items]
 
-    out = benchmark.pedantic(anchor, rounds=3, warmup_rounds=1)
+    out = benchmark.pedantic(anchor, rounds=6, warmup_rounds=1)
     recorder.record("eth_account_recover", benchmark, N_ANCHOR)
     assert out == docs["signers"][:N_ANCHOR]
 
@@ -133,7 +133,7 @@ def test_anchor_eth_account_recover(benchmark: Any, recorder: Any, docs: dict[st
 def test_ours_recover_typed_data_batch(benchmark: Any, recorder: Any, docs: dict[str, Any], form: str) -> None:
     benchmark.group = "recover typed data"
     items = docs[form]
-    out = benchmark.pedantic(lambda: recover_typed_data_batch(items, policy=PERMIT2, threads=1), rounds=5, warmup_rounds=1)
+    out = benchmark.pedantic(lambda: recover_typed_data_batch(items, policy=PERMIT2, threads=1), rounds=8, warmup_rounds=1)
     recorder.record(f"recover_td_{form}", benchmark, N_OURS)
     assert out == docs["signers"]
 

@@ -100,7 +100,7 @@ def test_redis_stopped_mid_run_refuses_and_recovers_after_restart(redis_server: 
     after = [reason for started, ended, reason in log if started > exited]
     assert before and None in before  # it was accepting while Redis was up
     assert after, "no verification ran after the server exited"
-    assert set(after) == {UNAVAILABLE}, sorted(set(after))
+    assert set(after) == {UNAVAILABLE}, sorted(map(str, set(after)))
     # Every answer at all is an accept or the store's refusal, never anything else.
     assert {reason for *_, reason in log} <= {None, UNAVAILABLE}
     # The lifecycle calls raise rather than pretend.
@@ -272,7 +272,10 @@ def test_sqlite_reservations_survive_sigkill(tmp_path: Path, round_: int) -> Non
     # "Restart": a new store object, new connections, on the same file.
     store = xv.SqliteNonceStore(path)
     try:
-        assert store._conn().execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        conn = store._conn()  # the store's own connection: its durability settings
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL: fsync per commit
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         missing = [k.hex() for k, owner in reserved.items() if (store.state(k) or ("", "", 0, 0))[1] != owner]
         assert not missing, f"{len(missing)} acknowledged reservations lost: {missing[:3]}"
         for k in settled:

@@ -266,7 +266,7 @@ def test_reserve_retry_by_the_same_owner_is_idempotent_anyone_else_is_a_replay(s
 def test_same_key_twice_in_one_batch_is_accepted_once(store: Any) -> None:
     k, other, until = new_key(), new_key(), _until()
     assert store.reserve_many([k, other, k], [until] * 3, ["a", "x", "b"]) == [True, True, False]
-    assert store.state(k)[1] == "a"  # type: ignore[index]
+    assert store.state(k)[1] == "a"
     # The same owner twice in one batch (a retried item): both acknowledged, one reservation.
     k2 = new_key()
     assert store.reserve_many([k2, k2], [until] * 2, ["a", "a"]) == [True, True]
@@ -277,7 +277,7 @@ def test_only_the_holder_settles_or_releases(store: Any) -> None:
     assert store.reserve_many([k], [until], ["holder"]) == [True]
     assert code_of(lambda: store.settle(k, "intruder")) == "reservation_not_owner"
     assert code_of(lambda: store.release(k, "intruder")) == "reservation_not_owner"
-    assert store.state(k)[:2] == ("reserved", "holder")  # type: ignore[index]
+    assert store.state(k)[:2] == ("reserved", "holder")
     assert store.settle(k, "holder") == 0
     assert code_of(lambda: store.release(k, "intruder")) == "reservation_not_owner"
     assert code_of(lambda: store.settle(k, "intruder")) == "reservation_not_owner"
@@ -289,7 +289,7 @@ def test_settle_closes_the_reservation(store: Any) -> None:
     assert store.settle(k, "o") == 0
     assert store.settle(k, "o") == 0  # idempotent
     assert code_of(lambda: store.release(k, "o")) == "reservation_closed"
-    assert store.state(k)[:2] == ("settled", "o")  # type: ignore[index]
+    assert store.state(k)[:2] == ("settled", "o")
     # A settled key is a replay for everyone, its owner included.
     assert store.reserve_many([k, k], [until] * 2, ["o", "p"]) == [False, False]
 
@@ -301,7 +301,7 @@ def test_release_frees_the_key(store: Any) -> None:
     assert store.state(k) is None
     assert code_of(lambda: store.release(k, "o")) == "reservation_not_found"
     assert store.reserve_many([k], [until], ["p"]) == [True]
-    assert store.state(k)[1] == "p"  # type: ignore[index]
+    assert store.state(k)[1] == "p"
 
 
 def test_unknown_keys_are_not_found(store: Any) -> None:
@@ -318,7 +318,7 @@ def test_upto_charges_are_bounded_and_settled_once(store: Any) -> None:
     assert store.reserve_many([k, exact], [until, until], ["o", "o"], [cap, None]) == [True, True]
     assert store.charge(k, "o", 2**255) == 2**255
     assert code_of(lambda: store.charge(k, "o", 2**255)) == "invalid_upto_evm_payload_settlement_exceeds_amount"
-    assert store.state(k)[2] == 2**255  # type: ignore[index]  # a refused charge changes nothing
+    assert store.state(k)[2] == 2**255  # a refused charge changes nothing
     assert store.charge(k, "o", cap - 2**255) == cap  # exactly the cap
     assert code_of(lambda: store.charge(k, "o", 1)) == "invalid_upto_evm_payload_settlement_exceeds_amount"
     assert store.charge(k, "o", 0) == cap
@@ -362,6 +362,18 @@ def test_expired_keys_are_replaced_without_a_sweep(store_kind: str, make_store: 
     assert store.state(k, now=150) == ("reserved", "p", 0, 200)
 
 
+@pytest.mark.parametrize("store_kind", ["memory", "sqlite", "redis"])
+def test_a_dead_item_on_a_live_key_is_a_replay(store_kind: str, make_store: Callable[..., Any]) -> None:
+    """The lifecycle says: a live key reserved by someone else is a replay, whatever the
+    new item's validity. (Same key, another deadline: the replay key does not include it.)"""
+    store = make_store(margin_seconds=5)
+    now = int(time.time())
+    k = new_key()
+    assert store.reserve_many([k], [now + 300], ["a"], now=now) == [True]
+    assert store.reserve_many([k], [now - 100], ["b"], now=now) == [False]
+    assert store.state(k, now=now)[:2] == ("reserved", "a")
+
+
 def test_redis_expiry_on_the_server_clock(shared_redis_server: RedisServer) -> None:
     """Redis keys carry an absolute expiry (PXAT, ms) of valid_until + margin; the server
     drops them then, and the verifier's time check refuses the payment afterwards."""
@@ -381,7 +393,7 @@ def test_redis_expiry_on_the_server_clock(shared_redis_server: RedisServer) -> N
         while time.time() < deadline:
             time.sleep(0.05)
         assert [raw.exists(name) for name in names] == [0, 0, 0]
-        assert [store.state(r.replay_key) for r in results] == [None, None, None]  # type: ignore[arg-type]
+        assert [store.state(r.replay_key) for r in results] == [None, None, None]
         later = int(time.time())
         assert [v.verify(p.header, p.requirements, now=later).invalid_reason for p in pays] == [TIME_REASON[k] for k in KINDS]
     finally:
@@ -402,7 +414,7 @@ def test_verify_batch_with_one_payment_twice_accepts_it_once(store: Any, kind: s
     assert [r.is_valid for r in results] == [True, True, False]
     assert results[2].invalid_reason == REPLAY_REASON[kind]
     assert results[0].replay_key == results[2].replay_key != results[1].replay_key
-    assert store.state(results[0].replay_key)[:2] == ("reserved", results[0].reservation)  # type: ignore[index]
+    assert store.state(results[0].replay_key)[:2] == ("reserved", results[0].reservation)
 
 
 @pytest.mark.parametrize("kind", ["permit2", "upto"])
@@ -490,12 +502,12 @@ def test_owner_tokens_through_the_verifier(store: Any) -> None:
     # b's token does not open a's reservation, neither for settle nor release.
     for call in (v.settle, v.release):
         with pytest.raises(ReservationError) as info:
-            call(a, owner=b.reservation, now=now)  # type: ignore[operator]
+            call(a, owner=b.reservation, now=now)
         assert info.value.code == "reservation_not_owner"
     # Settling by key with the right token works; a release by the holder frees b's key.
     assert v.settle(a.replay_key, owner=a.reservation, now=now) == 0  # type: ignore[arg-type]
     v.release(b, now=now)
-    assert store.state(b.replay_key) is None  # type: ignore[arg-type]
+    assert store.state(b.replay_key) is None
     # A retried reservation of the same key with the same token is idempotent.
     assert store.reserve_many([a.replay_key], [a.valid_until], [a.reservation]) == [False]  # settled: closed
     c = v.verify(sign_payment("permit2", now).header, requirements("permit2"), now=now)

@@ -279,6 +279,9 @@ class RedisNonceStore:
     key, one round trip per batch (per node on a cluster, where keys need no hash tags since each
     stands alone). State changes are owner-checked ``WATCH``/``MULTI`` transactions on one key.
     Connection errors, timeouts and ``OOM`` answers raise ``NonceStoreError`` (fail closed).
+    A timeout is ambiguous: the server may still apply the ``SET`` after the client gave up, so
+    that payment then reads as a replay until it expires and its payer must sign a new one. It
+    fails closed; it is never accepted twice.
     Recommended server settings: ``maxmemory-policy noeviction``, ``appendonly yes``; see
     docs/redis.md for what replication and AOF do and do not guarantee.
     """
@@ -334,26 +337,26 @@ class RedisNonceStore:
         caps = caps if caps is not None else [None] * len(keys)
         now = _clock(now)
         pipe = self.client.pipeline(transaction=False)
-        live: list[int] = []
-        for i, (key, until, owner, cap) in enumerate(zip(keys, valid_until, owners, caps)):
+        for key, until, owner, cap in zip(keys, valid_until, owners, caps):
             expires = until + self.margin_seconds
             if expires <= now:
-                continue  # dead already: the time check refuses it, nothing to keep
-            live.append(i)
+                # Dead on arrival: nothing to keep, but a live holder still makes it a replay.
+                pipe.get(self._name(key))
+                continue
             value = f"R|{owner}|{'' if cap is None else cap}|0"
             # Absolute expiry (PXAT) so a slow client cannot stretch it; GET tells who holds it.
             pipe.set(self._name(key), value, nx=True, get=True, pxat=expires * 1000)
         try:
-            answers = pipe.execute(raise_on_error=True) if live else []
+            answers = pipe.execute(raise_on_error=True) if keys else []
         except self._redis.RedisError as exc:
             raise self._fail(exc) from exc
-        out: list[bool | None] = [True] * len(keys)
-        for i, answer in zip(live, answers):
+        out: list[bool | None] = []
+        for owner, answer in zip(owners, answers):
             if answer is None:
-                out[i] = True
+                out.append(True)
             else:
                 state, holder = str(answer).split("|", 2)[:2]
-                out[i] = state == "R" and holder == owners[i]
+                out.append(state == "R" and holder == owner)
         return out
 
     def _update(self, key: bytes, owner: str, change: Any) -> Any:

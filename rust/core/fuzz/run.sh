@@ -2,9 +2,10 @@
 # Fuzzes x402-verify-core with cargo-fuzz/libFuzzer on the STABLE toolchain.
 #
 #   ./run.sh TARGET [SECONDS] [-- LIBFUZZER_ARGS...]  fuzz TARGET (json, typed_data, typed_data_gen,
-#                                                    signature, primitives, or all) for SECONDS (default 600)
+#                                                    signature, primitives, x402, store, or all) for
+#                                                    SECONDS (default 600)
 #   ./run.sh cmin TARGET                              fold corpus-work/TARGET into the committed
-#                                                    corpus/TARGET, minimized
+#                                                    corpus/TARGET (only inputs that add coverage)
 #   ./run.sh list                                     list the targets
 #
 # Environment: SANITIZER=none|address (default none: the core forbids unsafe code, so ASan
@@ -17,7 +18,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE"
-TARGETS=(json typed_data typed_data_gen signature primitives)
+TARGETS=(json typed_data typed_data_gen signature primitives x402 store)
 SANITIZER="${SANITIZER:-none}"
 JOBS="${JOBS:-1}"
 
@@ -41,6 +42,7 @@ dict_args() {
     case "$1" in
         json) echo "-dict=$HERE/dicts/json.dict" ;;
         typed_data) echo "-dict=$HERE/dicts/typed_data.dict" ;;
+        x402) echo "-dict=$HERE/dicts/x402.dict" ;;
         *) ;;
     esac
 }
@@ -72,12 +74,15 @@ case "$cmd" in
     list) printf '%s\n' "${TARGETS[@]}" ;;
     cmin)
         target="${2:-}"; is_target "$target" || usage
-        # Merge the working corpus into the committed one, keeping only inputs that add coverage.
-        if [[ -d "corpus-work/$target" ]]; then
-            cp -n "corpus-work/$target"/* "corpus/$target"/ 2>/dev/null || true
-        fi
-        cargo fuzz cmin "${BUILD_FLAGS[@]}" "$target" "corpus/$target"
-        du -sh "corpus/$target"
+        # Fold corpus-work/TARGET into corpus/TARGET: the committed files all stay (the named
+        # seeds are checked by the tests); a new input is added only if it brings coverage the
+        # corpus lacks, chosen by libFuzzer's greedy set cover (a smaller set than -merge=1).
+        mkdir -p "corpus-work/$target"
+        cargo fuzz build "${BUILD_FLAGS[@]}" "$target"
+        bin="target/$(rustc -vV | sed -n 's/^host: //p')/release/$target"
+        before=$(ls "corpus/$target" | wc -l)
+        "$bin" -set_cover_merge=1 -timeout=10 -rss_limit_mb=2048 "corpus/$target" "corpus-work/$target" 2>&1 | grep -E '^MERGE-OUTER: [0-9]+ new files' || true
+        echo "run.sh: corpus/$target: $before -> $(ls "corpus/$target" | wc -l) files, $(du -sh --apparent-size "corpus/$target" | cut -f1)" >&2
         ;;
     *)
         seconds="${2:-600}"

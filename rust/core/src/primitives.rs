@@ -52,10 +52,25 @@ pub fn parse_address(s: &str) -> Result<Address> {
     let addr = Address::from(out);
     let has_upper = hex.bytes().any(|b| b.is_ascii_uppercase());
     let has_lower = hex.bytes().any(|b| b.is_ascii_lowercase());
-    if has_upper && has_lower && checksum(&addr)[2..] != *hex {
+    if has_upper && has_lower && !eip55_case_matches(hex.as_bytes()) {
         return fail(Code::InvalidAddressChecksum, format!("bad EIP-55 checksum in {s}"));
     }
     Ok(addr)
+}
+
+/// EIP-55: a letter is upper-case exactly when its nibble of keccak(lowercase hex) is >= 8.
+/// Checked in place rather than by printing the checksummed form: this runs for every address
+/// of every payment.
+fn eip55_case_matches(hex: &[u8]) -> bool {
+    let mut lower = [0u8; 40];
+    for (l, c) in lower.iter_mut().zip(hex) {
+        *l = c.to_ascii_lowercase();
+    }
+    let hash = alloy_primitives::keccak256(lower);
+    hex.iter().enumerate().all(|(i, c)| {
+        let nibble = if i % 2 == 0 { hash[i / 2] >> 4 } else { hash[i / 2] & 0x0f };
+        !c.is_ascii_alphabetic() || c.is_ascii_uppercase() == (nibble >= 8)
+    })
 }
 
 /// Decodes an exact decimal magnitude (digits only) into a U256, `None` if >= 2^256.

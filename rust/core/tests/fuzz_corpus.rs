@@ -59,6 +59,16 @@ fn corpus_primitives() {
 }
 
 #[test]
+fn corpus_x402() {
+    replay("x402");
+}
+
+#[test]
+fn corpus_store() {
+    replay("store");
+}
+
+#[test]
 fn every_corpus_directory_has_a_test() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("corpus");
     for entry in std::fs::read_dir(&root).expect("corpus root") {
@@ -118,4 +128,41 @@ fn typed_data_gen_mostly_reaches_the_encoder() {
     }
     eprintln!("{ok}/{total} generated documents hash");
     assert!(ok * 4 >= total, "only {ok}/{total} generated documents hash");
+}
+
+/// The x402 seeds (rust/core/fuzz/seeds/make_seeds.py) mean what their names say: every
+/// `valid_*` payment is valid under exactly one of the fixed requirements at `X402_NOW` (so the
+/// fuzzer starts from payments that reach the end of the cascade), every `bad_*` one is valid
+/// under none, and the `requirements_*` documents parse (or not) as named.
+#[test]
+fn x402_seeds_are_meaningful() {
+    use common::fuzz_checks::{X402_NOW, X402_REQUIREMENTS};
+    use x402_verify_core::json;
+    use x402_verify_core::x402::{parse_requirements, verify, PayloadInput, VerifyConfig};
+
+    let cfg = VerifyConfig::default();
+    let reqs: Vec<_> = X402_REQUIREMENTS.iter().map(|t| parse_requirements(&json::parse(t.as_bytes()).unwrap())).collect();
+    let dir = corpus_dir("x402");
+    let mut named = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let data = std::fs::read(&path).unwrap();
+        if let Some(rest) = name.strip_prefix("requirements_") {
+            let parsed = json::parse(&data).map(|v| parse_requirements(&v));
+            let fixed = ["eip3009.json", "permit2.json", "upto.json", "eip3009_v1.json", "int_amount.json"].contains(&rest);
+            assert_eq!(matches!(parsed, Ok(Ok(_))), fixed, "{name}");
+            named += 1;
+            continue;
+        }
+        let valid: Vec<usize> = (0..reqs.len()).filter(|&i| verify(&PayloadInput::Text(&data), &reqs[i], X402_NOW, &cfg).is_valid()).collect();
+        if name.starts_with("valid_") {
+            assert_eq!(valid.len(), 1, "{name} is valid under requirements {valid:?}");
+            named += 1;
+        } else if name.starts_with("bad_") {
+            assert!(valid.is_empty(), "{name} is valid under requirements {valid:?}");
+            named += 1;
+        }
+    }
+    assert!(named >= 40, "only {named} named x402 seeds");
 }

@@ -63,25 +63,16 @@ pub fn value(obj: &Bound<'_, PyAny>, depth: usize, budget: &mut usize) -> Result
         return Err(Error::new(Code::LimitExceeded, format!("more than {MAX_NODES} values")));
     }
     *budget -= 1;
-    if obj.is_none() {
-        return Ok(Value::Null);
-    }
-    // bool before int: Python's bool is an int subclass.
-    if let Ok(b) = obj.cast::<PyBool>() {
-        return Ok(Value::Bool(b.is_true()));
-    }
+    // Most common kinds first: typed data is mostly strings and objects.
     if let Ok(s) = obj.cast::<PyString>() {
         let text = s.to_str().map_err(|_| Error::new(Code::InvalidValueType, "string is not valid UTF-8 (lone surrogates)"))?;
         return Ok(Value::Str(text.to_owned()));
     }
-    if let Ok(i) = obj.cast::<PyInt>() {
-        return int(i);
-    }
     if let Ok(d) = obj.cast::<PyDict>() {
         let mut entries = Vec::with_capacity(d.len());
-        // A snapshot of the items: iterating the live dict would panic if it changed size.
-        for pair in d.items().iter() {
-            let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract().map_err(|_| Error::new(Code::InvalidInputType, "dict item"))?;
+        // No Python code runs while the dict is read (keys are exact reads of str data, ints are
+        // read through int's own methods), so it cannot change size under the iterator.
+        for (k, v) in d.iter() {
             let key = k
                 .cast::<PyString>()
                 .ok()
@@ -92,6 +83,16 @@ pub fn value(obj: &Bound<'_, PyAny>, depth: usize, budget: &mut usize) -> Result
         }
         // Python dict keys are unique already; from_entries only re-checks.
         return Ok(Value::Object(Object::from_entries(entries)?));
+    }
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    // bool before int: Python's bool is an int subclass.
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if let Ok(i) = obj.cast::<PyInt>() {
+        return int(i);
     }
     if let Ok(l) = obj.cast::<PyList>() {
         return l.iter().enumerate().map(|(i, v)| value(&v, depth + 1, budget).map_err(|e| e.at_index(i))).collect::<Result<_>>().map(Value::Array);

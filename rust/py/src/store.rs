@@ -54,6 +54,12 @@ impl MemoryNonceStore {
         Ok(MemoryNonceStore { inner: MemoryStore::new(max_entries), margin: margin_seconds })
     }
 
+    /// Most live reservations kept; past it (after dropping expired ones) the store refuses.
+    #[getter]
+    fn max_entries(&self) -> usize {
+        self.inner.max_entries()
+    }
+
     /// Seconds an entry outlives the authorization's validBefore / deadline.
     #[getter]
     fn margin_seconds(&self) -> u64 {

@@ -87,7 +87,7 @@ impl<'a> TypedData<'a> {
             buf.extend_from_slice(word.as_slice());
         }
         type_str.push(')');
-        buf[..32].copy_from_slice(keccak256(type_str.as_bytes()).as_slice());
+        buf[..32].copy_from_slice(types::type_hash_of(&type_str).as_slice());
         Ok(keccak256(&buf))
     }
 

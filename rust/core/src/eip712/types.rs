@@ -1,7 +1,9 @@
 //! EIP-712 type definitions: parsing `types`, `encodeType`, typehashes, and the checks that
 //! make a type set encodable at all (declared names, no cycle that no finite value fills).
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
 
 use alloy_primitives::{keccak256, B256};
 
@@ -54,7 +56,26 @@ pub struct StructType {
 pub struct TypeSet {
     structs: Vec<StructType>,
     by_name: HashMap<String, usize>,
-    type_hashes: Vec<B256>,
+    /// Computed on first use: most documents declare types the message never reaches.
+    type_hashes: Vec<OnceCell<B256>>,
+}
+
+/// Most entries the typehash cache keeps; past it, hashes are computed and not remembered.
+const TYPE_HASH_CACHE_ENTRIES: usize = 4096;
+
+/// `keccak256(encodeType)`, remembered: gateways hash the same few type strings millions of
+/// times. Bounded, so attacker-chosen type strings cannot grow it without limit.
+pub fn type_hash_of(encoded_type: &str) -> B256 {
+    static CACHE: LazyLock<RwLock<HashMap<String, B256>>> = LazyLock::new(Default::default);
+    if let Some(h) = CACHE.read().unwrap_or_else(|p| p.into_inner()).get(encoded_type) {
+        return *h;
+    }
+    let h = keccak256(encoded_type.as_bytes());
+    let mut cache = CACHE.write().unwrap_or_else(|p| p.into_inner());
+    if cache.len() < TYPE_HASH_CACHE_ENTRIES {
+        cache.insert(encoded_type.to_owned(), h);
+    }
+    h
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -152,9 +173,8 @@ impl TypeSet {
             let st = Self::read_struct(name, def, &by_name).map_err(|e| e.at_key(name))?;
             structs.push(st);
         }
-        let mut set = TypeSet { structs, by_name, type_hashes: Vec::new() };
-        set.type_hashes = (0..set.structs.len()).map(|i| keccak256(set.encode_type(i).as_bytes())).collect();
-        Ok(set)
+        let type_hashes = (0..structs.len()).map(|_| OnceCell::new()).collect();
+        Ok(TypeSet { structs, by_name, type_hashes })
     }
 
     fn read_struct(name: &str, def: &Value, by_name: &HashMap<String, usize>) -> Result<StructType> {
@@ -226,7 +246,7 @@ impl TypeSet {
     }
 
     pub fn type_hash(&self, idx: usize) -> &B256 {
-        &self.type_hashes[idx]
+        self.type_hashes[idx].get_or_init(|| type_hash_of(&self.encode_type(idx)))
     }
 
     /// Struct types reachable from `idx` (not counting `idx` itself unless it recurses).

@@ -26,6 +26,10 @@ impl MemoryStore {
         MemoryStore { max_entries, map: Mutex::new(HashMap::new()) }
     }
 
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<B256, Entry>> {
         // A panic while holding the lock cannot leave an entry half-written (every write is
         // one insert or remove), so a poisoned map is still consistent.

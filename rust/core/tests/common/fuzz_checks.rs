@@ -7,13 +7,23 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use x402_verify_core::eip712::{self, DEFAULT_MAX_BYTES};
 use x402_verify_core::json::{self, Value};
 use x402_verify_core::primitives::{checksum, parse_address, parse_hex_prefixed, parse_uint_decimal};
-use x402_verify_core::{Code, Digest, Signature, SignaturePolicy, U256};
+use x402_verify_core::store::memory::{MemoryStore, Reserve};
+use x402_verify_core::store::{Entry, State, StoreRefusal};
+use x402_verify_core::x402::digest::{eip3009_digest, eip3009_domain_separator, permit2_domain_separator, permit2_witness_digest};
+use x402_verify_core::x402::header;
+use x402_verify_core::x402::payload::{parse_payload, parse_requirements, Authorization, PaymentPayload, PaymentRequirements};
+use x402_verify_core::x402::replay::replay_key;
+use x402_verify_core::x402::verify::{verify, PayloadInput, Scheme, Verdict, VerifyConfig, DEFAULT_MAX_PAYLOAD_BYTES};
+use x402_verify_core::{Code, Digest, Signature, SignaturePolicy, B256, U256};
 
 /// The fuzz targets, by the name of their corpus directory.
-pub const TARGETS: [&str; 5] = ["json", "typed_data", "typed_data_gen", "signature", "primitives"];
+pub const TARGETS: [&str; 7] = ["json", "typed_data", "typed_data_gen", "signature", "primitives", "x402", "store"];
 
 /// Runs the check of the target `name` on one input.
 pub fn check(name: &str, data: &[u8]) {
@@ -23,6 +33,8 @@ pub fn check(name: &str, data: &[u8]) {
         "typed_data_gen" => check_typed_data_gen(data),
         "signature" => check_signature(data),
         "primitives" => check_primitives(data),
+        "x402" => check_x402(data),
+        "store" => check_store(data),
         _ => panic!("no fuzz target named {name:?}"),
     }
 }
@@ -334,10 +346,10 @@ pub fn generate_typed_data(data: &[u8]) -> Gj {
     let mut domain = Vec::new();
     for (n, t) in &domain_decl {
         let ty = atomic_type_of(t).expect("domain types are atomic");
-        domain.push(((*n).to_owned(), gen_value(&mut c, &ty, &names, &defs, 0)));
+        domain.push(((*n).to_owned(), gen_value(&mut c, &ty, &defs, 0)));
     }
     let primary = if c.rarely(32) { "Nope".to_owned() } else { names[0].to_owned() };
-    let message = gen_value(&mut c, &GenType::Struct(0), &names, &defs, 0);
+    let message = gen_value(&mut c, &GenType::Struct(0), &defs, 0);
     Gj::Obj(vec![
         ("types".into(), Gj::Obj(types)),
         ("primaryType".into(), jstr(&primary)),
@@ -346,7 +358,7 @@ pub fn generate_typed_data(data: &[u8]) -> Gj {
     ])
 }
 
-fn gen_value(c: &mut Choices<'_>, ty: &GenType, names: &[&str], defs: &[Vec<(&str, GenType)>], depth: usize) -> Gj {
+fn gen_value(c: &mut Choices<'_>, ty: &GenType, defs: &[Vec<(&str, GenType)>], depth: usize) -> Gj {
     if c.rarely(64) {
         // The wrong JSON kind altogether.
         return Gj::Raw(c.pick(&["null", "true", "0", "\"\"", "[]", "{}", "-1", "1.5"]).to_owned());
@@ -361,7 +373,7 @@ fn gen_value(c: &mut Choices<'_>, ty: &GenType, names: &[&str], defs: &[Vec<(&st
                 if entries.iter().any(|(k, _)| k == n) {
                     continue; // a field declared twice: the document is refused anyway
                 }
-                let v = gen_value(c, t, names, defs, depth + 1);
+                let v = gen_value(c, t, defs, depth + 1);
                 entries.push(((*n).to_owned(), v));
             }
             if c.rarely(32) && !entries.is_empty() {
@@ -382,7 +394,7 @@ fn gen_value(c: &mut Choices<'_>, ty: &GenType, names: &[&str], defs: &[Vec<(&st
             if c.rarely(32) {
                 n += 1;
             }
-            Gj::Arr((0..n).map(|_| gen_value(c, inner, names, defs, depth + 1)).collect())
+            Gj::Arr((0..n).map(|_| gen_value(c, inner, defs, depth + 1)).collect())
         }
         GenType::Atomic(a) => gen_atomic(c, a),
     }
@@ -595,5 +607,602 @@ pub fn check_primitives(data: &[u8]) {
 
     for p in [SignaturePolicy::eip3009(), SignaturePolicy::permit2()] {
         let _ = Signature::parse_hex(s, &p);
+    }
+}
+
+// --- x402 ----------------------------------------------------------------------------------
+
+/// The clock the named `valid_*` seeds of corpus/x402 are valid at (they were signed for
+/// validAfter = now - 600, validBefore / deadline = now + 300 by
+/// `rust/core/fuzz/seeds/make_x402_seeds.py`).
+pub const X402_NOW: u64 = 1_750_000_000;
+
+/// The fixed requirements every fuzzed payload is verified against: EIP-3009 USDC on Base
+/// Sepolia (v2), exact Permit2 and upto Permit2 (with `extra.facilitatorAddress`) for a token
+/// on Base, and the EIP-3009 one in v1 framing. Same documents as the seed generator's.
+pub const X402_REQUIREMENTS: [&str; 4] = [
+    r#"{"scheme":"exact","network":"eip155:84532","asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","amount":"10000","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","maxTimeoutSeconds":300,"extra":{"name":"USDC","version":"2"}}"#,
+    r#"{"scheme":"exact","network":"eip155:8453","asset":"0xFbC2051AE2265686a469421b2C5A2D5462FbF5eB","amount":"10000","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","maxTimeoutSeconds":300,"extra":{"name":"OpenGradient","version":"1","assetTransferMethod":"permit2"}}"#,
+    r#"{"scheme":"upto","network":"eip155:8453","asset":"0xFbC2051AE2265686a469421b2C5A2D5462FbF5eB","amount":"10000","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","maxTimeoutSeconds":300,"extra":{"name":"OpenGradient","version":"1","assetTransferMethod":"permit2","facilitatorAddress":"0x70997970C51812dc3A010C7d01b50e0d17dc79C8"}}"#,
+    r#"{"scheme":"exact","network":"base-sepolia","maxAmountRequired":"10000","resource":"https://api.example/x","description":"","mimeType":"application/json","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","maxTimeoutSeconds":300,"asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","extra":{"name":"USDC","version":"2"}}"#,
+];
+
+/// The signed payloads valid under `X402_REQUIREMENTS[i]` at `X402_NOW` (the named seeds), used
+/// to exercise fuzzed requirements.
+pub const X402_VALID_PAYLOADS: [&[u8]; 4] = [
+    include_bytes!("../../fuzz/corpus/x402/valid_eip3009.json"),
+    include_bytes!("../../fuzz/corpus/x402/valid_permit2.json"),
+    include_bytes!("../../fuzz/corpus/x402/valid_upto.json"),
+    include_bytes!("../../fuzz/corpus/x402/valid_eip3009_v1.json"),
+];
+
+struct X402Fixtures {
+    requirements: Vec<PaymentRequirements>,
+    payloads: Vec<(Value, PaymentPayload)>,
+    /// The default configuration, and a strict one: no time buffer (USDC's own rule), at most
+    /// 600 s of validity, Base only.
+    configs: [VerifyConfig; 2],
+}
+
+fn x402_fixtures() -> &'static X402Fixtures {
+    static F: OnceLock<X402Fixtures> = OnceLock::new();
+    F.get_or_init(|| {
+        let requirements = X402_REQUIREMENTS
+            .iter()
+            .map(|t| parse_requirements(&json::parse(t.as_bytes()).expect("fixed requirements are JSON")).expect("fixed requirements parse"))
+            .collect();
+        let payloads = X402_VALID_PAYLOADS
+            .iter()
+            .map(|t| {
+                let v = json::parse(t).expect("seed payload is JSON");
+                let p = parse_payload(&v).expect("seed payload parses");
+                (v, p)
+            })
+            .collect();
+        let strict = VerifyConfig { time_buffer: 0, max_validity_seconds: Some(600), allowed_chain_ids: Some(vec![8453]), ..VerifyConfig::default() };
+        X402Fixtures { requirements, payloads, configs: [VerifyConfig::default(), strict] }
+    })
+}
+
+/// Reasons that depend on `now`.
+const TIME_CODES: [Code; 5] =
+    [Code::ValidBeforeExpired, Code::ValidAfterFuture, Code::Permit2DeadlineExpired, Code::Permit2NotYetValid, Code::AuthorizationWindowTooLong];
+
+/// The input through the whole x402 path. Never panics, and:
+/// - `header::decode` agrees with an independent strict base64 (RFC 4648, padded, canonical)
+///   + size limit + `json::parse`; `decode(encode(text))` gives back any JSON the parser
+///   accepts, and one byte less of limit is `payload_too_large`;
+/// - an accepted payload prints to a canonical document that parses to the same payload, and
+///   its authorization's fixed-type digest equals the generic EIP-712 encoder's;
+/// - against each fixed requirement, at the seeds' clock, an input-derived clock and the
+///   edges of the authorization's own time window, under the default and a strict config:
+///   an unreadable payload gives the read error's verdict; `Text` and `Value` input agree;
+///   a valid verdict has payer == from, a replay key (the one `replay_key` derives), a
+///   64/65-byte signature (65, low-s, v 27/28 for EIP-3009), matching terms, a `now` inside
+///   the window, and re-verifying gives the identical verdict; inside the window the verdict
+///   does not depend on `now`, outside it is never valid and fails on a time check or on the
+///   same reason as inside;
+/// - read as requirements: the error is always `invalid_payment_requirements`, accepted ones
+///   print to a canonical document that parses back equal, and the four valid payloads
+///   verified against them obey the same verdict invariants.
+pub fn check_x402(data: &[u8]) {
+    let fx = x402_fixtures();
+    let decoded = check_x402_header(data);
+
+    // The payload, against the fixed requirements.
+    let payload = decoded.as_ref().map_err(Clone::clone).and_then(|v| parse_payload(v).map(|p| (v, p)));
+    match &payload {
+        Err(e) => {
+            let want = Verdict::from_error(e);
+            for (req, cfg) in fx.requirements.iter().zip(fx.configs.iter().cycle()) {
+                let got = verify(&PayloadInput::Text(data), &Ok(req.clone()), X402_NOW, cfg);
+                assert_eq!(got, want, "an unreadable payload must give the read error's verdict");
+            }
+        }
+        Ok((v, p)) => {
+            check_payload_round_trip(p);
+            check_digests_agree(&p.authorization);
+            let times = x402_times(data, &p.authorization);
+            for req in &fx.requirements {
+                let ok_req = Ok(req.clone());
+                for (ci, cfg) in fx.configs.iter().enumerate() {
+                    let mut inside: Option<Verdict> = None;
+                    let mut outside: Vec<Verdict> = Vec::new();
+                    for &t in &times {
+                        let got = verify(&PayloadInput::Value(v), &ok_req, t, cfg);
+                        if ci == 0 && t == X402_NOW {
+                            let text = verify(&PayloadInput::Text(data), &ok_req, t, cfg);
+                            assert_eq!(text, got, "Text and Value input disagree");
+                        }
+                        check_verdict(&got, &PayloadInput::Value(v), p, Some(req), t, cfg);
+                        if in_window(&p.authorization, t, cfg) {
+                            match &inside {
+                                None => inside = Some(got),
+                                Some(first) => assert_eq!(&got, first, "inside the validity window the verdict changed with now (t={t})"),
+                            }
+                        } else {
+                            assert!(!got.is_valid(), "valid at t={t}, outside the authorization's window");
+                            outside.push(got);
+                        }
+                    }
+                    if let Some(first) = &inside {
+                        for o in &outside {
+                            assert!(
+                                o.reason == first.reason || TIME_CODES.contains(&o.reason.expect("checked invalid")),
+                                "outside the window the verdict is {:?}, inside {:?}: neither a time check nor the same reason",
+                                o.reason,
+                                first.reason
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // The same bytes as requirements.
+    if let Ok(v) = json::parse(data) {
+        let reqs = parse_requirements(&v);
+        match &reqs {
+            Err(e) => assert_eq!(e.code, Code::InvalidPaymentRequirements, "requirements errors are all invalid_payment_requirements"),
+            Ok(r) => {
+                let text = render_requirements(r);
+                let again = parse_requirements(&json::parse(text.as_bytes()).expect("canonical requirements are JSON"));
+                assert_eq!(again.as_ref(), Ok(r), "canonical requirements do not parse back equal: {text}");
+            }
+        }
+        for (pv, p) in &fx.payloads {
+            for cfg in &fx.configs {
+                let got = verify(&PayloadInput::Value(pv), &reqs, X402_NOW, cfg);
+                match &reqs {
+                    Err(_) => assert_eq!(got.reason, Some(Code::InvalidPaymentRequirements), "bad requirements must say so"),
+                    Ok(r) => check_verdict(&got, &PayloadInput::Value(pv), p, Some(r), X402_NOW, cfg),
+                }
+            }
+        }
+    }
+}
+
+/// `header::decode` against the oracle; returns its result at the default limit.
+fn check_x402_header(data: &[u8]) -> Result<Value, x402_verify_core::Error> {
+    let max = DEFAULT_MAX_PAYLOAD_BYTES;
+    let got = header::decode(data, max);
+    // The oracle: size bound on the header, then raw JSON text or strict base64.
+    let trimmed = data.trim_ascii();
+    let expected: Result<Value, Code> = if data.len() > max * 4 / 3 + 4 {
+        Err(Code::PayloadTooLarge)
+    } else {
+        let text = if trimmed.first() == Some(&b'{') { Some(trimmed.to_vec()) } else { b64_decode_strict(trimmed) };
+        match text {
+            None => Err(Code::InvalidBase64),
+            Some(t) if t.len() > max => Err(Code::PayloadTooLarge),
+            Some(t) => json::parse(&t).map_err(|e| {
+                if let Err(g) = &got {
+                    assert_eq!(g, &e, "a JSON error must be reported as is");
+                }
+                e.code
+            }),
+        }
+    };
+    match (&got, &expected) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "header::decode disagrees with base64 + json::parse"),
+        (Err(a), Err(b)) => assert_eq!(a.code, *b, "header::decode refused with {} ({}), expected {b}", a.code, a.message),
+        _ => panic!("header::decode gave {got:?}, the oracle {expected:?}"),
+    }
+    // Round trips: any JSON the parser accepts survives encode -> decode, at exactly its size.
+    if let Ok(v) = json::parse(data) {
+        check_header_round_trip(data, &v);
+    }
+    if let Ok(v) = &got {
+        let text = to_json_text(v);
+        check_header_round_trip(text.as_bytes(), v);
+    }
+    got
+}
+
+fn check_header_round_trip(text: &[u8], v: &Value) {
+    let h = header::encode(text);
+    assert_eq!(h.as_bytes(), b64_encode(text).as_bytes(), "header::encode is not standard padded base64");
+    assert_eq!(header::decode(h.as_bytes(), text.len()).as_ref(), Ok(v), "decode(encode(json)) does not round-trip");
+    if let Some(less) = text.len().checked_sub(1) {
+        assert_eq!(header::decode(h.as_bytes(), less).unwrap_err().code, Code::PayloadTooLarge, "the limit is not exact");
+    }
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn b64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// RFC 4648 base64, standard alphabet, padding required, no bits left over, nothing else.
+fn b64_decode_strict(s: &[u8]) -> Option<Vec<u8>> {
+    if s.len() % 4 != 0 {
+        return None;
+    }
+    let val = |c: u8| B64.iter().position(|&x| x == c).map(|p| p as u32);
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    let chunks = s.len() / 4;
+    for (i, chunk) in s.chunks(4).enumerate() {
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && i + 1 != chunks) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &chunk[..4 - pad] {
+            n = (n << 6) | val(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        let keep = 3 - pad;
+        if bytes[keep..].iter().any(|&b| b != 0) {
+            return None; // bits left over in the last character
+        }
+        out.extend_from_slice(&bytes[..keep]);
+    }
+    Some(out)
+}
+
+/// The clocks a payload is verified at: the seeds' clock, one derived from the input (FNV-1a
+/// of the bytes, within about 17 minutes of it), the extremes, and each side of every edge
+/// of the authorization's window under both configurations.
+fn x402_times(data: &[u8], auth: &Authorization) -> Vec<u64> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut times = vec![X402_NOW, X402_NOW - 1024 + h % 2048, 0, u64::MAX];
+    let (after, before) = window_of(auth);
+    let edges = [(after, 0i64), (after, -1), (before, -6), (before, -5), (before, 0), (before, -1), (before, -600), (before, -601)];
+    for (base, delta) in edges {
+        let t = if delta < 0 { base.checked_sub(U256::from(delta.unsigned_abs())) } else { Some(base) };
+        if let Some(t) = t.and_then(|t| u64::try_from(t).ok()) {
+            times.push(t);
+        }
+    }
+    times.sort_unstable();
+    times.dedup();
+    times
+}
+
+/// (validAfter, validBefore or deadline).
+fn window_of(auth: &Authorization) -> (U256, U256) {
+    match auth {
+        Authorization::Eip3009(a) => (a.valid_after, a.valid_before),
+        Authorization::Permit2(a) => (a.valid_after, a.deadline),
+    }
+}
+
+/// Whether `t` passes the time checks: validAfter <= t, validBefore / deadline >= t + buffer
+/// (and > t for EIP-3009: USDC's own rule), and within max_validity_seconds of t.
+fn in_window(auth: &Authorization, t: u64, cfg: &VerifyConfig) -> bool {
+    let (after, before) = window_of(auth);
+    let now = U256::from(t);
+    let strict_after = matches!(auth, Authorization::Eip3009(_));
+    after <= now
+        && before >= now + U256::from(cfg.time_buffer)
+        && (!strict_after || before > now)
+        && cfg.max_validity_seconds.is_none_or(|m| before <= now + U256::from(m))
+}
+
+/// What every verdict on a readable payload `p` must satisfy.
+fn check_verdict(v: &Verdict, input: &PayloadInput<'_>, p: &PaymentPayload, req: Option<&PaymentRequirements>, t: u64, cfg: &VerifyConfig) {
+    let auth = &p.authorization;
+    assert_eq!(v.authorization.as_ref(), Some(auth), "the verdict's authorization is not the payload's");
+    assert_eq!(v.x402_version, Some(p.x402_version));
+    // The payer is the claimed `from`, and stays so when the signature recovers to it.
+    assert_eq!(v.payer, Some(auth.payer()), "payer is not authorization.from");
+    if let Some(rk) = &v.replay {
+        let chain = v.chain_id.expect("a replay key implies a known chain");
+        let req = req.expect("a replay key implies requirements");
+        assert_eq!(*rk, replay_key(chain, &req.asset, auth), "the replay key is not the authorization's");
+    }
+    let sig_bytes = x402_verify_core::primitives::parse_hex_prefixed(&p.signature, Code::InvalidSignatureEncoding).ok();
+    if v.reason == Some(Code::NeedsChainCheck) {
+        let b = sig_bytes.as_ref().expect("needs_chain_check on a signature that is not hex");
+        let ecdsa = b.len() == 65 || (b.len() == 64 && matches!(auth, Authorization::Permit2(_)) && cfg.permit2_policy.allow_compact);
+        assert!(!ecdsa || b.ends_with(&[0x64, 0x92].repeat(16)), "needs_chain_check on a plain {}-byte ECDSA signature", b.len());
+    }
+    if !v.is_valid() {
+        assert!(!v.message.is_empty(), "an invalid verdict without a message");
+        return;
+    }
+    // A valid verdict.
+    let req = req.expect("valid without requirements");
+    assert!(v.message.is_empty(), "a valid verdict carries a message: {}", v.message);
+    assert!(v.replay.is_some(), "a valid verdict has no replay key");
+    let chain = v.chain_id.expect("a valid verdict has a chain");
+    assert!(cfg.allowed_chain_ids.as_ref().is_none_or(|ids| ids.contains(&chain)), "valid on a chain the config does not allow");
+    assert!(in_window(auth, t, cfg), "valid at t={t} outside the window");
+    assert_eq!(p.network, req.network, "valid with another network");
+    assert_eq!(p.scheme, req.scheme, "valid with another scheme");
+    let sig = sig_bytes.expect("valid with a signature that is not hex");
+    assert!(sig.len() == 64 || sig.len() == 65, "valid with a {}-byte signature", sig.len());
+    let digest = match auth {
+        Authorization::Eip3009(a) => {
+            assert_eq!(v.scheme, Some(Scheme::ExactEip3009));
+            assert_eq!(req.scheme, "exact");
+            assert_eq!(sig.len(), 65, "EIP-3009 valid with a {}-byte signature", sig.len());
+            assert!(sig[64] == 27 || sig[64] == 28, "EIP-3009 valid with v={}", sig[64]);
+            assert!(U256::from_be_slice(&sig[32..64]) <= curve_order() >> 1, "EIP-3009 valid with high s");
+            assert_eq!((a.to, a.value), (req.pay_to, req.amount), "valid with other terms");
+            let (name, version) = (req.extra_name.as_deref().expect("valid without extra.name"), req.extra_version.as_deref().expect("valid without extra.version"));
+            eip3009_digest(&eip3009_domain_separator(name, version, chain, &req.asset), a)
+        }
+        Authorization::Permit2(a) => {
+            let upto = req.scheme == "upto";
+            assert_eq!(v.scheme, Some(if upto { Scheme::UptoPermit2 } else { Scheme::ExactPermit2 }));
+            assert_eq!((a.to, a.amount, a.token), (req.pay_to, req.amount, req.asset), "valid with other terms");
+            assert!(!a.to.is_zero(), "valid with witness.to = 0");
+            if upto {
+                assert!(cfg.upto_permit2_proxies.contains(&a.spender), "valid with another spender");
+                let f = a.facilitator.expect("upto valid without a facilitator");
+                assert!(if cfg.facilitator_addresses.is_empty() { req.facilitator_address == Some(f) } else { cfg.facilitator_addresses.contains(&f) });
+            } else {
+                assert!(cfg.exact_permit2_proxies.contains(&a.spender), "valid with another spender");
+                assert!(a.facilitator.is_none() && !a.amount.is_zero());
+            }
+            permit2_witness_digest(&permit2_domain_separator(chain), a)
+        }
+    };
+    // The signature recovers to the payer over the digest (recomputed through the public API).
+    let policy = if matches!(auth, Authorization::Eip3009(_)) { &cfg.eip3009_policy } else { &cfg.permit2_policy };
+    let signer = Signature::parse(&sig, policy).and_then(|s| s.recover_address_from_prehash(&digest));
+    assert_eq!(signer, Ok(auth.payer()), "valid, but the signature does not recover to the payer");
+    // Deterministic.
+    assert_eq!(&verify(input, &Ok(req.clone()), t, cfg), v, "re-verifying changed the verdict");
+}
+
+/// A payload prints (addresses checksummed, numbers as canonical decimal strings) to a
+/// document that parses to the same payload.
+fn check_payload_round_trip(p: &PaymentPayload) {
+    let q = |s: &str| serde_json::to_string(s).expect("a string serializes");
+    let auth = match &p.authorization {
+        Authorization::Eip3009(a) => format!(
+            r#""authorization":{{"from":"{}","to":"{}","value":"{}","validAfter":"{}","validBefore":"{}","nonce":"{}"}}"#,
+            checksum(&a.from),
+            checksum(&a.to),
+            a.value,
+            a.valid_after,
+            a.valid_before,
+            hex_of(a.nonce.as_slice())
+        ),
+        Authorization::Permit2(a) => format!(
+            r#""permit2Authorization":{{"from":"{}","permitted":{{"token":"{}","amount":"{}"}},"spender":"{}","nonce":"{}","deadline":"{}","witness":{{"to":"{}",{}"validAfter":"{}"}}}}"#,
+            checksum(&a.from),
+            checksum(&a.token),
+            a.amount,
+            checksum(&a.spender),
+            a.nonce,
+            a.deadline,
+            checksum(&a.to),
+            a.facilitator.map(|f| format!(r#""facilitator":"{}","#, checksum(&f))).unwrap_or_default(),
+            a.valid_after
+        ),
+    };
+    let inner = format!(r#"{{"signature":{},{auth}}}"#, q(&p.signature));
+    let text = if p.x402_version == 1 {
+        format!(r#"{{"x402Version":1,"scheme":{},"network":{},"payload":{inner}}}"#, q(&p.scheme), q(&p.network))
+    } else {
+        format!(r#"{{"x402Version":2,"accepted":{{"scheme":{},"network":{}}},"payload":{inner}}}"#, q(&p.scheme), q(&p.network))
+    };
+    let again = json::parse(text.as_bytes()).and_then(|v| parse_payload(&v)).unwrap_or_else(|e| panic!("canonical payload refused: {e}\n{text}"));
+    assert_eq!(
+        (again.x402_version, &again.scheme, &again.network, &again.authorization, &again.signature),
+        (p.x402_version, &p.scheme, &p.network, &p.authorization, &p.signature),
+        "canonical payload parses to another payload\n{text}"
+    );
+}
+
+fn render_requirements(r: &PaymentRequirements) -> String {
+    let q = |s: &str| serde_json::to_string(s).expect("a string serializes");
+    let mut extra = Vec::new();
+    for (k, v) in [("name", &r.extra_name), ("version", &r.extra_version), ("assetTransferMethod", &r.asset_transfer_method)] {
+        if let Some(v) = v {
+            extra.push(format!("{}:{}", q(k), q(v)));
+        }
+    }
+    if let Some(f) = &r.facilitator_address {
+        extra.push(format!(r#""facilitatorAddress":"{}""#, checksum(f)));
+    }
+    let timeout = r.max_timeout_seconds.map(|t| format!(r#","maxTimeoutSeconds":{t}"#)).unwrap_or_default();
+    format!(
+        r#"{{"scheme":{},"network":{},"amount":"{}","asset":"{}","payTo":"{}"{timeout},"extra":{{{}}}}}"#,
+        q(&r.scheme),
+        q(&r.network),
+        r.amount,
+        checksum(&r.asset),
+        checksum(&r.pay_to),
+        extra.join(",")
+    )
+}
+
+/// The fixed-type digests of `x402::digest` equal the generic EIP-712 encoder's on the same
+/// authorization (EIP-3009 under the USDC Base Sepolia domain, Permit2 on Base).
+fn check_digests_agree(auth: &Authorization) {
+    let (doc, ours) = match auth {
+        Authorization::Eip3009(a) => {
+            let usdc = parse_address("0x036CbD53842c5426634e7929541eC2318f3dCF7e").unwrap();
+            let doc = format!(
+                r#"{{"types":{{"EIP712Domain":[{{"name":"name","type":"string"}},{{"name":"version","type":"string"}},{{"name":"chainId","type":"uint256"}},{{"name":"verifyingContract","type":"address"}}],"TransferWithAuthorization":[{{"name":"from","type":"address"}},{{"name":"to","type":"address"}},{{"name":"value","type":"uint256"}},{{"name":"validAfter","type":"uint256"}},{{"name":"validBefore","type":"uint256"}},{{"name":"nonce","type":"bytes32"}}]}},"primaryType":"TransferWithAuthorization","domain":{{"name":"USDC","version":"2","chainId":84532,"verifyingContract":"{}"}},"message":{{"from":"{}","to":"{}","value":"{}","validAfter":"{}","validBefore":"{}","nonce":"{}"}}}}"#,
+                checksum(&usdc),
+                checksum(&a.from),
+                checksum(&a.to),
+                a.value,
+                a.valid_after,
+                a.valid_before,
+                hex_of(a.nonce.as_slice())
+            );
+            (doc, eip3009_digest(&eip3009_domain_separator("USDC", "2", 84_532, &usdc), a))
+        }
+        Authorization::Permit2(a) => {
+            let (witness_fields, witness_value) = match &a.facilitator {
+                Some(f) => (
+                    r#"{"name":"to","type":"address"},{"name":"facilitator","type":"address"},{"name":"validAfter","type":"uint256"}"#.to_owned(),
+                    format!(r#"{{"to":"{}","facilitator":"{}","validAfter":"{}"}}"#, checksum(&a.to), checksum(f), a.valid_after),
+                ),
+                None => (
+                    r#"{"name":"to","type":"address"},{"name":"validAfter","type":"uint256"}"#.to_owned(),
+                    format!(r#"{{"to":"{}","validAfter":"{}"}}"#, checksum(&a.to), a.valid_after),
+                ),
+            };
+            let doc = format!(
+                r#"{{"types":{{"EIP712Domain":[{{"name":"name","type":"string"}},{{"name":"chainId","type":"uint256"}},{{"name":"verifyingContract","type":"address"}}],"PermitWitnessTransferFrom":[{{"name":"permitted","type":"TokenPermissions"}},{{"name":"spender","type":"address"}},{{"name":"nonce","type":"uint256"}},{{"name":"deadline","type":"uint256"}},{{"name":"witness","type":"Witness"}}],"TokenPermissions":[{{"name":"token","type":"address"}},{{"name":"amount","type":"uint256"}}],"Witness":[{witness_fields}]}},"primaryType":"PermitWitnessTransferFrom","domain":{{"name":"Permit2","chainId":8453,"verifyingContract":"0x000000000022D473030F116dDEE9F6B43aC78BA3"}},"message":{{"permitted":{{"token":"{}","amount":"{}"}},"spender":"{}","nonce":"{}","deadline":"{}","witness":{witness_value}}}}}"#,
+                checksum(&a.token),
+                a.amount,
+                checksum(&a.spender),
+                a.nonce,
+                a.deadline
+            );
+            (doc, permit2_witness_digest(&permit2_domain_separator(8453), a))
+        }
+    };
+    let generic = eip712::hash_typed_data_json(doc.as_bytes(), usize::MAX).unwrap_or_else(|e| panic!("generic encoder refused {doc}: {e}"));
+    assert_eq!(generic, ours, "x402 fixed-type digest differs from the generic encoder's\n{doc}");
+}
+
+// --- store ---------------------------------------------------------------------------------
+
+const STORE_OWNERS: [&str; 3] = ["a", "b", ""];
+const STORE_AMOUNTS: [u64; 6] = [0, 1, 2, 5, 7, 10];
+
+fn store_key(i: usize) -> B256 {
+    B256::repeat_byte(0x10 + i as u8)
+}
+
+/// The lifecycle of `store/mod.rs`, on a plain map that keeps every entry and judges liveness
+/// (`expires_at > now`) when asked, so it forgets nothing and sweeps nothing.
+struct StoreModel {
+    max_entries: usize,
+    map: HashMap<B256, Entry>,
+}
+
+impl StoreModel {
+    fn live(&self, key: &B256, now: u64) -> Option<&Entry> {
+        self.map.get(key).filter(|e| e.expires_at > now)
+    }
+    fn live_count(&self, now: u64) -> usize {
+        self.map.values().filter(|e| e.expires_at > now).count()
+    }
+    fn reserve(&mut self, key: B256, owner: &str, expires_at: u64, cap: Option<U256>, now: u64) -> Result<bool, StoreRefusal> {
+        if let Some(e) = self.live(&key, now) {
+            // Reserved by the caller: an idempotent retry. Anything else: a replay.
+            return Ok(matches!(&e.state, State::Reserved { owner: o, .. } if o == owner));
+        }
+        // Bounded: full means full of live entries.
+        if self.live_count(now) >= self.max_entries {
+            return Err(StoreRefusal::Full);
+        }
+        self.map.insert(key, Entry { state: State::Reserved { owner: owner.to_owned(), cap, charged: U256::ZERO }, expires_at });
+        Ok(true)
+    }
+    fn settle(&mut self, key: &B256, owner: &str, now: u64) -> Result<U256, StoreRefusal> {
+        self.live(key, now).ok_or(StoreRefusal::NotFound)?;
+        let e = self.map.get_mut(key).unwrap();
+        match e.state.clone() {
+            State::Reserved { owner: o, charged, .. } if o == owner => {
+                e.state = State::Settled { owner: o, total: charged };
+                Ok(charged)
+            }
+            State::Settled { owner: o, total } if o == owner => Ok(total),
+            _ => Err(StoreRefusal::NotOwner),
+        }
+    }
+    fn release(&mut self, key: &B256, owner: &str, now: u64) -> Result<(), StoreRefusal> {
+        match &self.live(key, now).ok_or(StoreRefusal::NotFound)?.state {
+            State::Reserved { owner: o, .. } if o == owner => {
+                self.map.remove(key);
+                Ok(())
+            }
+            State::Settled { owner: o, .. } if o == owner => Err(StoreRefusal::Closed),
+            _ => Err(StoreRefusal::NotOwner),
+        }
+    }
+    fn charge(&mut self, key: &B256, owner: &str, amount: U256, now: u64) -> Result<U256, StoreRefusal> {
+        self.live(key, now).ok_or(StoreRefusal::NotFound)?;
+        let e = self.map.get_mut(key).unwrap();
+        match &mut e.state {
+            State::Reserved { owner: o, cap, charged } if o == owner => {
+                let cap = cap.ok_or(StoreRefusal::NotUpto)?;
+                match charged.checked_add(amount) {
+                    Some(total) if total <= cap => {
+                        *charged = total;
+                        Ok(total)
+                    }
+                    _ => Err(StoreRefusal::ExceedsCap),
+                }
+            }
+            State::Settled { owner: o, .. } if o == owner => Err(StoreRefusal::Closed),
+            _ => Err(StoreRefusal::NotOwner),
+        }
+    }
+}
+
+/// The bytes are a capacity (0-5) then a program: reserve batches (1-3 items over 4 keys, 3
+/// owners including "", expiries from just past to 40 s ahead, caps none / small / U256::MAX),
+/// settle, release, charge (small amounts, U256::MAX), sweep, and clock advances (never
+/// backwards) against `MemoryStore` and `StoreModel`. Every outcome must agree; after every
+/// step each key's live entry (`get`) equals the model's, `sweep` returns the model's live
+/// count, and `len()` stays between the live count and the capacity.
+pub fn check_store(data: &[u8]) {
+    let mut c = Choices { data, pos: 0 };
+    let max_entries = c.below(6);
+    let store = MemoryStore::new(max_entries);
+    let mut model = StoreModel { max_entries, map: HashMap::new() };
+    let mut now: u64 = 1_000;
+    let mut step = 0usize;
+    while c.pos < data.len() {
+        step += 1;
+        let op = c.byte() % 8;
+        let key = store_key(c.below(4));
+        let owner = STORE_OWNERS[c.below(STORE_OWNERS.len())];
+        match op {
+            0 | 1 => {
+                let n = 1 + c.below(3);
+                let mut items = Vec::with_capacity(n);
+                for i in 0..n {
+                    let k = if i == 0 { key } else { store_key(c.below(4)) };
+                    let o = if i == 0 { owner } else { STORE_OWNERS[c.below(STORE_OWNERS.len())] };
+                    let expires_at = (now - 2) + c.below(43) as u64;
+                    let cap = match c.below(4) {
+                        0 | 1 => None,
+                        2 => Some(U256::from(STORE_AMOUNTS[c.below(STORE_AMOUNTS.len())])),
+                        _ => Some(U256::MAX),
+                    };
+                    items.push(Reserve { key: k, owner: o, expires_at, cap });
+                }
+                let got = store.reserve_many(&items, now);
+                let want: Vec<_> = items.iter().map(|r| model.reserve(r.key, r.owner, r.expires_at, r.cap, now)).collect();
+                assert_eq!(got, want, "step {step}: reserve_many at now={now} disagrees with the model");
+            }
+            2 => assert_eq!(store.settle(&key, owner, now), model.settle(&key, owner, now), "step {step}: settle at now={now}"),
+            3 => assert_eq!(store.release(&key, owner, now), model.release(&key, owner, now), "step {step}: release at now={now}"),
+            4 => {
+                let amount = if c.rarely(8) { U256::MAX } else { U256::from(STORE_AMOUNTS[c.below(STORE_AMOUNTS.len())]) };
+                assert_eq!(store.charge(&key, owner, amount, now), model.charge(&key, owner, amount, now), "step {step}: charge {amount} at now={now}");
+            }
+            5 => assert_eq!(store.sweep(now), model.live_count(now), "step {step}: sweep at now={now}"),
+            6 => now += c.below(16) as u64,
+            _ => now += 16 * c.below(8) as u64,
+        }
+        for i in 0..4 {
+            let k = store_key(i);
+            assert_eq!(store.get(&k, now), model.live(&k, now).cloned(), "step {step}: key {i} at now={now}");
+        }
+        let (len, live) = (store.len(), model.live_count(now));
+        assert!(live <= len && len <= max_entries.max(live), "step {step}: len {len}, {live} live, capacity {max_entries}");
+        assert_eq!(store.is_empty(), len == 0);
     }
 }

@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Writes the named seeds of the `x402` and `store` fuzz targets into rust/core/fuzz/corpus/.
+
+    python rust/core/fuzz/seeds/make_seeds.py
+
+Every payment is signed here with eth_account (EIP-3009 through ``Account.sign_typed_data``,
+x402's Permit2 ``PermitWitnessTransferFrom`` by hand + ``Account.unsafe_sign_hash``, the same
+construction as tests/test_x402_bad_inputs.py). The requirements are the four fixed ones of
+``fuzz_checks::x402_requirements()`` (rust/core/tests/common/fuzz_checks.rs) and every
+``valid_*`` seed verifies as valid under one of them at ``fuzz_checks::X402_NOW`` (the
+``x402_seeds`` test of rust/core/tests/fuzz_corpus.rs checks it). The output is deterministic
+(fixed keys, nonces and times; RFC 6979 signatures), so rerunning rewrites identical files.
+
+Seeds: each valid payment as raw JSON and as a base64 header; Permit2 with an EIP-2098 64-byte
+signature and with the high-s twin (both valid: Permit2 takes them); and malformed variants
+(high-s / v=0/1 EIP-3009, ERC-6492 wrapper, 66-byte signature, another signer, expired,
+unknown member, duplicate key, non-canonical number, ambiguous payload, bad base64, wrong
+version, upto witness without facilitator). The requirements documents themselves are seeds
+too, since the target also reads its input as requirements.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from eth_abi.abi import encode as abi_encode
+from eth_account import Account
+from eth_utils.crypto import keccak
+
+CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+OUT = CORPUS / "x402"
+
+NOW = 1_750_000_000  # fuzz_checks::X402_NOW
+N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+PAYER = Account.from_key("0x" + "11" * 32)
+OTHER = Account.from_key("0x" + "22" * 32)
+PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+FAC = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+USDC_BASE_SEPOLIA = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
+OPG_BASE = "0xFbC2051AE2265686a469421b2C5A2D5462FbF5eB"
+PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
+EXACT_PROXY = "0x402085c248EeA27D92E8b30b2C58ed07f9E20001"
+UPTO_PROXY = "0x4020A4f3b7b90ccA423B9fabCc0CE57C6C240002"
+ERC6492_MAGIC = bytes.fromhex("6492" * 16)
+
+# The same four documents as fuzz_checks::X402_REQUIREMENTS.
+REQUIREMENTS: dict[str, dict[str, Any]] = {
+    "eip3009": {
+        "scheme": "exact", "network": "eip155:84532", "asset": USDC_BASE_SEPOLIA, "amount": "10000",
+        "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"},
+    },
+    "permit2": {
+        "scheme": "exact", "network": "eip155:8453", "asset": OPG_BASE, "amount": "10000", "payTo": PAY_TO,
+        "maxTimeoutSeconds": 300, "extra": {"name": "OpenGradient", "version": "1", "assetTransferMethod": "permit2"},
+    },
+    "upto": {
+        "scheme": "upto", "network": "eip155:8453", "asset": OPG_BASE, "amount": "10000", "payTo": PAY_TO,
+        "maxTimeoutSeconds": 300,
+        "extra": {"name": "OpenGradient", "version": "1", "assetTransferMethod": "permit2", "facilitatorAddress": FAC},
+    },
+    "eip3009_v1": {
+        "scheme": "exact", "network": "base-sepolia", "maxAmountRequired": "10000", "resource": "https://api.example/x",
+        "description": "", "mimeType": "application/json", "payTo": PAY_TO, "maxTimeoutSeconds": 300,
+        "asset": USDC_BASE_SEPOLIA, "extra": {"name": "USDC", "version": "2"},
+    },
+}  # fmt: skip
+CHAIN = {"eip3009": 84532, "eip3009_v1": 84532, "permit2": 8453, "upto": 8453}
+
+
+def fields(kind: str, **over: Any) -> dict[str, Any]:
+    f: dict[str, Any] = {"from_": PAYER.address, "to": PAY_TO, "amount": 10000, "valid_after": NOW - 600, "valid_before": NOW + 300}
+    if kind.startswith("eip3009"):
+        f["nonce"] = "0x" + "5a" * 32
+    else:
+        f["nonce"] = 0x1234_5678_9ABC_DEF0 << 128
+        f["token"] = OPG_BASE
+        f["spender"] = UPTO_PROXY if kind == "upto" else EXACT_PROXY
+        if kind == "upto":
+            f["facilitator"] = FAC
+    f.update(over)
+    return f
+
+
+def authorization(kind: str, f: dict[str, Any]) -> dict[str, Any]:
+    if kind.startswith("eip3009"):
+        return {
+            "from": f["from_"], "to": f["to"], "value": str(f["amount"]), "validAfter": str(f["valid_after"]),
+            "validBefore": str(f["valid_before"]), "nonce": f["nonce"],
+        }  # fmt: skip
+    witness: dict[str, Any] = {"to": f["to"], "validAfter": str(f["valid_after"])}
+    if f.get("facilitator") is not None:
+        witness = {"to": f["to"], "facilitator": f["facilitator"], "validAfter": str(f["valid_after"])}
+    return {
+        "from": f["from_"], "permitted": {"token": f["token"], "amount": str(f["amount"])}, "spender": f["spender"],
+        "nonce": str(f["nonce"]), "deadline": str(f["valid_before"]), "witness": witness,
+    }  # fmt: skip
+
+
+def eip3009_typed_data(f: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"},
+            ],
+            "TransferWithAuthorization": [
+                {"name": "from", "type": "address"}, {"name": "to", "type": "address"}, {"name": "value", "type": "uint256"},
+                {"name": "validAfter", "type": "uint256"}, {"name": "validBefore", "type": "uint256"},
+                {"name": "nonce", "type": "bytes32"},
+            ],
+        },
+        "primaryType": "TransferWithAuthorization",
+        "domain": {"name": "USDC", "version": "2", "chainId": 84532, "verifyingContract": USDC_BASE_SEPOLIA},
+        "message": {
+            "from": f["from_"], "to": f["to"], "value": f["amount"], "validAfter": f["valid_after"],
+            "validBefore": f["valid_before"], "nonce": bytes.fromhex(f["nonce"].removeprefix("0x")),
+        },
+    }  # fmt: skip
+
+
+PERMIT_STUB = "PermitWitnessTransferFrom(TokenPermissions permitted,address spender,uint256 nonce,uint256 deadline,Witness witness)"
+TOKEN_PERMISSIONS = "TokenPermissions(address token,uint256 amount)"
+EXACT_WITNESS = "Witness(address to,uint256 validAfter)"
+UPTO_WITNESS = "Witness(address to,address facilitator,uint256 validAfter)"
+
+
+def permit2_digest(f: dict[str, Any], chain_id: int) -> bytes:
+    upto = f.get("facilitator") is not None
+    witness_type = UPTO_WITNESS if upto else EXACT_WITNESS
+    permitted = keccak(abi_encode(["bytes32", "address", "uint256"], [keccak(text=TOKEN_PERMISSIONS), f["token"], f["amount"]]))
+    if upto:
+        witness = keccak(abi_encode(["bytes32", "address", "address", "uint256"], [keccak(text=UPTO_WITNESS), f["to"], f["facilitator"], f["valid_after"]]))
+    else:
+        witness = keccak(abi_encode(["bytes32", "address", "uint256"], [keccak(text=EXACT_WITNESS), f["to"], f["valid_after"]]))
+    struct = keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "address", "uint256", "uint256", "bytes32"],
+            [keccak(text=PERMIT_STUB + TOKEN_PERMISSIONS + witness_type), permitted, f["spender"], f["nonce"], f["valid_before"], witness],
+        )
+    )
+    domain_type = "EIP712Domain(string name,uint256 chainId,address verifyingContract)"
+    domain = keccak(abi_encode(["bytes32", "bytes32", "uint256", "address"], [keccak(text=domain_type), keccak(text="Permit2"), chain_id, PERMIT2]))
+    return keccak(b"\x19\x01" + domain + struct)
+
+
+def sign(kind: str, f: dict[str, Any], acct: Any = PAYER) -> bytes:
+    if kind.startswith("eip3009"):
+        return bytes(Account.sign_typed_data(acct.key, full_message=eip3009_typed_data(f)).signature)
+    return bytes(Account.unsafe_sign_hash(permit2_digest(f, CHAIN[kind]), acct.key).signature)
+
+
+def payment(kind: str, acct: Any = PAYER, **over: Any) -> dict[str, Any]:
+    f = fields(kind, **over)
+    req = REQUIREMENTS[kind]
+    key = "authorization" if kind.startswith("eip3009") else "permit2Authorization"
+    inner = {"signature": "0x" + sign(kind, f, acct).hex(), key: authorization(kind, f)}
+    if kind == "eip3009_v1":
+        return {"x402Version": 1, "scheme": req["scheme"], "network": req["network"], "payload": inner}
+    return {"x402Version": 2, "accepted": copy.deepcopy(req), "payload": inner, "resource": {"url": "https://api.example/x"}}
+
+
+def with_sig(doc: dict[str, Any], raw: bytes) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    out["payload"]["signature"] = "0x" + raw.hex()
+    return out
+
+
+def high_s_twin(sig: bytes) -> bytes:
+    r, s, v = sig[:32], int.from_bytes(sig[32:64], "big"), sig[64]
+    return r + (N - s).to_bytes(32, "big") + bytes([55 - v])  # 27 <-> 28
+
+
+def compact(sig: bytes) -> bytes:
+    """EIP-2098: s with the parity of v in its top bit."""
+    r, s, v = sig[:32], int.from_bytes(sig[32:64], "big"), sig[64]
+    return r + (s | ((v - 27) << 255)).to_bytes(32, "big")
+
+
+def text(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def b64(raw: bytes) -> bytes:
+    return base64.b64encode(raw)
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    seeds: dict[str, bytes] = {}
+    valid = {kind: payment(kind) for kind in REQUIREMENTS}
+    for kind, doc in valid.items():
+        seeds[f"valid_{kind}.json"] = text(doc)
+        seeds[f"valid_{kind}.b64"] = b64(text(doc))
+        seeds[f"requirements_{kind}.json"] = text(REQUIREMENTS[kind])
+    sig = {kind: bytes.fromhex(doc["payload"]["signature"][2:]) for kind, doc in valid.items()}
+
+    # Valid variants: Permit2 takes EIP-2098 and high-s; lower-case addresses and pretty JSON.
+    seeds["valid_permit2_compact.json"] = text(with_sig(valid["permit2"], compact(sig["permit2"])))
+    seeds["valid_upto_high_s.json"] = text(with_sig(valid["upto"], high_s_twin(sig["upto"])))
+    seeds["valid_eip3009_pretty.b64"] = b64(json.dumps(valid["eip3009"], indent=2).encode())
+    lower = copy.deepcopy(valid["eip3009"])
+    lower["payload"]["authorization"]["from"] = lower["payload"]["authorization"]["from"].lower()
+    seeds["valid_eip3009_lowercase_from.json"] = b" \n" + text(lower) + b"\n"
+
+    # Malformed or refused variants.
+    seeds["bad_eip3009_high_s.json"] = text(with_sig(valid["eip3009"], high_s_twin(sig["eip3009"])))
+    seeds["bad_eip3009_compact.json"] = text(with_sig(valid["eip3009"], compact(sig["eip3009"])))
+    seeds["bad_eip3009_v01.json"] = text(with_sig(valid["eip3009_v1"], sig["eip3009_v1"][:64] + bytes([sig["eip3009_v1"][64] - 27])))
+    erc6492 = abi_encode(["address", "bytes", "bytes"], [FAC, bytes.fromhex("c0ffee"), sig["permit2"]]) + ERC6492_MAGIC
+    seeds["bad_permit2_erc6492.json"] = text(with_sig(valid["permit2"], erc6492))
+    seeds["bad_upto_66_bytes.json"] = text(with_sig(valid["upto"], sig["upto"] + b"\x00"))
+    seeds["bad_eip3009_other_signer.b64"] = b64(text(payment("eip3009", acct=OTHER)))
+    seeds["bad_permit2_expired.json"] = text(payment("permit2", valid_before=NOW + 5))
+    seeds["bad_eip3009_not_yet.json"] = text(payment("eip3009", valid_after=NOW + 1))
+    seeds["bad_upto_no_facilitator.json"] = text(payment("upto", facilitator=None))
+    seeds["bad_permit2_amount_zero.json"] = text(payment("permit2", amount=0))
+    unknown = copy.deepcopy(valid["eip3009"])
+    unknown["payload"]["authorization"]["extra"] = "1"
+    seeds["bad_eip3009_unknown_member.json"] = text(unknown)
+    seeds["bad_eip3009_duplicate_key.json"] = text(valid["eip3009"]).replace(b'"value":"10000"', b'"value":"10000","value":"1"')
+    seeds["bad_permit2_noncanonical.json"] = text(valid["permit2"]).replace(b'"amount":"10000"}', b'"amount":"010000"}')
+    both = copy.deepcopy(valid["eip3009"])
+    both["payload"]["permit2Authorization"] = valid["permit2"]["payload"]["permit2Authorization"]
+    seeds["bad_ambiguous.json"] = text(both)
+    seeds["bad_base64_unpadded.b64"] = b64(text(valid["upto"])).rstrip(b"=") or b"x"
+    # A resource URL whose base64 has '+' and '/', sent in the URL-safe alphabet (and, valid, in the standard one).
+    tilde = dict(valid["permit2"], resource={"url": "https://api.example/x?q=~~~>>>???"})
+    assert b"+" in b64(text(tilde)) and b"/" in b64(text(tilde))
+    seeds["valid_permit2_plus_slash.b64"] = b64(text(tilde))
+    seeds["bad_base64_url_alphabet.b64"] = b64(text(tilde)).replace(b"+", b"-").replace(b"/", b"_")
+    seeds["bad_base64_inner_space.b64"] = b64(text(valid["eip3009"]))[:100] + b" " + b64(text(valid["eip3009"]))[100:]
+    seeds["bad_version_3.json"] = text(dict(valid["eip3009"], x402Version=3))
+    seeds["bad_v1_with_accepted.json"] = text(dict(valid["eip3009_v1"], accepted=REQUIREMENTS["eip3009_v1"]))
+
+    # Requirements variants (the target reads its input as requirements too).
+    seeds["requirements_both_amounts.json"] = text(dict(REQUIREMENTS["eip3009"], maxAmountRequired="1"))
+    seeds["requirements_int_amount.json"] = text(dict(REQUIREMENTS["permit2"], amount=10000))
+    seeds["requirements_bad_extra.json"] = text(dict(REQUIREMENTS["upto"], extra=["permit2"]))
+    seeds["requirements_negative_timeout.json"] = text(dict(REQUIREMENTS["eip3009_v1"], maxTimeoutSeconds=-1))
+
+    for name, data in seeds.items():
+        (OUT / name).write_bytes(data)
+    print(f"wrote {len(seeds)} seeds to {OUT}")
+    store_seeds()
+
+
+# The `store` target's programs (fuzz_checks::check_store): a capacity byte (% 6), then steps
+# of [op % 8, key % 4, owner % 3 ("a", "b", "")] and the op's own bytes:
+#   0/1 reserve: count % 3 (+1); first item: expiry % 43 (now - 2 + it), cap % 4 (0/1 none,
+#       2 small: + amount index % 6, 3 U256::MAX); further items: key, owner, expiry, cap
+#   2 settle, 3 release, 5 sweep: nothing; 4 charge: rarely-MAX % 8 (7 = MAX) else + amount % 6
+#   6 clock += byte % 16; 7 clock += 16 * (byte % 8)
+def reserve(key: int, owner: int, expiry: int = 30, cap: int = 0, amount: int = 0) -> bytes:
+    return bytes([0, key, owner, 0, expiry, cap] + ([amount] if cap == 2 else []))
+
+
+def charge(key: int, owner: int, amount: int) -> bytes:
+    return bytes([4, key, owner, 0, amount]) if amount >= 0 else bytes([4, key, owner, 7])
+
+
+STORE_SEEDS = {
+    "lifecycle": bytes([5]) + reserve(0, 0) + reserve(0, 1) + reserve(0, 0) + bytes([2, 0, 1, 2, 0, 0, 3, 0, 0]) + reserve(0, 0),
+    "upto_session": bytes([5]) + reserve(1, 0, cap=2, amount=5) + charge(1, 0, 2) + charge(1, 0, 4) + charge(1, 0, 3)
+    + charge(1, 0, -1) + charge(1, 1, 1) + bytes([2, 1, 0]) + charge(1, 0, 1),
+    "exact_not_upto": bytes([5]) + reserve(2, 2) + charge(2, 2, 1) + bytes([3, 2, 2, 3, 2, 2]),
+    "expiry": bytes([5]) + reserve(0, 0, expiry=5) + bytes([6, 0, 0, 2, 6, 0, 0, 15, 2, 0, 0]) + reserve(0, 1),
+    "full_then_sweep": bytes([2]) + reserve(0, 0, expiry=3) + reserve(1, 0, expiry=40) + reserve(2, 0)
+    + bytes([6, 0, 0, 3]) + reserve(2, 0) + bytes([5, 0, 0]),
+    "capacity_zero": bytes([0]) + reserve(0, 0) + bytes([5, 0, 0]),
+    "batch_same_key": bytes([5, 1, 3, 1, 2, 30, 0, 3, 0, 30, 0, 3, 1, 30, 0]),
+    "already_expired": bytes([5]) + reserve(0, 0, expiry=1) + reserve(0, 1, expiry=2) + bytes([7, 0, 0, 7]) + reserve(0, 2),
+}
+
+
+def store_seeds() -> None:
+    out = CORPUS / "store"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in STORE_SEEDS.items():
+        (out / name).write_bytes(data)
+    print(f"wrote {len(STORE_SEEDS)} seeds to {out}")
+
+
+if __name__ == "__main__":
+    main()

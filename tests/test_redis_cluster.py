@@ -1,0 +1,162 @@
+"""``RedisNonceStore(url, cluster=True)`` on a real 3-master Redis Cluster (started on free
+loopback ports by ``redis_servers.redis_cluster``).
+
+- Exactly once: 50 concurrent verifications of one header, from 50 threads and from 2
+  processes x 25 threads, accept it once in each of 100 repetitions; 50 distinct payments all
+  pass (the same harness as test_store_concurrency.py).
+- A 256-key batch, whose keys fall in slots on all 3 masters, costs one round trip per node
+  (counted at redis-py's ``Connection.send_packed_command``), not one per key; the keys did land
+  on all 3 nodes.
+- The lifecycle (settle / release / charge are WATCH/MULTI on one key) works on the cluster, and
+  concurrent upto charges never pass the cap.
+- A master down: a batch touching it is refused (``nonce_store_unavailable``), none accepted.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import redis
+import redis.connection
+
+import x402_verify as xv
+from redis_servers import RedisCluster, redis_cluster  # noqa: F401  (fixture)
+from test_store_concurrency import (  # noqa: F401  (fixtures)
+    ProcessPair,
+    check_concurrent_charges,
+    check_processes,
+    check_threads,
+    open_spec,
+    process_pair,
+    redis_spec,
+    thread_pool,
+)
+from test_stores import close_store, code_of, new_key, sign_payment, verifier
+
+BATCH = 256
+
+
+@pytest.fixture
+def cluster_store(redis_cluster: RedisCluster) -> Iterator[Any]:
+    store = xv.RedisNonceStore(redis_cluster.url, cluster=True, timeout=2.0, prefix=f"k{uuid.uuid4().hex[:12]}:")
+    yield store
+    close_store(store)
+
+
+def node_keys(cluster: RedisCluster, pattern: str) -> dict[int, int]:
+    """How many keys matching ``pattern`` each master holds (KEYS is node-local)."""
+    out = {}
+    for port in cluster.ports:
+        with redis.Redis(host="127.0.0.1", port=port) as node:
+            out[port] = len(node.keys(pattern))
+    return out
+
+
+class SendCounter:
+    """Counts ``send_packed_command`` calls (one per request written: a pipeline's commands
+    for one node go out in one call) per server port, while installed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.counts: collections.Counter[int] = collections.Counter()
+        original: Any = redis.connection.AbstractConnection.send_packed_command
+        counts = self.counts
+
+        def counting(conn: Any, *args: Any, **kwargs: Any) -> Any:
+            counts[conn.port] += 1
+            return original(conn, *args, **kwargs)
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+
+
+def test_cluster_exactly_once_threads(redis_cluster: RedisCluster, thread_pool: ThreadPoolExecutor) -> None:
+    store = open_spec(redis_spec(redis_cluster.url, cluster=True))
+    try:
+        check_threads(store, thread_pool)
+    finally:
+        close_store(store)
+
+
+def test_cluster_exactly_once_two_processes(redis_cluster: RedisCluster, process_pair: ProcessPair) -> None:
+    check_processes(redis_spec(redis_cluster.url, cluster=True), process_pair)
+
+
+def test_a_batch_costs_one_round_trip_per_node(redis_cluster: RedisCluster, cluster_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    until = int(time.time()) + 300
+    # Warm up: the client learns the slot map and opens a connection to every master.
+    warm = [new_key() for _ in range(BATCH)]
+    assert cluster_store.reserve_many(warm, [until] * BATCH, ["w"] * BATCH) == [True] * BATCH
+    measured = xv.RedisNonceStore(cluster=True, client=cluster_store.client, prefix=f"rt{uuid.uuid4().hex[:12]}:")
+    keys = [new_key() for _ in range(BATCH)]
+    counter = SendCounter(monkeypatch)
+    answers = measured.reserve_many(keys, [until] * BATCH, ["o"] * BATCH, [None, 10] * (BATCH // 2))
+    trips = dict(counter.counts)
+    monkeypatch.undo()
+    assert answers == [True] * BATCH
+    assert set(trips) <= set(redis_cluster.ports)
+    assert all(n == 1 for n in trips.values()), trips
+    assert sum(trips.values()) <= len(redis_cluster.ports)
+    # The keys are spread over every master (so that was one trip to each, not one in all).
+    landed = node_keys(redis_cluster, measured.prefix + "*")
+    assert sum(landed.values()) == BATCH
+    assert all(n > 0 for n in landed.values()), landed
+    assert len(trips) == len(redis_cluster.ports)
+    # Replays of the whole batch: again one round trip per node.
+    counter = SendCounter(monkeypatch)
+    assert measured.reserve_many(keys, [until] * BATCH, ["p"] * BATCH) == [False] * BATCH
+    assert sum(counter.counts.values()) <= len(redis_cluster.ports)
+
+
+def test_the_round_trip_counter_counts(cluster_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control: per-key commands are counted one by one."""
+    names = [f"x{i}" for i in range(10)]
+    for name in names:  # warm up: a connection to each node
+        cluster_store.client.get(name)
+    counter = SendCounter(monkeypatch)
+    for name in names:
+        cluster_store.client.get(name)
+    assert sum(counter.counts.values()) == 10
+    assert len(counter.counts) > 1
+
+
+def test_cluster_lifecycle(cluster_store: Any) -> None:
+    until = int(time.time()) + 300
+    keys = [new_key() for _ in range(12)]  # on several nodes
+    assert cluster_store.reserve_many(keys + keys[:1], [until] * 13, ["o"] * 12 + ["x"], [100] * 13) == [True] * 12 + [False]
+    for k in keys:
+        assert cluster_store.charge(k, "o", 60) == 60
+        assert code_of(lambda: cluster_store.charge(k, "o", 41)) == "invalid_upto_evm_payload_settlement_exceeds_amount"
+        assert code_of(lambda: cluster_store.settle(k, "x")) == "reservation_not_owner"
+    for k in keys[:6]:
+        assert cluster_store.settle(k, "o") == 60
+        assert code_of(lambda: cluster_store.release(k, "o")) == "reservation_closed"
+        assert cluster_store.state(k) == ("settled", "o", 60, until + 60)
+    for k in keys[6:]:
+        cluster_store.release(k, "o")
+        assert cluster_store.state(k) is None
+    assert cluster_store.reserve_many(keys, [until] * 12, ["n"] * 12) == [False] * 6 + [True] * 6
+
+
+def test_cluster_concurrent_charges_never_pass_the_cap(cluster_store: Any) -> None:
+    check_concurrent_charges(cluster_store)
+
+
+def test_cluster_with_a_master_down_refuses(redis_cluster: RedisCluster) -> None:
+    """Last in this module: it kills a master of the module's cluster."""
+    store = xv.RedisNonceStore(redis_cluster.url, cluster=True, timeout=0.5, prefix=f"d{uuid.uuid4().hex[:12]}:")
+    try:
+        v = verifier(store)
+        now = int(time.time())
+        assert v.verify(*(lambda p: (p.header, p.requirements))(sign_payment("permit2", now)), now=now).is_valid
+        redis_cluster.nodes[2].kill()
+        pays = [sign_payment(("eip3009", "permit2", "upto")[i % 3], now) for i in range(30)]  # some on the dead node
+        results = v.verify_batch([(p.header, p.requirements) for p in pays], now=now)
+        assert {r.invalid_reason for r in results} == {"nonce_store_unavailable"}
+        assert not any(r.is_valid for r in results)
+    finally:
+        close_store(store)
