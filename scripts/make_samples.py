@@ -36,7 +36,7 @@ PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
 X402_EXACT_PERMIT2_PROXY = "0x402085c248EeA27D92E8b30b2C58ed07f9E20001"
 OPG_TOKEN = "0xFbC2051AE2265686a469421b2C5A2D5462FbF5eB"
 USDC_BASE = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
-T0 = 1_767_225_600  # 2026-01-01T00:00:00Z; validAfter = now - 600, deadline = now + timeout
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z; validAfter = now - 600, deadline = now + 3600, so every window holds T0 + 2600
 
 NOTE = (
     "Signed sample documents for `x402-verify bench` and the tests. The signers are PUBLIC TEST "
@@ -88,7 +88,7 @@ def permit2_doc(i: int) -> dict[str, Any]:
             "permitted": {"token": OPG_TOKEN, "amount": str(10**15 * (1 + rand("amount", i) % 5000))},
             "spender": X402_EXACT_PERMIT2_PROXY,
             "nonce": str(rand("permit2 nonce", i)),
-            "deadline": str(now + 300),
+            "deadline": str(now + 3600),
             "witness": {"to": address("payTo", i % 5), "validAfter": str(now - 600)},
         },
     }
@@ -120,7 +120,7 @@ def eip3009_doc(i: int, signer: str) -> dict[str, Any]:
             "to": address("payTo", i % 5),
             "value": str(1000 * (1 + rand("value", i) % 10_000)),
             "validAfter": str(now - 600),
-            "validBefore": str(now + 300),
+            "validBefore": str(now + 3600),
             "nonce": "0x" + rand("eip3009 nonce", i).to_bytes(32, "big").hex(),
         },
     }

@@ -24,8 +24,15 @@ def test_bench_reports_no_wrong_verdicts() -> None:
     p = run("bench", "--items", "2000")
     assert p.returncode == 0, p.stderr
     assert "wrong verdicts: 0" in p.stdout
-    rows = [line.split() for line in p.stdout.splitlines() if line.startswith(("permit2 ", "eip3009 "))]
+    lines = [line for line in p.stdout.splitlines() if line.startswith(("permit2 ", "eip3009 "))]
+    rows = [line.split() for line in lines if "replay protection" not in line]
     assert {r[0] for r in rows} == {"permit2", "eip3009"}
+    # Two tables (recovery, full x402 verification), two runs each, two kinds.
+    assert len(rows) == 8
+    replay_lines = [line for line in lines if "replay protection" in line]
+    assert len(replay_lines) == 2
+    for line in replay_lines:
+        assert "64 accepted, then 0; 192 refused as replays" in line, line
     for r in rows:
         # kind, threads (1 or "all (N)"), items, accepted, rejected, mismatched, ...
         counts = r[3:7] if r[1] == "all" else r[2:6]

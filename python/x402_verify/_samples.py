@@ -32,3 +32,33 @@ def load(kind: str) -> list[Sample]:
 def policy(kind: str) -> SignaturePolicy:
     """The signature policy of the contract that settles samples of ``kind``."""
     return SignaturePolicy.permit2() if kind == "permit2" else SignaturePolicy.eip3009()
+
+
+#: A unix time inside every bundled sample's validity window.
+VALID_AT = 1_767_225_600 + 2600
+
+
+def x402_items(kind: str) -> list[tuple[str, dict[str, Any], str]]:
+    """The samples of ``kind`` as x402 v2 payments: ``(header, requirements, payer)``, all
+    valid at ``VALID_AT``."""
+    from x402_verify.header import encode_payment_header
+
+    out = []
+    for s in load(kind):
+        domain, msg = s.typed_data["domain"], s.typed_data["message"]
+        network = f"eip155:{domain['chainId']}"
+        if kind == "permit2":
+            inner = {"signature": s.signature, "permit2Authorization": {"from": s.signer, **msg}}
+            req = {
+                "scheme": "exact", "network": network, "amount": msg["permitted"]["amount"], "asset": msg["permitted"]["token"],
+                "payTo": msg["witness"]["to"], "maxTimeoutSeconds": 3600, "extra": {"assetTransferMethod": "permit2"},
+            }
+        else:
+            inner = {"signature": s.signature, "authorization": msg}
+            req = {
+                "scheme": "exact", "network": network, "amount": msg["value"], "asset": domain["verifyingContract"],
+                "payTo": msg["to"], "maxTimeoutSeconds": 3600, "extra": {"name": domain["name"], "version": domain["version"]},
+            }
+        payload = {"x402Version": 2, "accepted": {"scheme": "exact", "network": network}, "payload": inner}
+        out.append((encode_payment_header(payload), req, s.signer))
+    return out

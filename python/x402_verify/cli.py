@@ -64,6 +64,30 @@ def _bench_kind(kind: str, n_items: int, thread_counts: list[int | None]) -> lis
     return runs
 
 
+def _verify_kind(kind: str, n_items: int, thread_counts: list[int | None]) -> tuple[list[Run], tuple[int, int, int]]:
+    """Full x402 verification of base64 headers: throughput without replay state, then the
+    embedded default (an in-process nonce store) on every payment sent twice, then again."""
+    from x402_verify.verifier import Verifier
+
+    payments = _samples.x402_items(kind)
+    items = [(payments[i % len(payments)][0], payments[i % len(payments)][1]) for i in range(n_items)]
+    stateless = Verifier(nonce_store=None)
+    runs = []
+    for threads in thread_counts:
+        start = time.perf_counter()
+        results = stateless.verify_batch(items, now=_samples.VALID_AT, threads=threads)
+        seconds = time.perf_counter() - start
+        accepted = sum(r.is_valid and r.payer == payments[i % len(payments)][2] for i, r in enumerate(results))
+        label = str(threads) if threads else f"all ({os.cpu_count()})"
+        runs.append(Run(kind, label, n_items, accepted, sum(not r.is_valid for r in results), n_items - accepted - sum(not r.is_valid for r in results), seconds))
+    guarded = Verifier()  # the embedded default: MemoryNonceStore
+    twice = [(h, r) for h, r, _ in payments] * 2
+    first = guarded.verify_batch(twice, now=_samples.VALID_AT)
+    again = guarded.verify_batch(twice, now=_samples.VALID_AT)
+    replays = sum(r.invalid_reason in ("permit2_nonce_already_used", "invalid_exact_evm_nonce_already_used") for r in first + again)
+    return runs, (sum(r.is_valid for r in first), sum(r.is_valid for r in again), replays)
+
+
 def _bench(args: argparse.Namespace) -> int:
     kinds = list(_samples.KINDS) if args.kind == "both" else [args.kind]
     thread_counts: list[int | None] = [1] if args.threads == 1 else [1, args.threads]
@@ -82,6 +106,25 @@ def _bench(args: argparse.Namespace) -> int:
                 f"{run.kind:<8} {run.threads:>8} {run.items:>7} {run.accepted:>9} {run.rejected:>9} {run.mismatched:>11}"
                 f" {rate:>10,.0f} {1e6 / rate:>8.2f} {speedup:>7.2f}x"
             )
+    print()
+    print(f"x402-verify bench: Verifier.verify_batch on base64 x402 headers, {args.items} items a run")
+    print(header)
+    print("-" * len(header))
+    for kind in kinds:
+        runs, (first, again, replays) = _verify_kind(kind, args.items, thread_counts)
+        for run in runs:
+            wrong += run.wrong
+            rate = run.items / run.seconds if run.seconds > 0 else float("inf")
+            speedup = runs[0].seconds / run.seconds if run.seconds > 0 else float("inf")
+            print(
+                f"{run.kind:<8} {run.threads:>8} {run.items:>7} {run.accepted:>9} {run.rejected:>9} {run.mismatched:>11}"
+                f" {rate:>10,.0f} {1e6 / rate:>8.2f} {speedup:>7.2f}x"
+            )
+        unique = len(_samples.load(kind))
+        print(f"{kind:<8} replay protection (in-process store), {unique} payments each sent twice, then the batch again:"
+              f" {first} accepted, then {again}; {replays} refused as replays")
+        # Exactly one accept per payment, ever.
+        wrong += abs(first - unique) + again + abs(replays - 3 * unique)
     print(f"wrong verdicts: {wrong}")
     if wrong:
         print("FAIL: some validly signed samples were not accepted", file=sys.stderr)
