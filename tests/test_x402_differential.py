@@ -197,6 +197,9 @@ def sdk_outcome(payload: str | bytes | dict[str, Any], requirements: dict[str, A
         if mechanism is None:
             raise SchemeNotFoundError(scheme, pp.get_network())
         resp = mechanism.verify(pp, req)
+    except ImportError:
+        # The environment, not a verdict: an SDK module failed to import. Surface it whole.
+        raise
     except Exception as exc:  # the SDK failed to answer
         return f"raises:{type(exc).__name__}"
     if resp.is_valid:

@@ -191,6 +191,9 @@ class MemoryNonceStore:
 
     def __new__(cls, max_entries: int = 1000000, *, margin_seconds: int = 60) -> MemoryNonceStore: ...
     @property
+    def max_entries(self) -> int:
+        """Most live reservations kept; past it (after dropping expired ones) the store refuses."""
+    @property
     def margin_seconds(self) -> int:
         """Seconds an entry outlives the authorization's validBefore / deadline."""
     def reserve_many(

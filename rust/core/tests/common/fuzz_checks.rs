@@ -669,8 +669,8 @@ const TIME_CODES: [Code; 5] =
     [Code::ValidBeforeExpired, Code::ValidAfterFuture, Code::Permit2DeadlineExpired, Code::Permit2NotYetValid, Code::AuthorizationWindowTooLong];
 
 /// The input through the whole x402 path. Never panics, and:
-/// - `header::decode` agrees with an independent strict base64 (RFC 4648, padded, canonical)
-///   + size limit + `json::parse`; `decode(encode(text))` gives back any JSON the parser
+/// - `header::decode` agrees with an independent strict base64 (RFC 4648, padded, canonical),
+///   the size limit and `json::parse`; `decode(encode(text))` gives back any JSON the parser
 ///   accepts, and one byte less of limit is `payload_too_large`;
 /// - an accepted payload prints to a canonical document that parses to the same payload, and
 ///   its authorization's fixed-type digest equals the generic EIP-712 encoder's;
