@@ -275,9 +275,10 @@ class SqliteNonceStore:
 class RedisNonceStore:
     """Reservations shared by gateway replicas through Redis (or a Redis Cluster).
 
-    A batch is one pipeline of ``SET key value NX GET PXAT expiry`` (Redis >= 7.0): atomic per
-    key, one round trip per batch (per node on a cluster, where keys need no hash tags since each
-    stands alone). State changes are owner-checked ``WATCH``/``MULTI`` transactions on one key.
+    A batch is ``SET key value NX GET PXAT expiry`` per key (Redis >= 7.0), atomic per key: on
+    one server a single Lua script call runs them all (one round trip); on a cluster, one
+    pipeline sends each node its keys in one round trip (keys need no hash tags: each stands
+    alone). State changes are owner-checked ``WATCH``/``MULTI`` transactions on one key.
     Connection errors, timeouts and ``OOM`` answers raise ``NonceStoreError`` (fail closed).
     A timeout is ambiguous: the server may still apply the ``SET`` after the client gave up, so
     that payment then reads as a replay until it expires and its payer must sign a new one. It
@@ -306,6 +307,7 @@ class RedisNonceStore:
         self.margin_seconds = margin_seconds
         self.prefix = prefix
         self.cluster = cluster
+        self._script: Any = None
         if client is not None:
             self.client = client
         elif cluster:
@@ -336,6 +338,12 @@ class RedisNonceStore:
             raise ValueError("keys, valid_until, owners (and caps) must have the same length")
         caps = caps if caps is not None else [None] * len(keys)
         now = _clock(now)
+        if not keys:
+            return []
+        if not self.cluster:
+            return self._reserve_scripted(keys, valid_until, owners, caps, now)
+        # On a cluster a script may only touch one hash slot, so the batch is a pipeline:
+        # redis-py sends each node its commands in one round trip.
         pipe = self.client.pipeline(transaction=False)
         for key, until, owner, cap in zip(keys, valid_until, owners, caps):
             expires = until + self.margin_seconds
@@ -347,9 +355,48 @@ class RedisNonceStore:
             # Absolute expiry (PXAT) so a slow client cannot stretch it; GET tells who holds it.
             pipe.set(self._name(key), value, nx=True, get=True, pxat=expires * 1000)
         try:
-            answers = pipe.execute(raise_on_error=True) if keys else []
+            answers = pipe.execute(raise_on_error=True)
         except self._redis.RedisError as exc:
             raise self._fail(exc) from exc
+        return self._outcomes(owners, answers)
+
+    # One script call reserves a whole batch on a single server: one round trip, and the
+    # per-command encoding and reply parsing that dominate a 256-command pipeline in redis-py
+    # happen once. ARGV holds value and absolute expiry (ms) per key; expiry 0 means the item
+    # is dead on arrival, so only its holder is read.
+    _RESERVE_SCRIPT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local value, pxat = ARGV[2 * i - 1], ARGV[2 * i]
+  if pxat == '0' then
+    out[i] = redis.call('GET', key)
+  else
+    out[i] = redis.call('SET', key, value, 'NX', 'GET', 'PXAT', pxat)
+  end
+end
+return out
+"""
+
+    def _reserve_scripted(
+        self, keys: Sequence[bytes], valid_until: Sequence[int], owners: Sequence[str], caps: Sequence[int | None], now: int
+    ) -> list[bool | None]:
+        args: list[str | int] = []
+        for until, owner, cap in zip(valid_until, owners, caps):
+            expires = until + self.margin_seconds
+            args.append(f"R|{owner}|{'' if cap is None else cap}|0")
+            args.append(0 if expires <= now else expires * 1000)
+        try:
+            if self._script is None:
+                self._script = self.client.register_script(self._RESERVE_SCRIPT)
+            answers = self._script(keys=[self._name(k) for k in keys], args=args)
+        except self._redis.RedisError as exc:
+            raise self._fail(exc) from exc
+        return self._outcomes(owners, answers)
+
+    @staticmethod
+    def _outcomes(owners: Sequence[str], answers: Sequence[Any]) -> list[bool | None]:
+        if len(answers) != len(owners):
+            raise NonceStoreError(f"redis answered {len(answers)} outcomes for {len(owners)} keys")
         out: list[bool | None] = []
         for owner, answer in zip(owners, answers):
             if answer is None:

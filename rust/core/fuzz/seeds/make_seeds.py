@@ -236,7 +236,39 @@ def main() -> None:
     seeds["bad_version_3.json"] = text(dict(valid["eip3009"], x402Version=3))
     seeds["bad_v1_with_accepted.json"] = text(dict(valid["eip3009_v1"], accepted=REQUIREMENTS["eip3009_v1"]))
 
+    # Signed payments that get past the early checks to a late refusal (also verified against
+    # fuzzed requirements: fuzz_checks::X402_FIXED_PAYLOADS).
+    seeds["bad_upto_zero_destination.json"] = text(payment("upto", amount=0, to="0x" + "00" * 20))
+    seeds["bad_permit2_exact_with_facilitator.json"] = text(payment("permit2", facilitator=FAC))
+    seeds["bad_permit2_other_token.json"] = text(payment("permit2", token=USDC_BASE_SEPOLIA))
+    seeds["bad_permit2_upto_spender.json"] = text(payment("permit2", spender=UPTO_PROXY))
+    # Shapes: members of the wrong kind, missing signatures.
+    def edited(kind: str, path: tuple[str, ...], value: Any) -> bytes:
+        doc = copy.deepcopy(valid[kind])
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        if value is None and path[-1] != "signature":
+            del node[path[-1]]
+        else:
+            node[path[-1]] = value
+        return text(doc)
+
+    seeds["bad_authorization_not_object.json"] = edited("eip3009", ("payload", "authorization"), [])
+    seeds["bad_permit2_authorization_not_object.json"] = edited("upto", ("payload", "permit2Authorization"), "x")
+    seeds["bad_payload_not_object.json"] = edited("eip3009_v1", ("payload",), 1)
+    seeds["bad_v1_no_scheme.json"] = edited("eip3009_v1", ("scheme",), None)
+    seeds["bad_accepted_not_object.json"] = edited("permit2", ("accepted",), "exact")
+    seeds["bad_signature_number.json"] = edited("eip3009", ("payload", "signature"), 1)
+    seeds["bad_signature_empty.json"] = edited("permit2", ("payload", "signature"), "")
+    seeds["bad_signature_null.json"] = edited("eip3009_v1", ("payload", "signature"), None)
+    seeds["bad_signature_0x.json"] = edited("upto", ("payload", "signature"), "0x")
+
     # Requirements variants (the target reads its input as requirements too).
+    seeds["requirements_permit2_amount_zero.json"] = text(dict(REQUIREMENTS["permit2"], amount="0"))
+    seeds["requirements_upto_zero_pay_to.json"] = text(dict(REQUIREMENTS["upto"], amount="0", payTo="0x" + "00" * 20))
+    seeds["requirements_extra_name_number.json"] = text(dict(REQUIREMENTS["eip3009"], extra={"name": 1, "version": "2"}))
+    seeds["requirements_bad_facilitator.json"] = text(dict(REQUIREMENTS["upto"], extra=dict(REQUIREMENTS["upto"]["extra"], facilitatorAddress="0x1234")))
     seeds["requirements_both_amounts.json"] = text(dict(REQUIREMENTS["eip3009"], maxAmountRequired="1"))
     seeds["requirements_int_amount.json"] = text(dict(REQUIREMENTS["permit2"], amount=10000))
     seeds["requirements_bad_extra.json"] = text(dict(REQUIREMENTS["upto"], extra=["permit2"]))

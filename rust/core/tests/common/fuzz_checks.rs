@@ -627,21 +627,27 @@ pub const X402_REQUIREMENTS: [&str; 4] = [
     r#"{"scheme":"exact","network":"base-sepolia","maxAmountRequired":"10000","resource":"https://api.example/x","description":"","mimeType":"application/json","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","maxTimeoutSeconds":300,"asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","extra":{"name":"USDC","version":"2"}}"#,
 ];
 
-/// The signed payloads valid under `X402_REQUIREMENTS[i]` at `X402_NOW` (the named seeds), used
-/// to exercise fuzzed requirements.
-pub const X402_VALID_PAYLOADS: [&[u8]; 4] = [
+/// Signed payloads (named seeds) verified against fuzzed requirements: the first four are
+/// valid under `X402_REQUIREMENTS[i]` at `X402_NOW`; the last two (exact Permit2 for 0, upto
+/// to the zero address for 0) reach the proxies' settle-time refusals when the requirements
+/// ask for an amount of 0 (and payTo 0).
+pub const X402_FIXED_PAYLOADS: [&[u8]; 6] = [
     include_bytes!("../../fuzz/corpus/x402/valid_eip3009.json"),
     include_bytes!("../../fuzz/corpus/x402/valid_permit2.json"),
     include_bytes!("../../fuzz/corpus/x402/valid_upto.json"),
     include_bytes!("../../fuzz/corpus/x402/valid_eip3009_v1.json"),
+    include_bytes!("../../fuzz/corpus/x402/bad_permit2_amount_zero.json"),
+    include_bytes!("../../fuzz/corpus/x402/bad_upto_zero_destination.json"),
 ];
 
 struct X402Fixtures {
     requirements: Vec<PaymentRequirements>,
     payloads: Vec<(Value, PaymentPayload)>,
-    /// The default configuration, and a strict one: no time buffer (USDC's own rule), at most
-    /// 600 s of validity, Base only.
-    configs: [VerifyConfig; 2],
+    /// The default configuration; a strict one (no time buffer: USDC's own rule; at most 600 s
+    /// of validity; Base and Base Sepolia only; its own facilitator list, which replaces the
+    /// requirements' `facilitatorAddress`); and one that takes only chain 1 and knows no v1
+    /// network names.
+    configs: [VerifyConfig; 3],
 }
 
 fn x402_fixtures() -> &'static X402Fixtures {
@@ -651,7 +657,7 @@ fn x402_fixtures() -> &'static X402Fixtures {
             .iter()
             .map(|t| parse_requirements(&json::parse(t.as_bytes()).expect("fixed requirements are JSON")).expect("fixed requirements parse"))
             .collect();
-        let payloads = X402_VALID_PAYLOADS
+        let payloads = X402_FIXED_PAYLOADS
             .iter()
             .map(|t| {
                 let v = json::parse(t).expect("seed payload is JSON");
@@ -659,8 +665,16 @@ fn x402_fixtures() -> &'static X402Fixtures {
                 (v, p)
             })
             .collect();
-        let strict = VerifyConfig { time_buffer: 0, max_validity_seconds: Some(600), allowed_chain_ids: Some(vec![8453]), ..VerifyConfig::default() };
-        X402Fixtures { requirements, payloads, configs: [VerifyConfig::default(), strict] }
+        let fac = |s: &str| parse_address(s).unwrap();
+        let strict = VerifyConfig {
+            time_buffer: 0,
+            max_validity_seconds: Some(600),
+            allowed_chain_ids: Some(vec![8453, 84_532]),
+            facilitator_addresses: vec![fac("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"), fac("0x70997970C51812dc3A010C7d01b50e0d17dc79C8")],
+            ..VerifyConfig::default()
+        };
+        let mainnet = VerifyConfig { allowed_chain_ids: Some(vec![1]), network_names: HashMap::new(), ..VerifyConfig::default() };
+        X402Fixtures { requirements, payloads, configs: [VerifyConfig::default(), strict, mainnet] }
     })
 }
 
@@ -675,7 +689,7 @@ const TIME_CODES: [Code; 5] =
 /// - an accepted payload prints to a canonical document that parses to the same payload, and
 ///   its authorization's fixed-type digest equals the generic EIP-712 encoder's;
 /// - against each fixed requirement, at the seeds' clock, an input-derived clock and the
-///   edges of the authorization's own time window, under the default and a strict config:
+///   edges of the authorization's own time window, under each of three configs:
 ///   an unreadable payload gives the read error's verdict; `Text` and `Value` input agree;
 ///   a valid verdict has payer == from, a replay key (the one `replay_key` derives), a
 ///   64/65-byte signature (65, low-s, v 27/28 for EIP-3009), matching terms, a `now` inside
@@ -683,20 +697,32 @@ const TIME_CODES: [Code; 5] =
 ///   does not depend on `now`, outside it is never valid and fails on a time check or on the
 ///   same reason as inside;
 /// - read as requirements: the error is always `invalid_payment_requirements`, accepted ones
-///   print to a canonical document that parses back equal, and the four valid payloads
+///   print to a canonical document that parses back equal, and the fixed signed payloads
 ///   verified against them obey the same verdict invariants.
 pub fn check_x402(data: &[u8]) {
     let fx = x402_fixtures();
-    let decoded = check_x402_header(data);
+    let decoded = check_x402_header(data, DEFAULT_MAX_PAYLOAD_BYTES);
+    // A small limit too, so the size checks see inputs the fuzzer can make.
+    let _ = check_x402_header(data, 300);
+    // Round trips: any JSON the parser accepts survives encode -> decode, at exactly its size.
+    if let Ok(v) = json::parse(data) {
+        check_header_round_trip(data, &v);
+    }
+    if let Ok(v) = &decoded {
+        let text = to_json_text(v);
+        check_header_round_trip(text.as_bytes(), v);
+    }
 
     // The payload, against the fixed requirements.
     let payload = decoded.as_ref().map_err(Clone::clone).and_then(|v| parse_payload(v).map(|p| (v, p)));
     match &payload {
         Err(e) => {
             let want = Verdict::from_error(e);
-            for (req, cfg) in fx.requirements.iter().zip(fx.configs.iter().cycle()) {
-                let got = verify(&PayloadInput::Text(data), &Ok(req.clone()), X402_NOW, cfg);
-                assert_eq!(got, want, "an unreadable payload must give the read error's verdict");
+            for req in &fx.requirements {
+                for cfg in &fx.configs {
+                    let got = verify(&PayloadInput::Text(data), &Ok(req.clone()), X402_NOW, cfg);
+                    assert_eq!(got, want, "an unreadable payload must give the read error's verdict");
+                }
             }
         }
         Ok((v, p)) => {
@@ -763,9 +789,8 @@ pub fn check_x402(data: &[u8]) {
     }
 }
 
-/// `header::decode` against the oracle; returns its result at the default limit.
-fn check_x402_header(data: &[u8]) -> Result<Value, x402_verify_core::Error> {
-    let max = DEFAULT_MAX_PAYLOAD_BYTES;
+/// `header::decode` at limit `max` against the oracle; returns its result.
+fn check_x402_header(data: &[u8], max: usize) -> Result<Value, x402_verify_core::Error> {
     let got = header::decode(data, max);
     // The oracle: size bound on the header, then raw JSON text or strict base64.
     let trimmed = data.trim_ascii();
@@ -788,14 +813,6 @@ fn check_x402_header(data: &[u8]) -> Result<Value, x402_verify_core::Error> {
         (Ok(a), Ok(b)) => assert_eq!(a, b, "header::decode disagrees with base64 + json::parse"),
         (Err(a), Err(b)) => assert_eq!(a.code, *b, "header::decode refused with {} ({}), expected {b}", a.code, a.message),
         _ => panic!("header::decode gave {got:?}, the oracle {expected:?}"),
-    }
-    // Round trips: any JSON the parser accepts survives encode -> decode, at exactly its size.
-    if let Ok(v) = json::parse(data) {
-        check_header_round_trip(data, &v);
-    }
-    if let Ok(v) = &got {
-        let text = to_json_text(v);
-        check_header_round_trip(text.as_bytes(), v);
     }
     got
 }
