@@ -88,6 +88,18 @@ def _verify_kind(kind: str, n_items: int, thread_counts: list[int | None]) -> tu
     return runs, (sum(r.is_valid for r in first), sum(r.is_valid for r in again), replays)
 
 
+def _print_runs(runs: list[Run]) -> int:
+    """Prints one table row a run (speedup against the first run); returns the wrong verdicts."""
+    for run in runs:
+        rate = run.items / run.seconds if run.seconds > 0 else float("inf")
+        speedup = runs[0].seconds / run.seconds if run.seconds > 0 else float("inf")
+        print(
+            f"{run.kind:<8} {run.threads:>8} {run.items:>7} {run.accepted:>9} {run.rejected:>9} {run.mismatched:>11}"
+            f" {rate:>10,.0f} {1e6 / rate:>8.2f} {speedup:>7.2f}x"
+        )
+    return sum(run.wrong for run in runs)
+
+
 def _bench(args: argparse.Namespace) -> int:
     kinds = list(_samples.KINDS) if args.kind == "both" else [args.kind]
     thread_counts: list[int | None] = [1] if args.threads == 1 else [1, args.threads]
@@ -98,28 +110,14 @@ def _bench(args: argparse.Namespace) -> int:
     wrong = 0
     for kind in kinds:
         runs = _bench_kind(kind, args.items, thread_counts)
-        for run in runs:
-            wrong += run.wrong
-            rate = run.items / run.seconds if run.seconds > 0 else float("inf")
-            speedup = runs[0].seconds / run.seconds if run.seconds > 0 else float("inf")
-            print(
-                f"{run.kind:<8} {run.threads:>8} {run.items:>7} {run.accepted:>9} {run.rejected:>9} {run.mismatched:>11}"
-                f" {rate:>10,.0f} {1e6 / rate:>8.2f} {speedup:>7.2f}x"
-            )
+        wrong += _print_runs(runs)
     print()
     print(f"x402-verify bench: Verifier.verify_batch on base64 x402 headers, {args.items} items a run")
     print(header)
     print("-" * len(header))
     for kind in kinds:
         runs, (first, again, replays) = _verify_kind(kind, args.items, thread_counts)
-        for run in runs:
-            wrong += run.wrong
-            rate = run.items / run.seconds if run.seconds > 0 else float("inf")
-            speedup = runs[0].seconds / run.seconds if run.seconds > 0 else float("inf")
-            print(
-                f"{run.kind:<8} {run.threads:>8} {run.items:>7} {run.accepted:>9} {run.rejected:>9} {run.mismatched:>11}"
-                f" {rate:>10,.0f} {1e6 / rate:>8.2f} {speedup:>7.2f}x"
-            )
+        wrong += _print_runs(runs)
         unique = len(_samples.load(kind))
         print(f"{kind:<8} replay protection (in-process store), {unique} payments each sent twice, then the batch again:"
               f" {first} accepted, then {again}; {replays} refused as replays")

@@ -108,6 +108,15 @@ def _clock(now: int | None) -> int:
     return int(time.time()) if now is None else now
 
 
+def _aligned(
+    keys: Sequence[bytes], valid_until: Sequence[int], owners: Sequence[str], caps: Sequence[int | None] | None
+) -> Sequence[int | None]:
+    """The caps, once the parallel sequences of a reserve_many call are checked to line up."""
+    if not (len(keys) == len(valid_until) == len(owners)) or (caps is not None and len(caps) != len(keys)):
+        raise ValueError("keys, valid_until, owners (and caps) must have the same length")
+    return caps if caps is not None else [None] * len(keys)
+
+
 class SqliteNonceStore:
     """Durable reservations on one host, shared by the processes that open the same file.
 
@@ -166,9 +175,7 @@ class SqliteNonceStore:
         now: int | None = None,
     ) -> list[bool | None]:
         now = _clock(now)
-        if not (len(keys) == len(valid_until) == len(owners)) or (caps is not None and len(caps) != len(keys)):
-            raise ValueError("keys, valid_until, owners (and caps) must have the same length")
-        caps = caps if caps is not None else [None] * len(keys)
+        caps = _aligned(keys, valid_until, owners, caps)
 
         def run(conn: sqlite3.Connection) -> list[bool | None]:
             # Expired rows go in small steps so one batch never pays for a large backlog.
@@ -334,9 +341,7 @@ class RedisNonceStore:
         *,
         now: int | None = None,
     ) -> list[bool | None]:
-        if not (len(keys) == len(valid_until) == len(owners)) or (caps is not None and len(caps) != len(keys)):
-            raise ValueError("keys, valid_until, owners (and caps) must have the same length")
-        caps = caps if caps is not None else [None] * len(keys)
+        caps = _aligned(keys, valid_until, owners, caps)
         now = _clock(now)
         if not keys:
             return []
