@@ -11,6 +11,9 @@ use super::{Entry, State, StoreRefusal};
 pub struct MemoryStore {
     max_entries: usize,
     map: Mutex<HashMap<B256, Entry>>,
+    /// The `now` of the last sweep made because the map was full. A full map is swept at most
+    /// once per clock second, so someone who fills it cannot make every request scan it.
+    full_sweep_at: Mutex<Option<u64>>,
 }
 
 /// One reservation request.
@@ -23,7 +26,7 @@ pub struct Reserve<'a> {
 
 impl MemoryStore {
     pub fn new(max_entries: usize) -> Self {
-        MemoryStore { max_entries, map: Mutex::new(HashMap::new()) }
+        MemoryStore { max_entries, map: Mutex::new(HashMap::new()), full_sweep_at: Mutex::new(None) }
     }
 
     pub fn max_entries(&self) -> usize {
@@ -48,8 +51,17 @@ impl MemoryStore {
                         return Ok(matches!(&e.state, State::Reserved { owner, .. } if owner == r.owner));
                     }
                 }
+                if r.expires_at <= now {
+                    // Dead on arrival: nothing to keep (and nothing a later sweep must find).
+                    map.remove(&r.key);
+                    return Ok(true);
+                }
                 if map.len() >= self.max_entries && !map.contains_key(&r.key) {
-                    map.retain(|_, e| e.expires_at > now);
+                    let mut swept = self.full_sweep_at.lock().unwrap_or_else(|p| p.into_inner());
+                    if *swept != Some(now) {
+                        map.retain(|_, e| e.expires_at > now);
+                        *swept = Some(now);
+                    }
                     if map.len() >= self.max_entries {
                         return Err(StoreRefusal::Full);
                     }

@@ -1118,6 +1118,11 @@ impl StoreModel {
             // Reserved by the caller: an idempotent retry. Anything else: a replay.
             return Ok(matches!(&e.state, State::Reserved { owner: o, .. } if o == owner));
         }
+        // Dead on arrival: granted, and nothing is kept.
+        if expires_at <= now {
+            self.map.remove(&key);
+            return Ok(true);
+        }
         // Bounded: full means full of live entries.
         if self.live_count(now) >= self.max_entries {
             return Err(StoreRefusal::Full);
