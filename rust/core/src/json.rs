@@ -184,7 +184,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Array(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut entries: Vec<(String, Value)> = Vec::new();
+        let mut entries: Vec<(String, Value)> = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
         while let Some(key) = map.next_key::<String>()? {
             let value = map.next_value_seed(ValueSeed)?;
             entries.push((key, value));

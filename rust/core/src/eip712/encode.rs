@@ -1,6 +1,6 @@
 //! `encodeData` / `hashStruct`: turning values into 32-byte words under their EIP-712 types.
 
-use alloy_primitives::{keccak256, B256, U256};
+use alloy_primitives::{keccak256, Keccak256, B256, U256};
 
 use super::types::{FieldType, TypeSet};
 use crate::error::{fail, Code, Error, Result};
@@ -13,21 +13,22 @@ pub fn hash_struct(types: &TypeSet, idx: usize, value: &Value) -> Result<B256> {
     let Value::Object(obj) = value else {
         return fail(Code::InvalidValueType, format!("struct {} needs an object, got {}", st.name, value.kind()));
     };
-    let mut buf = Vec::with_capacity(32 * (1 + st.fields.len()));
-    buf.extend_from_slice(types.type_hash(idx).as_slice());
+    // Streamed into the hasher: no buffer per struct.
+    let mut hasher = Keccak256::new();
+    hasher.update(types.type_hash(idx));
     for f in &st.fields {
         let v = obj
             .get(&f.name)
             .ok_or_else(|| Error::new(Code::MissingField, format!("{} has no field {:?}", st.name, f.name)).at_key(&f.name))?;
         let word = encode_value(types, &f.ty, v).map_err(|e| e.at_key(&f.name))?;
-        buf.extend_from_slice(word.as_slice());
+        hasher.update(word);
     }
     // Every declared field was found and keys are unique, so a longer object has extras.
     if obj.len() != st.fields.len() {
         let extra = obj.keys().find(|k| !st.fields.iter().any(|f| f.name == *k)).unwrap_or_default();
         return Err(Error::new(Code::UnknownField, format!("{} declares no field {:?}", st.name, trunc(extra))).at_key(extra));
     }
-    Ok(keccak256(&buf))
+    Ok(hasher.finalize())
 }
 
 /// The 32-byte word of one member.
@@ -43,11 +44,11 @@ pub fn encode_value(types: &TypeSet, ty: &FieldType, v: &Value) -> Result<B256> 
                     return fail(Code::InvalidArrayLength, format!("fixed array needs {n} elements, got {}", items.len()));
                 }
             }
-            let mut buf = Vec::with_capacity(32 * items.len());
+            let mut hasher = Keccak256::new();
             for (i, item) in items.iter().enumerate() {
-                buf.extend_from_slice(encode_value(types, elem, item).map_err(|e| e.at_index(i))?.as_slice());
+                hasher.update(encode_value(types, elem, item).map_err(|e| e.at_index(i))?);
             }
-            Ok(keccak256(&buf))
+            Ok(hasher.finalize())
         }
         _ => encode_atomic(ty, v),
     }
