@@ -62,6 +62,29 @@ pub fn parse_address(s: &str) -> Result<Address> {
 /// Checked in place rather than by printing the checksummed form: this runs for every address
 /// of every payment.
 fn eip55_case_matches(hex: &[u8]) -> bool {
+    // Gateways see the same token, spender and payTo on every request: remember the mixed-case
+    // spellings already found valid (per thread, bounded) instead of hashing them again.
+    thread_local! {
+        static VALID: std::cell::RefCell<std::collections::HashSet<[u8; 40]>> = Default::default();
+    }
+    let Ok(text) = <[u8; 40]>::try_from(hex) else { return false };
+    if VALID.with(|v| v.borrow().contains(&text)) {
+        return true;
+    }
+    let ok = eip55_case_matches_uncached(hex);
+    if ok {
+        VALID.with(|v| {
+            let mut v = v.borrow_mut();
+            if v.len() >= 1024 {
+                v.clear();
+            }
+            v.insert(text);
+        });
+    }
+    ok
+}
+
+fn eip55_case_matches_uncached(hex: &[u8]) -> bool {
     let mut lower = [0u8; 40];
     for (l, c) in lower.iter_mut().zip(hex) {
         *l = c.to_ascii_lowercase();
