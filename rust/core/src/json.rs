@@ -213,9 +213,20 @@ impl<'de> Deserialize<'de> for Value {
 
 /// Parses JSON text strictly. The caller bounds the size first.
 pub fn parse(bytes: &[u8]) -> Result<Value> {
+    // Text that is already UTF-8 skips serde_json's per-string validation.
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return parse_str(text);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = Value::deserialize(&mut de).and_then(|v| de.end().map(|()| v));
     parsed.map_err(|e| classify(bytes, &e))
+}
+
+/// Parses JSON text that is known to be UTF-8.
+pub fn parse_str(text: &str) -> Result<Value> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = Value::deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    parsed.map_err(|e| classify(text.as_bytes(), &e))
 }
 
 fn classify(bytes: &[u8], e: &serde_json::Error) -> Error {
