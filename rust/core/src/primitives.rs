@@ -101,10 +101,16 @@ pub(crate) fn decimal_to_u256(digits: &str) -> Option<U256> {
     if digits.len() > 78 {
         return None;
     }
-    let ten = U256::from(10u8);
+    // Nineteen digits at a time fit a u64: four wide multiplications instead of one per digit
+    // (Permit2 nonces are 78-digit numbers on every payment).
     let mut acc = U256::ZERO;
-    for b in digits.bytes() {
-        acc = acc.checked_mul(ten)?.checked_add(U256::from(b - b'0'))?;
+    for chunk in digits.as_bytes().chunks(19) {
+        let mut part: u64 = 0;
+        for b in chunk {
+            part = part * 10 + u64::from(b - b'0');
+        }
+        let scale = U256::from(10u64).checked_pow(U256::from(chunk.len()))?;
+        acc = acc.checked_mul(scale)?.checked_add(U256::from(part))?;
     }
     Some(acc)
 }
