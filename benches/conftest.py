@@ -180,7 +180,7 @@ def _pick_keccak() -> tuple[str, Callable[[bytes], bytes]]:
     """The fastest keccak-256 available, so the coincurve anchor is as strong as it can be."""
     candidates = _keccak_candidates()
     if not candidates:
-        pytest.skip("no keccak implementation (pycryptodome or eth-hash) installed")
+        pytest.fail("no keccak implementation (pycryptodome or eth-hash) installed: pip install .[test]")
     data = bytes(range(64))
     best = min(candidates.items(), key=lambda kv: min(timeit.repeat(lambda: kv[1](data), number=2000, repeat=5)))
     return best

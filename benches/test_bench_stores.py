@@ -143,7 +143,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from redis_servers import REDIS_SERVER, RedisServer
 
     if not os.path.exists(REDIS_SERVER):
-        pytest.skip("redis-server not installed")
+        pytest.fail("redis-server not installed (apt-get install -y redis-server, as scripts/test.sh does)")
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     try:
         yield server.url
