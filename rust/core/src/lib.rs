@@ -25,6 +25,13 @@ pub fn recover_hash(digest: &Digest, signature: &[u8], policy: &SignaturePolicy)
     Signature::parse(signature, policy)?.recover_address_from_prehash(digest)
 }
 
+/// Recovers the signer of a parsed typed-data document.
+pub fn recover_typed_data(doc: &json::Value, signature: &[u8], policy: &SignaturePolicy) -> Result<Address> {
+    // The signature is parsed first: it is the cheaper of the two to refuse.
+    let sig = Signature::parse(signature, policy)?;
+    sig.recover_address_from_prehash(&eip712::hash_typed_data(doc)?)
+}
+
 /// Recovers the signer of a typed-data document given as JSON text.
 pub fn recover_typed_data_json(doc: &[u8], signature: &[u8], policy: &SignaturePolicy, max_bytes: usize) -> Result<Address> {
     // The signature is parsed first: it is the cheaper of the two to refuse.

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 use x402_verify_core::eip712::{self, DEFAULT_MAX_BYTES};
 use x402_verify_core::primitives::checksum;
-use x402_verify_core::{Address, Code, Digest, Error, Result as CoreResult, Signature, SignaturePolicy as CorePolicy};
+use x402_verify_core::{Address, Code, Digest, Error, Result as CoreResult, SignaturePolicy as CorePolicy};
 
 use convert::Doc;
 use errors::{to_item, to_pyerr, value_error};
@@ -27,13 +27,14 @@ fn digest_of(doc: &Doc, max_bytes: usize) -> CoreResult<Digest> {
 }
 
 fn recover_doc(doc: &Doc, sig: &[u8], policy: &CorePolicy, max_bytes: usize) -> CoreResult<Address> {
-    let sig = Signature::parse(sig, policy)?;
-    sig.recover_address_from_prehash(&digest_of(doc, max_bytes)?)
+    match doc {
+        Doc::Json(bytes) => x402_verify_core::recover_typed_data_json(bytes, sig, policy, max_bytes),
+        Doc::Tree(v) => x402_verify_core::recover_typed_data(v, sig, policy),
+    }
 }
 
 fn recover_digest(digest: &[u8], sig: &[u8], policy: &CorePolicy) -> CoreResult<Address> {
-    let digest = Digest::from_slice(digest)?;
-    Signature::parse(sig, policy)?.recover_address_from_prehash(&digest)
+    x402_verify_core::recover_hash(&Digest::from_slice(digest)?, sig, policy)
 }
 
 /// Single-call argument errors of the wrong Python type are TypeErrors; the rest are data.
