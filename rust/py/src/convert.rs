@@ -179,3 +179,8 @@ pub fn u256_to_py<'py>(py: Python<'py>, v: &x402_verify_core::U256) -> PyResult<
         Err(_) => py.get_type::<PyInt>().call1((format!("{v:x}"), 16)),
     }
 }
+
+/// `now` as given, or the system clock in unix seconds.
+pub fn clock(now: Option<u64>) -> u64 {
+    now.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+}

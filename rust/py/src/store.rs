@@ -1,7 +1,5 @@
 //! `MemoryNonceStore`: the Python face of the core's in-process store.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt};
 use x402_verify_core::json::{Int, Value};
@@ -16,10 +14,6 @@ pyo3::import_exception!(x402_verify.errors, ReservationError);
 
 fn refusal(r: StoreRefusal) -> PyErr {
     ReservationError::new_err((r.code().as_str(), r.message(), None::<String>))
-}
-
-fn clock(now: Option<u64>) -> u64 {
-    now.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
 }
 
 fn key_arg(obj: &Bound<'_, PyAny>) -> PyResult<B256> {
@@ -92,33 +86,33 @@ impl MemoryNonceStore {
             .zip(&caps)
             .map(|(((k, v), o), c)| Reserve { key: *k, owner: o, expires_at: v.saturating_add(self.margin), cap: *c })
             .collect();
-        Ok(self.inner.reserve_many(&items, clock(now)).into_iter().map(Result::ok).collect())
+        Ok(self.inner.reserve_many(&items, crate::convert::clock(now)).into_iter().map(Result::ok).collect())
     }
 
     /// Marks the caller's reservation settled; returns the upto total charged (0 for exact).
     #[pyo3(signature = (key, owner, *, now = None))]
     fn settle<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>, owner: &str, now: Option<u64>) -> PyResult<Bound<'py, PyAny>> {
-        let total = self.inner.settle(&key_arg(key)?, owner, clock(now)).map_err(refusal)?;
+        let total = self.inner.settle(&key_arg(key)?, owner, crate::convert::clock(now)).map_err(refusal)?;
         u256_to_py(py, &total)
     }
 
     /// Drops the caller's reservation: nothing was served and nothing broadcast.
     #[pyo3(signature = (key, owner, *, now = None))]
     fn release(&self, key: &Bound<'_, PyAny>, owner: &str, now: Option<u64>) -> PyResult<()> {
-        self.inner.release(&key_arg(key)?, owner, clock(now)).map_err(refusal)
+        self.inner.release(&key_arg(key)?, owner, crate::convert::clock(now)).map_err(refusal)
     }
 
     /// Debits an upto session by `amount`; returns the new total; never passes the cap.
     #[pyo3(signature = (key, owner, amount, *, now = None))]
     fn charge<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>, owner: &str, amount: &Bound<'py, PyAny>, now: Option<u64>) -> PyResult<Bound<'py, PyAny>> {
-        let total = self.inner.charge(&key_arg(key)?, owner, amount_arg(amount)?, clock(now)).map_err(refusal)?;
+        let total = self.inner.charge(&key_arg(key)?, owner, amount_arg(amount)?, crate::convert::clock(now)).map_err(refusal)?;
         u256_to_py(py, &total)
     }
 
     /// `("reserved" | "settled", owner, charged_total, expires_at)` for a live key, else None.
     #[pyo3(signature = (key, *, now = None))]
     fn state<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>, now: Option<u64>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(e) = self.inner.get(&key_arg(key)?, clock(now)) else { return Ok(None) };
+        let Some(e) = self.inner.get(&key_arg(key)?, crate::convert::clock(now)) else { return Ok(None) };
         let (name, owner, total) = match &e.state {
             State::Reserved { owner, charged, .. } => ("reserved", owner.clone(), *charged),
             State::Settled { owner, total } => ("settled", owner.clone(), *total),
@@ -130,7 +124,7 @@ impl MemoryNonceStore {
     /// Drops expired entries; returns how many remain.
     #[pyo3(signature = (*, now = None))]
     fn sweep(&self, now: Option<u64>) -> usize {
-        self.inner.sweep(clock(now))
+        self.inner.sweep(crate::convert::clock(now))
     }
 
     fn __len__(&self) -> usize {

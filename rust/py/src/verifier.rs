@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -73,10 +72,6 @@ fn json_bounded(bytes: &[u8], max_bytes: usize) -> CoreResult<Value> {
     x402_verify_core::json::parse(bytes)
 }
 
-fn now_or_clock(now: Option<u64>) -> u64 {
-    now.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
-}
-
 fn addresses(list: Vec<String>, what: &str) -> PyResult<Vec<Address>> {
     list.iter().map(|s| parse_address(s).map_err(|e| value_error(format!("{what}: {e}")))).collect()
 }
@@ -131,7 +126,7 @@ impl VerifierCore {
     /// Verifies one payment. Never raises for a bad payment: the verdict says why.
     #[pyo3(signature = (payload, requirements, *, now = None))]
     fn verify(&self, py: Python<'_>, payload: &Bound<'_, PyAny>, requirements: &Bound<'_, PyAny>, now: Option<u64>) -> VerifyResponse {
-        let now = now_or_clock(now);
+        let now = crate::convert::clock(now);
         let req = requirements_arg(requirements, self.cfg.max_payload_bytes);
         let verdict = match payload_arg(payload) {
             Ok(p) => py.detach(|| verify(&p.input(), &req, now, &self.cfg)),
@@ -144,7 +139,7 @@ impl VerifierCore {
     #[pyo3(signature = (items, *, now = None, threads = None))]
     fn verify_batch<'py>(&self, py: Python<'py>, items: &Bound<'py, PyAny>, now: Option<u64>, threads: Option<usize>) -> PyResult<Bound<'py, PyList>> {
         let threads = crate::check_threads(threads)?.or(self.threads);
-        let now = now_or_clock(now);
+        let now = crate::convert::clock(now);
         // Routes share one requirements object: read each distinct object once per batch.
         let mut reqs: Vec<Arc<CoreResult<PaymentRequirements>>> = Vec::new();
         let mut seen: HashMap<usize, usize> = HashMap::new();
