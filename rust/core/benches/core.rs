@@ -7,14 +7,15 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use alloy_primitives::keccak256;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use x402_verify_core::{batch, eip712, json, Address, Digest, Signature, SignaturePolicy};
 
 /// reference/x402-permit2.md §7.5: exact Permit2 on Base Sepolia, signed by anvil #0.
 const PERMIT2_DOC: &str = r#"{"types":{"EIP712Domain":[{"name":"name","type":"string"},{"name":"chainId","type":"uint256"},{"name":"verifyingContract","type":"address"}],"PermitWitnessTransferFrom":[{"name":"permitted","type":"TokenPermissions"},{"name":"spender","type":"address"},{"name":"nonce","type":"uint256"},{"name":"deadline","type":"uint256"},{"name":"witness","type":"Witness"}],"TokenPermissions":[{"name":"token","type":"address"},{"name":"amount","type":"uint256"}],"Witness":[{"name":"to","type":"address"},{"name":"validAfter","type":"uint256"}]},"primaryType":"PermitWitnessTransferFrom","domain":{"name":"Permit2","chainId":84532,"verifyingContract":"0x000000000022D473030F116dDEE9F6B43aC78BA3"},"message":{"permitted":{"token":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","amount":"10000"},"spender":"0x402085c248EeA27D92E8b30b2C58ed07f9E20001","nonce":"33247007178036348590600198031289925668252061821958005840077069883511451257277","deadline":"1740672154","witness":{"to":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","validAfter":"1740672089"}}}"#;
 const PERMIT2_DIGEST: &str = "21528e1468aac114016416353e2309329f217dc180b21baa1d81cde941095685";
-const PERMIT2_SIG: &str = "0x3b029ad182a14cdb81c9eb44f935279e124e88afdc4043ed1183345aba6781b95cd297107e2808d8ea2722260e88856b5a13a6db23e38a30e2604dca9e1ce1da1b";
+const PERMIT2_SIG: &str =
+    "0x3b029ad182a14cdb81c9eb44f935279e124e88afdc4043ed1183345aba6781b95cd297107e2808d8ea2722260e88856b5a13a6db23e38a30e2604dca9e1ce1da1b";
 const ANVIL_0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
 
 fn hex32(s: &str) -> Digest {
@@ -41,9 +42,7 @@ fn signature(c: &mut Criterion) {
 fn typed_data(c: &mut Criterion) {
     let max = eip712::DEFAULT_MAX_BYTES;
     assert_eq!(eip712::hash_typed_data_json(PERMIT2_DOC.as_bytes(), max).unwrap(), hex32(PERMIT2_DIGEST));
-    c.bench_function("eip712/hash_typed_data_json/permit2", |b| {
-        b.iter(|| eip712::hash_typed_data_json(black_box(PERMIT2_DOC.as_bytes()), max).unwrap())
-    });
+    c.bench_function("eip712/hash_typed_data_json/permit2", |b| b.iter(|| eip712::hash_typed_data_json(black_box(PERMIT2_DOC.as_bytes()), max).unwrap()));
     // Its stages: JSON parse; reading the types (incl. typehashes); the digest of a read document.
     let doc = json::parse(PERMIT2_DOC.as_bytes()).unwrap();
     let td = eip712::TypedData::from_value(&doc).unwrap();
@@ -60,8 +59,7 @@ fn batch_recover(c: &mut Criterion) {
     // address per digest), which costs the same as recovering the true signer.
     let policy = SignaturePolicy::permit2();
     let sig = sig_bytes();
-    let items: Vec<(Digest, Vec<u8>)> =
-        (0u32..1000).map(|i| (Digest(keccak256(i.to_be_bytes())), sig.clone())).collect();
+    let items: Vec<(Digest, Vec<u8>)> = (0u32..1000).map(|i| (Digest(keccak256(i.to_be_bytes())), sig.clone())).collect();
     let mut group = c.benchmark_group("batch/recover_1000");
     group.throughput(Throughput::Elements(items.len() as u64));
     // ~30 ms an iteration: fewer samples keep the default run short.

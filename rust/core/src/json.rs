@@ -166,9 +166,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Int(Int::from_i64(v)))
     }
     fn visit_f64<E: de::Error>(self, _v: f64) -> Result<Value, E> {
-        Err(E::custom(format_args!(
-            "{TAG_NUM}a JSON float, exponent or integer beyond 64 bits; write big integers as decimal strings"
-        )))
+        Err(E::custom(format_args!("{TAG_NUM}a JSON float, exponent or integer beyond 64 bits; write big integers as decimal strings")))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
         Ok(Value::Str(v.to_owned()))

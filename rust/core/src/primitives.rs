@@ -11,9 +11,7 @@ pub struct Digest(pub B256);
 
 impl Digest {
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| Error::new(Code::InvalidDigest, format!("a digest is 32 bytes, got {}", bytes.len())))?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| Error::new(Code::InvalidDigest, format!("a digest is 32 bytes, got {}", bytes.len())))?;
         Ok(Digest(B256::from(arr)))
     }
 
@@ -47,8 +45,7 @@ pub fn parse_address(s: &str) -> Result<Address> {
         return fail(Code::InvalidAddress, format!("address must have 40 hex digits, got {}", hex.len()));
     }
     let mut out = [0u8; 20];
-    decode_hex_into(hex.as_bytes(), &mut out)
-        .ok_or_else(|| Error::new(Code::InvalidAddress, format!("address is not hex: {:?}", trunc(s))))?;
+    decode_hex_into(hex.as_bytes(), &mut out).ok_or_else(|| Error::new(Code::InvalidAddress, format!("address is not hex: {:?}", trunc(s))))?;
     let addr = Address::from(out);
     let has_upper = hex.bytes().any(|b| b.is_ascii_uppercase());
     let has_lower = hex.bytes().any(|b| b.is_ascii_lowercase());
@@ -118,8 +115,7 @@ pub(crate) fn decimal_to_u256(digits: &str) -> Option<U256> {
 /// Parses canonical ASCII decimal: `0` or `[1-9][0-9]*`, nothing else. Python's `int()` (and so
 /// eth-account) also takes `" 100"`, `"+1"`, `"1_0"` and non-ASCII digits; those are rejected.
 pub fn parse_uint_decimal(s: &str) -> Result<U256> {
-    parse_decimal_magnitude(s)?
-        .ok_or_else(|| Error::new(Code::NumberOutOfRange, format!("{} does not fit in 256 bits", trunc(s))))
+    parse_decimal_magnitude(s)?.ok_or_else(|| Error::new(Code::NumberOutOfRange, format!("{} does not fit in 256 bits", trunc(s))))
 }
 
 /// Canonical decimal magnitude check; `Ok(None)` when canonical but >= 2^256.
@@ -127,10 +123,7 @@ pub(crate) fn parse_decimal_magnitude(s: &str) -> Result<Option<U256>> {
     let b = s.as_bytes();
     let canonical = !b.is_empty() && b.iter().all(u8::is_ascii_digit) && (b[0] != b'0' || b.len() == 1);
     if !canonical {
-        return fail(
-            Code::NonCanonicalNumber,
-            format!("{:?} is not a canonical decimal integer (digits only, no leading zeros)", trunc(s)),
-        );
+        return fail(Code::NonCanonicalNumber, format!("{:?} is not a canonical decimal integer (digits only, no leading zeros)", trunc(s)));
     }
     Ok(decimal_to_u256(s))
 }

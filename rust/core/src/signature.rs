@@ -14,8 +14,8 @@ use crate::primitives::Digest;
 
 /// The curve order n.
 const N: U256 = U256::from_be_bytes([
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xba, 0xae, 0xdc,
-    0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48, 0xa0, 0x3b, 0xbf, 0xd2,
+    0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41,
 ]);
 /// n / 2, the largest s a low-s rule lets through.
 const HALF_N: U256 = N.wrapping_shr(1);
@@ -127,8 +127,8 @@ impl Signature {
         rs[..32].copy_from_slice(&self.r.to_be_bytes::<32>());
         rs[32..].copy_from_slice(&self.s.to_be_bytes::<32>());
         let recid = if self.y_parity { RecoveryId::One } else { RecoveryId::Zero };
-        let sig = RecoverableSignature::from_compact(&rs, recid)
-            .map_err(|_| Error::new(Code::SignatureRecoveryFailed, "libsecp256k1 rejected the signature"))?;
+        let sig =
+            RecoverableSignature::from_compact(&rs, recid).map_err(|_| Error::new(Code::SignatureRecoveryFailed, "libsecp256k1 rejected the signature"))?;
         let key = sig
             .recover_ecdsa(Message::from_digest(*digest.as_bytes()))
             .map_err(|_| Error::new(Code::SignatureRecoveryFailed, "no public key recovers from this signature and digest"))?;

@@ -89,7 +89,13 @@ fn key_seeds_are_meaningful() {
     let mail_digest = Digest::from_slice(&common::fuzz_checks::FIXED_DIGEST).unwrap();
     assert_eq!(hash_typed_data_json(&read("typed_data", "mail.json"), DEFAULT_MAX_BYTES).unwrap(), mail_digest);
     assert_eq!(hash_typed_data_json(&read("typed_data", "mail_pretty.json"), DEFAULT_MAX_BYTES).unwrap(), mail_digest);
-    for f in ["permit2_PermitTransferFrom.json", "eip3009_base_sepolia.json", "x402_permit2_witness_base_sepolia.json", "ints_bytes_arrays.json", "recursive_dynamic_array.json"] {
+    for f in [
+        "permit2_PermitTransferFrom.json",
+        "eip3009_base_sepolia.json",
+        "x402_permit2_witness_base_sepolia.json",
+        "ints_bytes_arrays.json",
+        "recursive_dynamic_array.json",
+    ] {
         hash_typed_data_json(&read("typed_data", f), DEFAULT_MAX_BYTES).unwrap_or_else(|e| panic!("{f}: {e}"));
     }
     assert_eq!(hash_typed_data_json(&read("typed_data", "cyclic.json"), DEFAULT_MAX_BYTES).unwrap_err().code, Code::CyclicType);
@@ -150,8 +156,9 @@ fn x402_seeds_are_meaningful() {
         let data = std::fs::read(&path).unwrap();
         if let Some(rest) = name.strip_prefix("requirements_") {
             let parsed = json::parse(&data).map(|v| parse_requirements(&v));
-            let fixed = ["eip3009.json", "permit2.json", "upto.json", "eip3009_v1.json", "int_amount.json", "permit2_amount_zero.json", "upto_zero_pay_to.json"]
-                .contains(&rest);
+            let fixed =
+                ["eip3009.json", "permit2.json", "upto.json", "eip3009_v1.json", "int_amount.json", "permit2_amount_zero.json", "upto_zero_pay_to.json"]
+                    .contains(&rest);
             assert_eq!(matches!(parsed, Ok(Ok(_))), fixed, "{name}");
             named += 1;
             continue;

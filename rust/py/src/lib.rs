@@ -45,17 +45,14 @@ fn single_doc(obj: &Bound<'_, PyAny>) -> PyResult<Doc> {
 pub(crate) fn check_threads(threads: Option<usize>) -> PyResult<Option<usize>> {
     match threads {
         Some(0) => Err(value_error("threads must be at least 1 (or None for every core)")),
-        Some(n) if n > x402_verify_core::batch::MAX_THREADS => {
-            Err(value_error(format!("threads must be at most {}", x402_verify_core::batch::MAX_THREADS)))
-        }
+        Some(n) if n > x402_verify_core::batch::MAX_THREADS => Err(value_error(format!("threads must be at most {}", x402_verify_core::batch::MAX_THREADS))),
         t => Ok(t),
     }
 }
 
 /// Splits a batch item into its two members, or says why it cannot.
 fn pair<'py>(item: &Bound<'py, PyAny>) -> CoreResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    item.extract::<(Bound<'py, PyAny>, Bound<'py, PyAny>)>()
-        .map_err(|_| Error::new(Code::InvalidInputType, "each batch item is a (data, signature) pair"))
+    item.extract::<(Bound<'py, PyAny>, Bound<'py, PyAny>)>().map_err(|_| Error::new(Code::InvalidInputType, "each batch item is a (data, signature) pair"))
 }
 
 fn results_to_list<'py>(py: Python<'py>, results: Vec<CoreResult<Address>>) -> PyResult<Bound<'py, PyList>> {

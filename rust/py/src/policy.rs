@@ -45,12 +45,7 @@ impl SignaturePolicy {
 
     fn __repr__(&self) -> String {
         let b = |v: bool| if v { "True" } else { "False" };
-        format!(
-            "SignaturePolicy(allow_compact={}, require_low_s={}, allow_v01={})",
-            b(self.0.allow_compact),
-            b(self.0.require_low_s),
-            b(self.0.allow_v01)
-        )
+        format!("SignaturePolicy(allow_compact={}, require_low_s={}, allow_v01={})", b(self.0.allow_compact), b(self.0.require_low_s), b(self.0.allow_v01))
     }
 }
 

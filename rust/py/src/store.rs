@@ -131,4 +131,3 @@ impl MemoryNonceStore {
         self.inner.len()
     }
 }
-

@@ -17,9 +17,7 @@ pub fn hash_struct(types: &TypeSet, idx: usize, value: &Value) -> Result<B256> {
     let mut hasher = Keccak256::new();
     hasher.update(types.type_hash(idx));
     for f in &st.fields {
-        let v = obj
-            .get(&f.name)
-            .ok_or_else(|| Error::new(Code::MissingField, format!("{} has no field {:?}", st.name, f.name)).at_key(&f.name))?;
+        let v = obj.get(&f.name).ok_or_else(|| Error::new(Code::MissingField, format!("{} has no field {:?}", st.name, f.name)).at_key(&f.name))?;
         let word = encode_value(types, &f.ty, v).map_err(|e| e.at_key(&f.name))?;
         hasher.update(word);
     }
@@ -132,8 +130,7 @@ fn read_int(v: &Value) -> Result<(bool, Option<U256>)> {
                 Some(d) => (true, d),
                 None => (false, s.as_str()),
             };
-            let mag = parse_decimal_magnitude(digits)
-                .map_err(|e| Error::new(e.code, format!("{:?} is not a canonical decimal integer", trunc(s))))?;
+            let mag = parse_decimal_magnitude(digits).map_err(|e| Error::new(e.code, format!("{:?} is not a canonical decimal integer", trunc(s))))?;
             if negative && mag == Some(U256::ZERO) {
                 return fail(Code::NonCanonicalNumber, "\"-0\" is not canonical");
             }

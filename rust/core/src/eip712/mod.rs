@@ -47,13 +47,10 @@ impl<'a> TypedData<'a> {
             }
         }
         let member = |k: &str| obj.get(k).ok_or_else(|| Error::new(Code::MissingField, format!("typed data has no {k}")).at_key(k));
-        let types_obj = member("types")?
-            .as_object()
-            .ok_or_else(|| Error::new(Code::InvalidTypedData, "types must be an object").at_key("types"))?;
+        let types_obj = member("types")?.as_object().ok_or_else(|| Error::new(Code::InvalidTypedData, "types must be an object").at_key("types"))?;
         let types = TypeSet::from_json(types_obj).map_err(|e| e.at_key("types"))?;
-        let primary_name = member("primaryType")?
-            .as_str()
-            .ok_or_else(|| Error::new(Code::InvalidTypedData, "primaryType must be a string").at_key("primaryType"))?;
+        let primary_name =
+            member("primaryType")?.as_str().ok_or_else(|| Error::new(Code::InvalidTypedData, "primaryType must be a string").at_key("primaryType"))?;
         if primary_name == "EIP712Domain" {
             return Err(Error::new(Code::InvalidTypedData, "primaryType EIP712Domain names no message").at_key("primaryType"));
         }
@@ -61,9 +58,7 @@ impl<'a> TypedData<'a> {
             .index_of(primary_name)
             .ok_or_else(|| Error::new(Code::UndeclaredType, format!("primaryType {:?} is not declared", trunc(primary_name))).at_key("primaryType"))?;
         types.check_encodable(primary).map_err(|e| e.at_key("types"))?;
-        let domain = member("domain")?
-            .as_object()
-            .ok_or_else(|| Error::new(Code::InvalidTypedData, "domain must be an object").at_key("domain"))?;
+        let domain = member("domain")?.as_object().ok_or_else(|| Error::new(Code::InvalidTypedData, "domain must be an object").at_key("domain"))?;
         let domain_fields = domain_layout(&types, domain)?;
         let message = member("message")?;
         Ok(TypedData { types, primary, domain, domain_fields, message })

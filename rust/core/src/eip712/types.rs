@@ -80,8 +80,7 @@ pub fn type_hash_of(encoded_type: &str) -> B256 {
 
 fn is_identifier(s: &str) -> bool {
     let mut bytes = s.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b'$')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b'$') && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
 }
 
 /// Parses an atomic type name; `None` means "not atomic" (so a struct name). A name shaped like
@@ -226,9 +225,7 @@ impl TypeSet {
                 if !is_identifier(base) {
                     return fail(Code::InvalidTypeName, format!("{:?} is not a valid type", trunc(type_str)));
                 }
-                FieldType::Struct(
-                    *by_name.get(base).ok_or_else(|| Error::new(Code::UndeclaredType, format!("type {:?} is not declared", trunc(base))))?,
-                )
+                FieldType::Struct(*by_name.get(base).ok_or_else(|| Error::new(Code::UndeclaredType, format!("type {:?} is not declared", trunc(base))))?)
             }
         };
         for d in dims {
@@ -327,10 +324,7 @@ impl TypeSet {
         }
         for i in std::iter::once(idx).chain(self.dependencies(idx)) {
             if !finite[i] {
-                return fail(
-                    Code::CyclicType,
-                    format!("type {:?} refers to itself through members no finite value can fill", self.structs[i].name),
-                );
+                return fail(Code::CyclicType, format!("type {:?} refers to itself through members no finite value can fill", self.structs[i].name));
             }
         }
         Ok(())

@@ -104,15 +104,13 @@ impl MemoryStore {
 
     /// Drops the caller's reservation (nothing served, nothing broadcast).
     pub fn release(&self, key: &B256, owner: &str, now: u64) -> Result<(), StoreRefusal> {
-        self.with_live(key, now, |map| {
-            match &map.get(key).ok_or(StoreRefusal::NotFound)?.state {
-                State::Reserved { owner: o, .. } if o == owner => {
-                    map.remove(key);
-                    Ok(())
-                }
-                State::Settled { owner: o, .. } if o == owner => Err(StoreRefusal::Closed),
-                _ => Err(StoreRefusal::NotOwner),
+        self.with_live(key, now, |map| match &map.get(key).ok_or(StoreRefusal::NotFound)?.state {
+            State::Reserved { owner: o, .. } if o == owner => {
+                map.remove(key);
+                Ok(())
             }
+            State::Settled { owner: o, .. } if o == owner => Err(StoreRefusal::Closed),
+            _ => Err(StoreRefusal::NotOwner),
         })
     }
 

@@ -99,14 +99,7 @@ pub fn permit2_witness_digest(domain_separator: &B256, a: &Permit2Authorization)
         Some(f) => (hash_words([&h.upto_witness.0, &word_addr(&a.to), &word_addr(f), &word_u256(&a.valid_after)]), &h.upto_permit),
         None => (hash_words([&h.exact_witness.0, &word_addr(&a.to), &word_u256(&a.valid_after)]), &h.exact_permit),
     };
-    let struct_hash = hash_words([
-        &permit_type.0,
-        &permitted.0,
-        &word_addr(&a.spender),
-        &word_u256(&a.nonce),
-        &word_u256(&a.deadline),
-        &witness.0,
-    ]);
+    let struct_hash = hash_words([&permit_type.0, &permitted.0, &word_addr(&a.spender), &word_u256(&a.nonce), &word_u256(&a.deadline), &witness.0]);
     eip712_signing_digest(domain_separator, &struct_hash)
 }
 

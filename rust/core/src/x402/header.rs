@@ -17,9 +17,7 @@ pub fn decode(input: &[u8], max_bytes: usize) -> Result<Value> {
     if trimmed.first() == Some(&b'{') {
         return json_text(trimmed, max_bytes);
     }
-    let decoded = STANDARD
-        .decode(trimmed)
-        .map_err(|e| Error::new(Code::InvalidBase64, format!("payment header is not standard base64: {e}")))?;
+    let decoded = STANDARD.decode(trimmed).map_err(|e| Error::new(Code::InvalidBase64, format!("payment header is not standard base64: {e}")))?;
     json_text(&decoded, max_bytes)
 }
 

@@ -117,9 +117,10 @@ fn eip3009(v: &Value) -> Result<Eip3009Authorization> {
     only_keys(o, &["from", "to", "value", "validAfter", "validBefore", "nonce"])?;
     let nonce_text = string(o, "nonce")?;
     let nonce = parse_hex_prefixed(nonce_text, Code::InvalidBytes).map_err(|e| e.at_key("nonce"))?;
-    let nonce: [u8; 32] = nonce.as_slice().try_into().map_err(|_| {
-        Error::new(Code::InvalidBytesLength, format!("nonce is bytes32, got {} bytes", nonce.len())).at_key("nonce")
-    })?;
+    let nonce: [u8; 32] = nonce
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::new(Code::InvalidBytesLength, format!("nonce is bytes32, got {} bytes", nonce.len())).at_key("nonce"))?;
     Ok(Eip3009Authorization {
         from: address(o, "from")?,
         to: address(o, "to")?,
@@ -236,7 +237,10 @@ pub fn parse_requirements(v: &Value) -> Result<PaymentRequirements> {
         let max_timeout_seconds = match o.get("maxTimeoutSeconds") {
             None | Some(Value::Null) => None,
             Some(Value::Int(Int { negative: false, mag: Some(m) })) => Some(u64::try_from(*m).unwrap_or(u64::MAX)),
-            Some(v) => return Err(Error::new(Code::InvalidValueType, format!("maxTimeoutSeconds must be a non-negative integer, got {}", v.kind())).at_key("maxTimeoutSeconds")),
+            Some(v) => {
+                return Err(Error::new(Code::InvalidValueType, format!("maxTimeoutSeconds must be a non-negative integer, got {}", v.kind()))
+                    .at_key("maxTimeoutSeconds"))
+            }
         };
         Ok(PaymentRequirements {
             scheme: string(o, "scheme")?.to_owned(),

@@ -55,13 +55,9 @@ fn clamp(v: &U256) -> u64 {
 /// The replay key of an authorization on a chain; for EIP-3009 `token` is the verifying contract.
 pub fn replay_key(chain_id: u64, token: &Address, auth: &Authorization) -> ReplayKey {
     match auth {
-        Authorization::Eip3009(a) => ReplayKey {
-            key: eip3009_key(chain_id, token, &a.from, &a.nonce),
-            space: NonceSpace::Eip3009,
-            valid_until: clamp(&a.valid_before),
-        },
-        Authorization::Permit2(a) => {
-            ReplayKey { key: permit2_key(chain_id, &a.from, &a.nonce), space: NonceSpace::Permit2, valid_until: clamp(&a.deadline) }
+        Authorization::Eip3009(a) => {
+            ReplayKey { key: eip3009_key(chain_id, token, &a.from, &a.nonce), space: NonceSpace::Eip3009, valid_until: clamp(&a.valid_before) }
         }
+        Authorization::Permit2(a) => ReplayKey { key: permit2_key(chain_id, &a.from, &a.nonce), space: NonceSpace::Permit2, valid_until: clamp(&a.deadline) },
     }
 }

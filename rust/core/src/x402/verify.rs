@@ -25,8 +25,8 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 16 * 1024;
 
 /// ERC-6492 wraps counterfactual-wallet signatures and ends them with this 32-byte marker.
 const ERC6492_SUFFIX: [u8; 32] = [
-    0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92,
-    0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92,
+    0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92, 0x64, 0x92,
+    0x64, 0x92, 0x64, 0x92, 0x64, 0x92,
 ];
 
 /// What a verifier accepts. Built once, shared by every call.
@@ -108,7 +108,16 @@ impl Verdict {
     }
 
     fn invalid(code: Code, message: impl Into<String>) -> Self {
-        Verdict { reason: Some(code), message: message.into(), payer: None, x402_version: None, scheme: None, chain_id: None, authorization: None, replay: None }
+        Verdict {
+            reason: Some(code),
+            message: message.into(),
+            payer: None,
+            x402_version: None,
+            scheme: None,
+            chain_id: None,
+            authorization: None,
+            replay: None,
+        }
     }
 
     /// The verdict for input that could not be read at all.
@@ -218,7 +227,14 @@ fn window(valid_until: &U256, now: u64, cfg: &VerifyConfig) -> Step {
     }
 }
 
-fn exact_eip3009(p: &PaymentPayload, a: &super::payload::Eip3009Authorization, req: &PaymentRequirements, now: u64, cfg: &VerifyConfig, v: &mut Verdict) -> Step {
+fn exact_eip3009(
+    p: &PaymentPayload,
+    a: &super::payload::Eip3009Authorization,
+    req: &PaymentRequirements,
+    now: u64,
+    cfg: &VerifyConfig,
+    v: &mut Verdict,
+) -> Step {
     check(p.scheme == "exact", Code::UnsupportedScheme, || format!("payload scheme {:?} is not exact", p.scheme))?;
     check(p.network == req.network, Code::NetworkMismatch, || format!("payload network {:?} differs from {:?}", p.network, req.network))?;
     let chain = chain_id(&req.network, p.x402_version, cfg).ok_or_else(|| (Code::FailedToGetNetworkConfig, format!("unknown network {:?}", req.network)))?;
@@ -232,9 +248,7 @@ fn exact_eip3009(p: &PaymentPayload, a: &super::payload::Eip3009Authorization, r
     check(a.value == req.amount, Code::AuthorizationValueMismatch, || format!("authorization.value {} is not the required {}", a.value, req.amount))?;
     // USDC needs now < validBefore even when the buffer is configured to 0.
     let fresh = a.valid_before >= U256::from(now) + U256::from(cfg.time_buffer) && a.valid_before > U256::from(now);
-    check(fresh, Code::ValidBeforeExpired, || {
-        format!("validBefore {} is before now + {} s ({now})", a.valid_before, cfg.time_buffer)
-    })?;
+    check(fresh, Code::ValidBeforeExpired, || format!("validBefore {} is before now + {} s ({now})", a.valid_before, cfg.time_buffer))?;
     check(a.valid_after <= U256::from(now), Code::ValidAfterFuture, || format!("validAfter {} is after now ({now})", a.valid_after))?;
     window(&a.valid_before, now, cfg)?;
     let domain = eip3009_domain_separator(name, version, chain, &req.asset);
@@ -243,7 +257,15 @@ fn exact_eip3009(p: &PaymentPayload, a: &super::payload::Eip3009Authorization, r
 }
 
 #[allow(clippy::too_many_arguments)]
-fn permit2(p: &PaymentPayload, a: &super::payload::Permit2Authorization, upto: bool, req: &PaymentRequirements, now: u64, cfg: &VerifyConfig, v: &mut Verdict) -> Step {
+fn permit2(
+    p: &PaymentPayload,
+    a: &super::payload::Permit2Authorization,
+    upto: bool,
+    req: &PaymentRequirements,
+    now: u64,
+    cfg: &VerifyConfig,
+    v: &mut Verdict,
+) -> Step {
     let (scheme_code, network_code, config_code, proxies) = if upto {
         (Code::UptoInvalidScheme, Code::UptoNetworkMismatch, Code::UptoFailedToGetNetworkConfig, &cfg.upto_permit2_proxies)
     } else {
@@ -267,7 +289,9 @@ fn permit2(p: &PaymentPayload, a: &super::payload::Permit2Authorization, upto: b
         })?;
     } else {
         // The exact witness has no facilitator member; signing one means another type string.
-        check(a.facilitator.is_none(), Code::UnknownField, || "payload.permit2Authorization.witness.facilitator: the exact witness has no facilitator".to_owned())?;
+        check(a.facilitator.is_none(), Code::UnknownField, || {
+            "payload.permit2Authorization.witness.facilitator: the exact witness has no facilitator".to_owned()
+        })?;
     }
     check(a.deadline >= U256::from(now) + U256::from(cfg.time_buffer), Code::Permit2DeadlineExpired, || {
         format!("deadline {} is before now + {} s ({now})", a.deadline, cfg.time_buffer)
@@ -295,7 +319,10 @@ fn signer_matches(text: &str, digest: &Digest, claimed: Address, policy: &Signat
     // Any other length (and the ERC-6492 wrapper) can only be a contract wallet's signature:
     // ERC-1271 accepts whatever the wallet accepts, so only the chain can decide.
     if !ecdsa_len || bytes.ends_with(&ERC6492_SUFFIX) {
-        return Err((Code::NeedsChainCheck, format!("a {}-byte signature is not an EOA signature the settling contract takes; check it on-chain (ERC-1271 / ERC-6492)", bytes.len())));
+        return Err((
+            Code::NeedsChainCheck,
+            format!("a {}-byte signature is not an EOA signature the settling contract takes; check it on-chain (ERC-1271 / ERC-6492)", bytes.len()),
+        ));
     }
     let sig = Signature::parse(&bytes, policy).map_err(|e| (code, format!("{}: {}", e.code, e.message)))?;
     let signer = sig.recover_address_from_prehash(digest).map_err(|e| (code, format!("{}: {}", e.code, e.message)))?;

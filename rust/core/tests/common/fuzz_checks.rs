@@ -137,9 +137,7 @@ pub fn check_typed_data(data: &[u8]) {
             Err(e) => assert_eq!(first.unwrap_err(), e, "from_value's error must be reported as is"),
             Ok(td) => {
                 let _ = td.encode_primary_type();
-                let steps = td
-                    .domain_separator()
-                    .and_then(|sep| Ok(x402_verify_core::primitives::eip712_signing_digest(&sep, &td.struct_hash()?)));
+                let steps = td.domain_separator().and_then(|sep| Ok(x402_verify_core::primitives::eip712_signing_digest(&sep, &td.struct_hash()?)));
                 assert_eq!(steps, first, "step-by-step hashing disagrees with hash_typed_data_json");
             }
         },
@@ -338,8 +336,7 @@ pub fn generate_typed_data(data: &[u8]) -> Gj {
         if types.iter().any(|(k, _)| k == names[i]) {
             continue; // the same name twice would be a duplicate JSON key
         }
-        let members =
-            fields.iter().map(|(n, t)| Gj::Obj(vec![("name".into(), jstr(n)), ("type".into(), jstr(&t.text(&names)))])).collect();
+        let members = fields.iter().map(|(n, t)| Gj::Obj(vec![("name".into(), jstr(n)), ("type".into(), jstr(&t.text(&names)))])).collect();
         types.push((names[i].to_owned(), Gj::Arr(members)));
     }
 
@@ -350,12 +347,7 @@ pub fn generate_typed_data(data: &[u8]) -> Gj {
     }
     let primary = if c.rarely(32) { "Nope".to_owned() } else { names[0].to_owned() };
     let message = gen_value(&mut c, &GenType::Struct(0), &defs, 0);
-    Gj::Obj(vec![
-        ("types".into(), Gj::Obj(types)),
-        ("primaryType".into(), jstr(&primary)),
-        ("domain".into(), Gj::Obj(domain)),
-        ("message".into(), message),
-    ])
+    Gj::Obj(vec![("types".into(), Gj::Obj(types)), ("primaryType".into(), jstr(&primary)), ("domain".into(), Gj::Obj(domain)), ("message".into(), message)])
 }
 
 fn gen_value(c: &mut Choices<'_>, ty: &GenType, defs: &[Vec<(&str, GenType)>], depth: usize) -> Gj {
@@ -404,7 +396,11 @@ fn gen_atomic(c: &mut Choices<'_>, a: &str) -> Gj {
     let bad = c.rarely(16);
     let bits = |p: &str| a.strip_prefix(p).and_then(|r| r.parse::<usize>().ok());
     if a == "address" {
-        return jstr(if bad { c.pick(&["0xcD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826", "0x1234", "CD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"]) } else { c.pick(&GEN_ADDRESSES) });
+        return jstr(if bad {
+            c.pick(&["0xcD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826", "0x1234", "CD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"])
+        } else {
+            c.pick(&GEN_ADDRESSES)
+        });
     }
     if a == "bool" {
         return Gj::Raw(if bad { c.pick(&["0", "\"true\"", "null"]) } else { c.pick(&["false", "true"]) }.to_owned());
@@ -434,7 +430,13 @@ fn gen_atomic(c: &mut Choices<'_>, a: &str) -> Gj {
     };
     let width = width.clamp(8, 256);
     if bad {
-        let max_plus_one = if signed { U256::from(1u8) << (width - 1) } else if width == 256 { U256::ZERO } else { U256::from(1u8) << width };
+        let max_plus_one = if signed {
+            U256::from(1u8) << (width - 1)
+        } else if width == 256 {
+            U256::ZERO
+        } else {
+            U256::from(1u8) << width
+        };
         let s = c.pick(&["-1", "01", "0x10", " 1", "1e3", "-0", "+1", "1.0", ""]);
         let over = if !signed && width == 256 {
             "115792089237316195423570985008687907853269984665640564039457584007913129639936".to_owned()
@@ -473,8 +475,8 @@ fn gen_atomic(c: &mut Choices<'_>, a: &str) -> Gj {
 
 /// The digest every fuzzed signature is recovered against: the EIP-712 Mail example's.
 pub const FIXED_DIGEST: [u8; 32] = [
-    0xbe, 0x60, 0x9a, 0xee, 0x34, 0x3f, 0xb3, 0xc4, 0xb2, 0x8e, 0x1d, 0xf9, 0xe6, 0x32, 0xfc, 0xa6, 0x4f, 0xcf, 0xae, 0xde, 0x20,
-    0xf0, 0x2e, 0x86, 0x24, 0x4e, 0xfd, 0xdf, 0x30, 0x95, 0x7b, 0xd2,
+    0xbe, 0x60, 0x9a, 0xee, 0x34, 0x3f, 0xb3, 0xc4, 0xb2, 0x8e, 0x1d, 0xf9, 0xe6, 0x32, 0xfc, 0xa6, 0x4f, 0xcf, 0xae, 0xde, 0x20, 0xf0, 0x2e, 0x86, 0x24, 0x4e,
+    0xfd, 0xdf, 0x30, 0x95, 0x7b, 0xd2,
 ];
 
 /// secp256k1's group order n.
@@ -955,7 +957,8 @@ fn check_verdict(v: &Verdict, input: &PayloadInput<'_>, p: &PaymentPayload, req:
             assert!(sig[64] == 27 || sig[64] == 28, "EIP-3009 valid with v={}", sig[64]);
             assert!(U256::from_be_slice(&sig[32..64]) <= curve_order() >> 1, "EIP-3009 valid with high s");
             assert_eq!((a.to, a.value), (req.pay_to, req.amount), "valid with other terms");
-            let (name, version) = (req.extra_name.as_deref().expect("valid without extra.name"), req.extra_version.as_deref().expect("valid without extra.version"));
+            let (name, version) =
+                (req.extra_name.as_deref().expect("valid without extra.name"), req.extra_version.as_deref().expect("valid without extra.version"));
             eip3009_digest(&eip3009_domain_separator(name, version, chain, &req.asset), a)
         }
         Authorization::Permit2(a) => {
