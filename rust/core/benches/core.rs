@@ -9,6 +9,7 @@ use std::hint::black_box;
 
 use alloy_primitives::keccak256;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use x402_verify_core::x402::{self, PayloadInput, VerifyConfig};
 use x402_verify_core::{batch, eip712, json, Address, Digest, Signature, SignaturePolicy};
 
 /// reference/x402-permit2.md §7.5: exact Permit2 on Base Sepolia, signed by anvil #0.
@@ -17,6 +18,32 @@ const PERMIT2_DIGEST: &str = "21528e1468aac114016416353e2309329f217dc180b21baa1d
 const PERMIT2_SIG: &str =
     "0x3b029ad182a14cdb81c9eb44f935279e124e88afdc4043ed1183345aba6781b95cd297107e2808d8ea2722260e88856b5a13a6db23e38a30e2604dca9e1ce1da1b";
 const ANVIL_0: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+
+/// `x402_verify._samples.x402_items(...)[0]`: an exact Permit2 and an EIP-3009 v2 header.
+const PERMIT2_HEADER: &str = "eyJ4NDAyVmVyc2lvbiI6MiwiYWNjZXB0ZWQiOnsic2NoZW1lIjoiZXhhY3QiLCJuZXR3b3JrIjoiZWlwMTU1Ojg0NTMifSwicGF5bG9hZCI6eyJzaWduYXR1cmUiOiIweGE5MDkyYjQxMjdlZGRkMTI3MjU1YmMzNjQ4M2I1NmY0YzFiMTk1YjM2MTcyNzI2M2M5NzEzZGZkYzI1NWQwMTE3ZGU5Y2Y4ZWZiODZjMGY3M2ZkYmMwNmY3YTI1NDk5N2ZlYTNiMWY0NWRhYmViYzY4NDY2MmI3MDI1YWQwZDBlMWIiLCJwZXJtaXQyQXV0aG9yaXphdGlvbiI6eyJmcm9tIjoiMHhFNzAwNTc1NzkwYTk1OUNlODg4MTc3NUM0MTQzOWQ3NUFmN2YxMjkyIiwicGVybWl0dGVkIjp7InRva2VuIjoiMHhGYkMyMDUxQUUyMjY1Njg2YTQ2OTQyMWIyQzVBMkQ1NDYyRmJGNWVCIiwiYW1vdW50IjoiNDYxNzAwMDAwMDAwMDAwMDAwMCJ9LCJzcGVuZGVyIjoiMHg0MDIwODVjMjQ4RWVBMjdEOTJFOGIzMGIyQzU4ZWQwN2Y5RTIwMDAxIiwibm9uY2UiOiIxMDIxNzA5NDQ0NDUwMDQ5Mzg3ODcwMzE0NTQ4NTk1MjY0OTc2OTAyNzg3MzUyODY2ODgzMjY3MTkwMjg3Mjk4NTY3MTQ2OTU4MjczMzYiLCJkZWFkbGluZSI6IjE3NjcyMjkyMDAiLCJ3aXRuZXNzIjp7InRvIjoiMHgwNDlkM2U4Mjk0MUY2OEJBMjlFZTcwMDFmNTdGY2FERTQzQ2E0NDg5IiwidmFsaWRBZnRlciI6IjE3NjcyMjUwMDAifX19fQ==";
+const PERMIT2_REQUIREMENTS: &str = r#"{"scheme":"exact","network":"eip155:8453","amount":"4617000000000000000","asset":"0xFbC2051AE2265686a469421b2C5A2D5462FbF5eB","payTo":"0x049d3e82941F68BA29Ee7001f57FcaDE43Ca4489","maxTimeoutSeconds":3600,"extra":{"assetTransferMethod":"permit2"}}"#;
+const EIP3009_HEADER: &str = "eyJ4NDAyVmVyc2lvbiI6MiwiYWNjZXB0ZWQiOnsic2NoZW1lIjoiZXhhY3QiLCJuZXR3b3JrIjoiZWlwMTU1Ojg0NTMifSwicGF5bG9hZCI6eyJzaWduYXR1cmUiOiIweGY3YzI0MWE5ZTMyOGY3MTRmOGU0NTZlYjZmOTFiZTY3ZTdkNDU2ZTM2MTZiZmZkY2QxN2ZhOWM3ZmFmODY5MWI1Mjc3YzJiNzAzZjdmNDNhMTgzZjJjMjFiZjRkODI0NDUxMWEzN2I2NDU1OThjNWI0NGM4ZTA5N2JmMTI0OWY4MWMiLCJhdXRob3JpemF0aW9uIjp7ImZyb20iOiIweEU3MDA1NzU3OTBhOTU5Q2U4ODgxNzc1QzQxNDM5ZDc1QWY3ZjEyOTIiLCJ0byI6IjB4MDQ5ZDNlODI5NDFGNjhCQTI5RWU3MDAxZjU3RmNhREU0M0NhNDQ4OSIsInZhbHVlIjoiNzY1NzAwMCIsInZhbGlkQWZ0ZXIiOiIxNzY3MjI1MDAwIiwidmFsaWRCZWZvcmUiOiIxNzY3MjI5MjAwIiwibm9uY2UiOiIweDI3ODE2MGU5ZDY5YTFlNmEyZGFkNDM2YTZhN2QzOWU3M2RjNDhjMmI1ZmZmNjUxYzU0NmJmNDE1MGU1OTBkN2QifX19";
+const EIP3009_REQUIREMENTS: &str = r#"{"scheme":"exact","network":"eip155:8453","amount":"7657000","asset":"0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913","payTo":"0x049d3e82941F68BA29Ee7001f57FcaDE43Ca4489","maxTimeoutSeconds":3600,"extra":{"name":"USD Coin","version":"2"}}"#;
+/// `_samples.VALID_AT`: every sample is valid then.
+const VALID_AT: u64 = 1_767_228_200;
+
+fn x402_stages(c: &mut Criterion) {
+    let cfg = VerifyConfig::default();
+    for (name, header, req) in [("permit2", PERMIT2_HEADER, PERMIT2_REQUIREMENTS), ("eip3009", EIP3009_HEADER, EIP3009_REQUIREMENTS)] {
+        let req = x402::parse_requirements(&json::parse(req.as_bytes()).unwrap());
+        let input = PayloadInput::Text(header.as_bytes());
+        assert!(x402::verify(&input, &req, VALID_AT, &cfg).is_valid());
+        let late = x402::verify(&input, &req, VALID_AT + 1_000_000, &cfg);
+        assert!(!late.is_valid() && late.replay.is_some());
+        let mut g = c.benchmark_group(format!("x402/{name}"));
+        g.bench_function("header::decode", |b| b.iter(|| x402::header::decode(black_box(header.as_bytes()), cfg.max_payload_bytes).unwrap()));
+        let value = x402::header::decode(header.as_bytes(), cfg.max_payload_bytes).unwrap();
+        g.bench_function("parse_payload", |b| b.iter(|| x402::payload::parse_payload(black_box(&value)).unwrap()));
+        g.bench_function("verify/refused_at_time_check", |b| b.iter(|| x402::verify(black_box(&input), &req, VALID_AT + 1_000_000, &cfg)));
+        g.bench_function("verify/valid", |b| b.iter(|| x402::verify(black_box(&input), &req, VALID_AT, &cfg)));
+        g.finish();
+    }
+}
 
 fn hex32(s: &str) -> Digest {
     let bytes: Vec<u8> = (0..64).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect();
@@ -76,5 +103,5 @@ fn batch_recover(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, signature, typed_data, batch_recover);
+criterion_group!(benches, signature, typed_data, batch_recover, x402_stages);
 criterion_main!(benches);

@@ -60,22 +60,30 @@ pub fn parse_address(s: &str) -> Result<Address> {
 /// of every payment.
 fn eip55_case_matches(hex: &[u8]) -> bool {
     // Gateways see the same token, spender and payTo on every request: remember the mixed-case
-    // spellings already found valid (per thread, bounded) instead of hashing them again.
+    // spellings already found valid (per thread, a small direct-mapped table: a hit costs one
+    // 40-byte compare, not a keccak) instead of hashing them again.
+    const SLOTS: usize = 256;
     thread_local! {
-        static VALID: std::cell::RefCell<std::collections::HashSet<[u8; 40]>> = Default::default();
+        static VALID: std::cell::RefCell<Vec<[u8; 40]>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let Ok(text) = <[u8; 40]>::try_from(hex) else { return false };
-    if VALID.with(|v| v.borrow().contains(&text)) {
+    let Ok(text) = <[u8; 40]>::try_from(hex) else {
+        return false;
+    };
+    // Any spread of the text will do for the slot; a collision only costs a keccak.
+    let slot = text.chunks_exact(8).fold(0u64, |h, c| (h ^ u64::from_le_bytes(c.try_into().unwrap_or_default())).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let slot = (slot >> 56) as usize % SLOTS;
+    if VALID.with(|v| v.borrow().get(slot) == Some(&text)) {
         return true;
     }
     let ok = eip55_case_matches_uncached(hex);
     if ok {
         VALID.with(|v| {
             let mut v = v.borrow_mut();
-            if v.len() >= 1024 {
-                v.clear();
+            if v.is_empty() {
+                // Lower-case text never reaches the table (only mixed case is checked).
+                v.resize(SLOTS, [0u8; 40]);
             }
-            v.insert(text);
+            v[slot] = text;
         });
     }
     ok
@@ -98,18 +106,40 @@ pub(crate) fn decimal_to_u256(digits: &str) -> Option<U256> {
     if digits.len() > 78 {
         return None;
     }
-    // Nineteen digits at a time fit a u64: four wide multiplications instead of one per digit
-    // (Permit2 nonces are 78-digit numbers on every payment).
+    // Nineteen digits at a time fit a u64 (Permit2 nonces are 78-digit numbers on every
+    // payment): five one-limb multiply-adds instead of one per digit.
     let mut acc = U256::ZERO;
     for chunk in digits.as_bytes().chunks(19) {
         let mut part: u64 = 0;
         for b in chunk {
             part = part * 10 + u64::from(b - b'0');
         }
-        let scale = U256::from(10u64).checked_pow(U256::from(chunk.len()))?;
-        acc = acc.checked_mul(scale)?.checked_add(U256::from(part))?;
+        acc = mul_add_small(acc, POW10[chunk.len()], part)?;
     }
     Some(acc)
+}
+
+const POW10: [u64; 20] = {
+    let mut t = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// `acc * m + add`, `None` on overflow. By hand because ruint's multiply is the general
+/// 256 x 256 product, four times the work when one side is a single limb.
+fn mul_add_small(acc: U256, m: u64, add: u64) -> Option<U256> {
+    let mut limbs = acc.into_limbs();
+    let mut carry = u128::from(add);
+    for limb in &mut limbs {
+        let t = u128::from(*limb) * u128::from(m) + carry;
+        *limb = t as u64;
+        carry = t >> 64;
+    }
+    (carry == 0).then(|| U256::from_limbs(limbs))
 }
 
 /// Parses canonical ASCII decimal: `0` or `[1-9][0-9]*`, nothing else. Python's `int()` (and so
@@ -197,6 +227,16 @@ mod tests {
         assert_eq!(parse_uint_decimal("100").unwrap(), U256::from(100));
         let max = U256::MAX.to_string();
         assert_eq!(parse_uint_decimal(&max).unwrap(), U256::MAX);
+        // Every length and the edges of 2^256, against ruint's own parser.
+        let mut digits = String::new();
+        for i in 0..78 {
+            digits.push(char::from(b'1' + (i % 9) as u8));
+            assert_eq!(parse_uint_decimal(&digits).ok(), U256::from_str_radix(&digits, 10).ok(), "{digits}");
+        }
+        for edge in [U256::MAX - U256::from(1), U256::MAX >> 1, U256::from(u64::MAX), U256::from(u64::MAX) + U256::from(1)] {
+            assert_eq!(parse_uint_decimal(&edge.to_string()).unwrap(), edge);
+        }
+        assert_eq!(parse_uint_decimal(&"9".repeat(78)).unwrap_err().code, Code::NumberOutOfRange);
         let over = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
         assert_eq!(parse_uint_decimal(over).unwrap_err().code, Code::NumberOutOfRange);
         for s in ["", " 100", "+1", "1_0", "1e6", "0100", "0x64", "-1", "\u{661}\u{660}\u{660}", "1.0", "100\n"] {

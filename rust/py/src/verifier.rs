@@ -143,6 +143,7 @@ impl VerifierCore {
         // Routes share one requirements object: read each distinct object once per batch.
         let mut reqs: Vec<Arc<CoreResult<PaymentRequirements>>> = Vec::new();
         let mut seen: HashMap<usize, usize> = HashMap::new();
+        let mut last: Option<(usize, usize)> = None;
         let mut inputs: Vec<CoreResult<(OwnedPayload, usize)>> = Vec::new();
         // The cache is keyed by object address, so every requirements object stays alive until
         // the loop ends; a freed one's address could otherwise be reused by another.
@@ -153,10 +154,16 @@ impl VerifierCore {
                 inputs.push(Err(Error::new(Code::InvalidInputType, "each batch item is a (payload, requirements) pair")));
                 continue;
             };
-            let idx = *seen.entry(r.as_ptr() as usize).or_insert_with(|| {
-                reqs.push(Arc::new(requirements_arg(&r, self.cfg.max_payload_bytes)));
-                reqs.len() - 1
-            });
+            let ptr = r.as_ptr() as usize;
+            // Consecutive items of one route usually share the object: skip the map then.
+            let idx = match last {
+                Some((p, i)) if p == ptr => i,
+                _ => *seen.entry(ptr).or_insert_with(|| {
+                    reqs.push(Arc::new(requirements_arg(&r, self.cfg.max_payload_bytes)));
+                    reqs.len() - 1
+                }),
+            };
+            last = Some((ptr, idx));
             keep_alive.push(r);
             inputs.push(payload_arg(&p).map(|p| (p, idx)));
         }

@@ -4,6 +4,7 @@
 //! path skips building one, and a test checks both agree. Type strings are copied from the
 //! contracts (USDC `EIP3009.sol`, Permit2 `PermitHash.sol`, x402's Permit2 proxies).
 
+use std::cell::{Cell, RefCell};
 use std::sync::LazyLock;
 
 use alloy_primitives::{keccak256, Address, B256, U256};
@@ -64,10 +65,28 @@ fn word_addr(a: &Address) -> [u8; 32] {
     a.into_word().0
 }
 
+/// A token's EIP-712 domain: name, version, chain id, contract.
+type Eip3009Domain = (String, String, u64, Address);
+
 /// The USDC-style domain separator: `EIP712Domain(name, version, chainId, verifyingContract)`.
 pub fn eip3009_domain_separator(name: &str, version: &str, chain_id: u64, token: &Address) -> B256 {
-    let h = &*HASHES;
-    hash_words([&h.eip3009_domain.0, &keccak256(name).0, &keccak256(version).0, &word_u256(&U256::from(chain_id)), &word_addr(token)])
+    // Three keccaks that a gateway repeats for every payment to the same token: the last one
+    // is kept per thread.
+    thread_local! {
+        static LAST: RefCell<Option<(Eip3009Domain, B256)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some(((n, v, c, t), sep)) = &*last {
+            if n == name && v == version && *c == chain_id && t == token {
+                return *sep;
+            }
+        }
+        let h = &*HASHES;
+        let sep = hash_words([&h.eip3009_domain.0, &keccak256(name).0, &keccak256(version).0, &word_u256(&U256::from(chain_id)), &word_addr(token)]);
+        *last = Some(((name.to_owned(), version.to_owned(), chain_id, *token), sep));
+        sep
+    })
 }
 
 /// The digest a `TransferWithAuthorization` signature signs.
@@ -87,14 +106,41 @@ pub fn eip3009_digest(domain_separator: &B256, a: &Eip3009Authorization) -> Dige
 
 /// Permit2's domain separator on a chain (no `version` member).
 pub fn permit2_domain_separator(chain_id: u64) -> B256 {
+    // The same chain on nearly every payment: the last one is kept per thread.
+    thread_local! {
+        static LAST: Cell<Option<(u64, B256)>> = const { Cell::new(None) };
+    }
+    if let Some((c, sep)) = LAST.get() {
+        if c == chain_id {
+            return sep;
+        }
+    }
     let h = &*HASHES;
-    hash_words([&h.permit2_domain.0, &h.permit2_name.0, &word_u256(&U256::from(chain_id)), &word_addr(&PERMIT2_ADDRESS)])
+    let sep = hash_words([&h.permit2_domain.0, &h.permit2_name.0, &word_u256(&U256::from(chain_id)), &word_addr(&PERMIT2_ADDRESS)]);
+    LAST.set(Some((chain_id, sep)));
+    sep
+}
+
+/// `TokenPermissions(token, amount)`: a route's price in a route's token, so the same on most
+/// payments a gateway sees; the last one is kept per thread.
+fn token_permissions_hash(token: &Address, amount: &U256) -> B256 {
+    thread_local! {
+        static LAST: Cell<Option<(Address, U256, B256)>> = const { Cell::new(None) };
+    }
+    if let Some((t, a, hash)) = LAST.get() {
+        if t == *token && a == *amount {
+            return hash;
+        }
+    }
+    let hash = hash_words([&HASHES.token_permissions.0, &word_addr(token), &word_u256(amount)]);
+    LAST.set(Some((*token, *amount, hash)));
+    hash
 }
 
 /// The digest of x402's `PermitWitnessTransferFrom`; the upto witness when `facilitator` is set.
 pub fn permit2_witness_digest(domain_separator: &B256, a: &Permit2Authorization) -> Digest {
     let h = &*HASHES;
-    let permitted = hash_words([&h.token_permissions.0, &word_addr(&a.token), &word_u256(&a.amount)]);
+    let permitted = token_permissions_hash(&a.token, &a.amount);
     let (witness, permit_type) = match &a.facilitator {
         Some(f) => (hash_words([&h.upto_witness.0, &word_addr(&a.to), &word_addr(f), &word_u256(&a.valid_after)]), &h.upto_permit),
         None => (hash_words([&h.exact_witness.0, &word_addr(&a.to), &word_u256(&a.valid_after)]), &h.exact_permit),
@@ -122,6 +168,36 @@ mod tests {
         assert_eq!(hex(permit2_domain_separator(1).as_slice()), "866a5aba21966af95d6c7ab78eb2b2fc913915c28be3b9aa07cc04ff903e3f28");
         let usdc = parse_address("0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913").unwrap();
         assert_eq!(hex(eip3009_domain_separator("USD Coin", "2", 8453, &usdc).as_slice()), "02fa7265e7c5d81118673727957699e4d68f74cd74b7db77da710fe8a2c7834f");
+    }
+
+    #[test]
+    fn remembered_separators_follow_their_inputs() {
+        let usdc = parse_address("0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913").unwrap();
+        let other = parse_address("0x036CbD53842c5426634e7929541eC2318f3dCF7e").unwrap();
+        let h = &*HASHES;
+        let fresh = |name: &str, version: &str, chain: u64, token: &Address| {
+            hash_words([&h.eip3009_domain.0, &keccak256(name).0, &keccak256(version).0, &word_u256(&U256::from(chain)), &word_addr(token)])
+        };
+        let inputs = [
+            ("USD Coin", "2", 8453, usdc),
+            ("USD Coin", "2", 8453, other),
+            ("USDC", "2", 8453, usdc),
+            ("USD Coin", "1", 8453, usdc),
+            ("USD Coin", "2", 1, usdc),
+        ];
+        for _ in 0..2 {
+            for (n, v, c, t) in inputs.iter().chain(inputs.iter().rev()) {
+                assert_eq!(eip3009_domain_separator(n, v, *c, t), fresh(n, v, *c, t));
+            }
+        }
+        let amounts = [U256::from(1), U256::from(2), U256::MAX, U256::from(1)];
+        for (token, amount) in [usdc, other, usdc].iter().flat_map(|t| amounts.iter().map(move |a| (t, a))) {
+            assert_eq!(token_permissions_hash(token, amount), hash_words([&h.token_permissions.0, &word_addr(token), &word_u256(amount)]));
+        }
+        for chain in [8453, 1, 8453, 84_532, 84_532, 1] {
+            let fresh = hash_words([&h.permit2_domain.0, &h.permit2_name.0, &word_u256(&U256::from(chain)), &word_addr(&PERMIT2_ADDRESS)]);
+            assert_eq!(permit2_domain_separator(chain), fresh);
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Payment headers: base64 of UTF-8 JSON (`X-PAYMENT` in v1, `PAYMENT-SIGNATURE` in v2).
 
+use std::borrow::Cow;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
@@ -9,23 +11,27 @@ use crate::json::{self, Value};
 /// Decodes a header value (or raw JSON text) into a strict JSON value, bounding the size of
 /// the input before any decoding happens.
 pub fn decode(input: &[u8], max_bytes: usize) -> Result<Value> {
+    json::parse(&json_text(input, max_bytes)?)
+}
+
+/// The JSON text of a header value (or the raw JSON text itself, borrowed), its size bounded
+/// before any decoding happens.
+pub fn json_text(input: &[u8], max_bytes: usize) -> Result<Cow<'_, [u8]>> {
     // base64 inflates by 4/3, so the limit on the decoded JSON bounds the header too.
     if input.len() > max_bytes.saturating_mul(4) / 3 + 4 {
         return fail(Code::PayloadTooLarge, format!("payment header is {} bytes; the limit is {max_bytes} bytes of JSON", input.len()));
     }
     let trimmed = input.trim_ascii();
-    if trimmed.first() == Some(&b'{') {
-        return json_text(trimmed, max_bytes);
+    let text = if trimmed.first() == Some(&b'{') {
+        Cow::Borrowed(trimmed)
+    } else {
+        let decoded = STANDARD.decode(trimmed).map_err(|e| Error::new(Code::InvalidBase64, format!("payment header is not standard base64: {e}")))?;
+        Cow::Owned(decoded)
+    };
+    if text.len() > max_bytes {
+        return fail(Code::PayloadTooLarge, format!("payment JSON is {} bytes; the limit is {max_bytes}", text.len()));
     }
-    let decoded = STANDARD.decode(trimmed).map_err(|e| Error::new(Code::InvalidBase64, format!("payment header is not standard base64: {e}")))?;
-    json_text(&decoded, max_bytes)
-}
-
-fn json_text(bytes: &[u8], max_bytes: usize) -> Result<Value> {
-    if bytes.len() > max_bytes {
-        return fail(Code::PayloadTooLarge, format!("payment JSON is {} bytes; the limit is {max_bytes}", bytes.len()));
-    }
-    json::parse(bytes)
+    Ok(text)
 }
 
 /// Encodes JSON text as a header value.

@@ -5,6 +5,7 @@ pub mod digest;
 pub mod header;
 pub mod network;
 pub mod payload;
+pub mod payload_text;
 pub mod replay;
 pub mod verify;
 

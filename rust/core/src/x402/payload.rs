@@ -53,7 +53,7 @@ impl Authorization {
 }
 
 /// A decoded payment payload.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentPayload {
     pub x402_version: u8,
     /// `accepted.scheme` (v2) or `scheme` (v1).

@@ -137,7 +137,15 @@ pub enum PayloadInput<'a> {
 /// Decodes and reads a payload, bounding its size first.
 pub fn read_payload(input: &PayloadInput<'_>, cfg: &VerifyConfig) -> Result<PaymentPayload> {
     match input {
-        PayloadInput::Text(bytes) => parse_payload(&super::header::decode(bytes, cfg.max_payload_bytes)?),
+        PayloadInput::Text(bytes) => {
+            let text = super::header::json_text(bytes, cfg.max_payload_bytes)?;
+            // Well-formed payloads are read straight from the text; anything else takes the
+            // strict model, whose errors say precisely what is wrong.
+            if let Some(p) = std::str::from_utf8(&text).ok().and_then(super::payload_text::read) {
+                return Ok(p);
+            }
+            parse_payload(&crate::json::parse(&text)?)
+        }
         PayloadInput::Value(v) => parse_payload(v),
     }
 }

@@ -16,10 +16,10 @@ use x402_verify_core::primitives::{checksum, parse_address, parse_hex_prefixed, 
 use x402_verify_core::store::memory::{MemoryStore, Reserve};
 use x402_verify_core::store::{Entry, State, StoreRefusal};
 use x402_verify_core::x402::digest::{eip3009_digest, eip3009_domain_separator, permit2_domain_separator, permit2_witness_digest};
-use x402_verify_core::x402::header;
 use x402_verify_core::x402::payload::{parse_payload, parse_requirements, Authorization, PaymentPayload, PaymentRequirements};
 use x402_verify_core::x402::replay::replay_key;
 use x402_verify_core::x402::verify::{verify, PayloadInput, Scheme, Verdict, VerifyConfig, DEFAULT_MAX_PAYLOAD_BYTES};
+use x402_verify_core::x402::{header, payload_text};
 use x402_verify_core::{Code, Digest, Signature, SignaturePolicy, B256, U256};
 
 /// The fuzz targets, by the name of their corpus directory.
@@ -160,7 +160,9 @@ pub fn check_typed_data_gen(data: &[u8]) {
     match (&a, &b) {
         (Ok(x), Ok(y)) => assert_eq!(x, y, "reordering object keys changed the digest\n{plain}\n{shuffled}"),
         (Err(_), Err(_)) => {}
-        _ => panic!("reordering object keys changed acceptance: {a:?} vs {b:?}\n{plain}\n{shuffled}"),
+        _ => {
+            panic!("reordering object keys changed acceptance: {a:?} vs {b:?}\n{plain}\n{shuffled}")
+        }
     }
 }
 
@@ -581,7 +583,9 @@ fn index_of(policies: &[SignaturePolicy], p: SignaturePolicy) -> usize {
 
 /// The atom parsers never panic; what they accept is exactly what they print back.
 pub fn check_primitives(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
 
     if let Ok(v) = parse_uint_decimal(s) {
         assert_eq!(v.to_string(), s, "parse_uint_decimal accepted a non-canonical decimal");
@@ -717,6 +721,15 @@ pub fn check_x402(data: &[u8]) {
 
     // The payload, against the fixed requirements.
     let payload = decoded.as_ref().map_err(Clone::clone).and_then(|v| parse_payload(v).map(|p| (v, p)));
+    // The reader for well-formed text accepts only what the strict path reads, and reads it the same.
+    if let Ok(text) = header::json_text(data, DEFAULT_MAX_PAYLOAD_BYTES) {
+        if let Some(fast) = std::str::from_utf8(&text).ok().and_then(payload_text::read) {
+            match &payload {
+                Ok((_, p)) => assert_eq!(&fast, p, "payload_text::read and parse_payload read different payloads"),
+                Err(e) => panic!("payload_text::read accepted a payload the strict path refuses: {} ({})", e.code, e.message),
+            }
+        }
+    }
     match &payload {
         Err(e) => {
             let want = Verdict::from_error(e);
