@@ -235,19 +235,33 @@ def permit2_samples() -> list[_samples.Sample]:
     return _samples.load("permit2")
 
 
-def alternate(contenders: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
-    """Times each contender once per round, the order rotating from round to round, and returns
-    every contender's round times (seconds). pytest-benchmark times one function's rounds back
-    to back, so when the shared host slows down for a few seconds it lands on whichever side was
-    running; alternating puts the same weather on every side of a ratio."""
+def alternate(
+    anchor_halves: tuple[Callable[[], Any], Callable[[], Any]], contenders: dict[str, Callable[[], Any]], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Times every contender once per round (the order rotating from round to round), each one
+    between the two halves of the anchor: anchor half, contender, anchor half. Returns each
+    contender's round times and the anchor's time around it (both halves, seconds).
+
+    pytest-benchmark times one function's rounds back to back, so when the shared host slows
+    down for a few seconds it lands on whichever side was running; here the anchor's time is
+    centred on the contender's, so the same weather (and any steady drift) weighs on both sides
+    of each ratio."""
     names = list(contenders)
-    times: dict[str, list[float]] = {n: [] for n in names}
+    ours: dict[str, list[float]] = {n: [] for n in names}
+    around: dict[str, list[float]] = {n: [] for n in names}
+    first, second = anchor_halves
     for r in range(rounds):
         for n in names[r % len(names) :] + names[: r % len(names)]:
             t0 = time.perf_counter()
+            first()
+            t1 = time.perf_counter()
             contenders[n]()
-            times[n].append(time.perf_counter() - t0)
-    return times
+            t2 = time.perf_counter()
+            second()
+            t3 = time.perf_counter()
+            ours[n].append(t2 - t1)
+            around[n].append((t1 - t0) + (t3 - t2))
+    return ours, around
 
 
 def check_targets(recorder: Recorder, group: str) -> None:
