@@ -12,7 +12,7 @@ verify as valid once, outside the timed part.
 - coincurve anchor (as in test_bench_core): per item ``PublicKey.from_signature_and_message(sig,
   digest, hasher=None).format(False)`` then keccak-256 of the 64-byte key; 4,000 items a round.
   Targets: threads=1 >= 1.0x, threads=2 >= 1.8x that one-core loop, checked on
-  ``test_alternating_rounds``: 12 rounds, each running every verify_batch variant over its
+  ``test_alternating_rounds``: 16 rounds, each running every verify_batch variant over its
   10,000 headers once, in rotating order, between the two halves of the anchor over 10,000
   pairs, so a slow spell of the shared host weighs on both sides of the ratio; the median of
   the same-round ratios is checked
@@ -171,7 +171,7 @@ def test_ours_verify_with_memory_store(benchmark: Any, recorder: Any, payments: 
 
 # --- ours and coincurve in alternating rounds (the targets are checked on these) ------------
 
-ALT_ROUNDS = 12
+ALT_ROUNDS = 16
 
 
 def test_alternating_rounds(recorder: Any, items: dict[str, list[Any]], digest_pairs: dict[str, Any], keccak: Callable[[bytes], bytes]) -> None:
