@@ -138,15 +138,44 @@ impl<'de> Visitor<'de> for Strict {
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut keys: Vec<Text<'de>> = Vec::new();
+        let mut keys = Keys::default();
         while let Some(k) = map.next_key_seed(TextSeed)? {
-            if keys.contains(&k) {
-                return Err(no());
-            }
-            keys.push(k);
+            keys.insert_new(k)?;
             map.next_value_seed(Strict)?;
         }
         Ok(())
+    }
+}
+
+/// The keys of one object so far, for the repeated-key rule: a scan while few (payment
+/// objects have a handful), a hash set once many, so a 16 KiB object of short keys stays
+/// linear (as `json::first_duplicate` does).
+#[derive(Default)]
+struct Keys<'de> {
+    few: Vec<Text<'de>>,
+    many: std::collections::HashSet<Text<'de>>,
+}
+
+impl<'de> Keys<'de> {
+    const FEW: usize = 16;
+
+    /// Adds `k`; a key seen before refuses the payload.
+    fn insert_new<E: de::Error>(&mut self, k: Text<'de>) -> Result<(), E> {
+        if self.few.len() < Self::FEW {
+            if self.few.contains(&k) {
+                return Err(no());
+            }
+            self.few.push(k);
+            return Ok(());
+        }
+        if self.many.is_empty() {
+            self.many.extend(self.few.iter().cloned());
+        }
+        if self.many.insert(k) {
+            Ok(())
+        } else {
+            Err(no())
+        }
     }
 }
 
@@ -289,15 +318,14 @@ impl<'de> Visitor<'de> for AcceptedSeed {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Accepted<'de>, A::Error> {
         let mut a = Accepted { scheme: None, network: None };
-        let mut others: Vec<Text<'de>> = Vec::new();
+        let mut others = Keys::default();
         while let Some(k) = map.next_key_seed(TextSeed)? {
             match &*k {
                 "scheme" => once(&mut a.scheme, map.next_value_seed(TextSeed)?)?,
                 "network" => once(&mut a.network, map.next_value_seed(TextSeed)?)?,
-                _ if others.contains(&k) => return Err(no()),
                 _ => {
+                    others.insert_new(k)?;
                     map.next_value_seed(Strict)?;
-                    others.push(k);
                 }
             }
         }
@@ -439,6 +467,34 @@ mod tests {
         for text in variants {
             let fast = read(text).expect("well-formed");
             assert_eq!(Some(fast), slow(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn many_keys_go_to_a_hash_set() {
+        // Past a few keys the repeated-key check hashes: a scan over thousands of short keys
+        // (16 KiB holds ~2,000) would make one header cost milliseconds.
+        let mut keys = Keys::default();
+        for i in 0..Keys::FEW {
+            keys.insert_new::<serde_json::Error>(Cow::Owned(format!("k{i}"))).unwrap();
+        }
+        assert!(keys.many.is_empty());
+        keys.insert_new::<serde_json::Error>(Cow::Borrowed("k16")).unwrap();
+        assert_eq!(keys.many.len(), Keys::FEW + 1);
+        for k in ["k0", "k15", "k16"] {
+            assert!(keys.insert_new::<serde_json::Error>(Cow::Borrowed(k)).is_err(), "{k}");
+        }
+        // Through the reader: many distinct keys in ignored members, then one repeated.
+        let members: Vec<String> = (0..2_000).map(|i| format!("\"k{i}\":0")).collect();
+        let big = PERMIT2.replace(r#""url":"https://x""#, &members.join(","));
+        assert!(read(&big).is_some());
+        assert_eq!(read(&big), slow(&big));
+        for text in [
+            PERMIT2.replace(r#""url":"https://x""#, &format!("{},\"k1999\":1", members.join(","))),
+            PERMIT2.replace(r#""amount":"1","#, &format!("{},\"k7\":1,", members.join(","))),
+        ] {
+            assert_eq!(read(&text), None);
+            assert_eq!(slow(&text), None);
         }
     }
 
