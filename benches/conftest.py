@@ -75,13 +75,13 @@ TARGETS = [
                 "separate pytest-benchmark rounds; reported only", group="verify",
             ),  # fmt: skip
             Target(
-                f"Verifier.verify_batch {name}, t=1  vs x402 SDK verify",
-                f"verify_{kind}_t1",
-                f"sdk_{kind}",
-                5.0,
-                "SDK models built outside the timed part",
-                group="verify",
-            ),
+                f"Verifier.verify_batch {name}, t=1  vs x402 SDK verify", f"alt_sdk_verify_{kind}_t1", f"alt_sdk_{kind}", 5.0,
+                "alternating rounds, SDK models built outside the timed part", group="verify", paired=True,
+            ),  # fmt: skip
+            Target(
+                f"Verifier.verify_batch {name}, t=1  vs x402 SDK verify", f"verify_{kind}_t1", f"sdk_{kind}", None,
+                "separate pytest-benchmark rounds; reported only", group="verify",
+            ),  # fmt: skip
             Target(
                 f"Verifier.verify_batch {name}, t=1  vs SDK parse+verify",
                 f"verify_{kind}_t1",
@@ -147,9 +147,11 @@ class Recorder:
         ordered = sorted(seconds)
         self.timings[key] = Timing(ordered[0] / items_per_call, ordered[len(ordered) // 2] / items_per_call, items_per_call)
 
-    def record_paired(self, ours: str, anchor: str, ours_seconds: list[float], anchor_seconds: list[float]) -> None:
-        """Stores the median of the same-round ratios of two sides timed by ``alternate``."""
-        ratios = sorted(a / o for a, o in zip(anchor_seconds, ours_seconds, strict=True))
+    def record_paired(
+        self, ours: str, anchor: str, ours_seconds: list[float], anchor_seconds: list[float], ours_items: int, anchor_items: int
+    ) -> None:
+        """Stores the median of the same-round per-item ratios of two sides timed by ``alternate``."""
+        ratios = sorted((a / anchor_items) / (o / ours_items) for a, o in zip(anchor_seconds, ours_seconds, strict=True))
         self.paired[(ours, anchor)] = ratios[len(ratios) // 2]
 
     def ratios(self, group: str | None = None) -> list[tuple[Target, float, float]]:
