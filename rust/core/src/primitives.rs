@@ -80,7 +80,7 @@ fn eip55_case_matches(hex: &[u8]) -> bool {
         VALID.with(|v| {
             let mut v = v.borrow_mut();
             if v.is_empty() {
-                // Lower-case text never reaches the table (only mixed case is checked).
+                // An empty slot (zero bytes) matches no hex text.
                 v.resize(SLOTS, [0u8; 40]);
             }
             v[slot] = text;

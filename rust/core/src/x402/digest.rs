@@ -4,8 +4,9 @@
 //! path skips building one, and a test checks both agree. Type strings are copied from the
 //! contracts (USDC `EIP3009.sol`, Permit2 `PermitHash.sol`, x402's Permit2 proxies).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::sync::LazyLock;
+use std::thread::LocalKey;
 
 use alloy_primitives::{keccak256, Address, B256, U256};
 
@@ -65,28 +66,45 @@ fn word_addr(a: &Address) -> [u8; 32] {
     a.into_word().0
 }
 
+/// The hash kept in `slot` when its key `matches`; otherwise `hash()`, kept under `key()`.
+/// Gateways hash the same domain and price on nearly every payment: one entry per thread
+/// catches that without locks, and a different input only costs the hash it needed anyway.
+fn remembered<K: 'static>(
+    slot: &'static LocalKey<RefCell<Option<(K, B256)>>>,
+    matches: impl FnOnce(&K) -> bool,
+    key: impl FnOnce() -> K,
+    hash: impl FnOnce() -> B256,
+) -> B256 {
+    slot.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((k, h)) if matches(k) => *h,
+            _ => {
+                let h = hash();
+                *last = Some((key(), h));
+                h
+            }
+        }
+    })
+}
+
 /// A token's EIP-712 domain: name, version, chain id, contract.
 type Eip3009Domain = (String, String, u64, Address);
 
 /// The USDC-style domain separator: `EIP712Domain(name, version, chainId, verifyingContract)`.
 pub fn eip3009_domain_separator(name: &str, version: &str, chain_id: u64, token: &Address) -> B256 {
-    // Three keccaks that a gateway repeats for every payment to the same token: the last one
-    // is kept per thread.
     thread_local! {
         static LAST: RefCell<Option<(Eip3009Domain, B256)>> = const { RefCell::new(None) };
     }
-    LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        if let Some(((n, v, c, t), sep)) = &*last {
-            if n == name && v == version && *c == chain_id && t == token {
-                return *sep;
-            }
-        }
-        let h = &*HASHES;
-        let sep = hash_words([&h.eip3009_domain.0, &keccak256(name).0, &keccak256(version).0, &word_u256(&U256::from(chain_id)), &word_addr(token)]);
-        *last = Some(((name.to_owned(), version.to_owned(), chain_id, *token), sep));
-        sep
-    })
+    remembered(
+        &LAST,
+        |(n, v, c, t)| n == name && v == version && *c == chain_id && t == token,
+        || (name.to_owned(), version.to_owned(), chain_id, *token),
+        || {
+            let h = &*HASHES;
+            hash_words([&h.eip3009_domain.0, &keccak256(name).0, &keccak256(version).0, &word_u256(&U256::from(chain_id)), &word_addr(token)])
+        },
+    )
 }
 
 /// The digest a `TransferWithAuthorization` signature signs.
@@ -106,35 +124,31 @@ pub fn eip3009_digest(domain_separator: &B256, a: &Eip3009Authorization) -> Dige
 
 /// Permit2's domain separator on a chain (no `version` member).
 pub fn permit2_domain_separator(chain_id: u64) -> B256 {
-    // The same chain on nearly every payment: the last one is kept per thread.
     thread_local! {
-        static LAST: Cell<Option<(u64, B256)>> = const { Cell::new(None) };
+        static LAST: RefCell<Option<(u64, B256)>> = const { RefCell::new(None) };
     }
-    if let Some((c, sep)) = LAST.get() {
-        if c == chain_id {
-            return sep;
-        }
-    }
-    let h = &*HASHES;
-    let sep = hash_words([&h.permit2_domain.0, &h.permit2_name.0, &word_u256(&U256::from(chain_id)), &word_addr(&PERMIT2_ADDRESS)]);
-    LAST.set(Some((chain_id, sep)));
-    sep
+    remembered(
+        &LAST,
+        |c| *c == chain_id,
+        || chain_id,
+        || {
+            let h = &*HASHES;
+            hash_words([&h.permit2_domain.0, &h.permit2_name.0, &word_u256(&U256::from(chain_id)), &word_addr(&PERMIT2_ADDRESS)])
+        },
+    )
 }
 
-/// `TokenPermissions(token, amount)`: a route's price in a route's token, so the same on most
-/// payments a gateway sees; the last one is kept per thread.
+/// `TokenPermissions(token, amount)`: a route's price in a route's token.
 fn token_permissions_hash(token: &Address, amount: &U256) -> B256 {
     thread_local! {
-        static LAST: Cell<Option<(Address, U256, B256)>> = const { Cell::new(None) };
+        static LAST: RefCell<Option<((Address, U256), B256)>> = const { RefCell::new(None) };
     }
-    if let Some((t, a, hash)) = LAST.get() {
-        if t == *token && a == *amount {
-            return hash;
-        }
-    }
-    let hash = hash_words([&HASHES.token_permissions.0, &word_addr(token), &word_u256(amount)]);
-    LAST.set(Some((*token, *amount, hash)));
-    hash
+    remembered(
+        &LAST,
+        |(t, a)| t == token && a == amount,
+        || (*token, *amount),
+        || hash_words([&HASHES.token_permissions.0, &word_addr(token), &word_u256(amount)]),
+    )
 }
 
 /// The digest of x402's `PermitWitnessTransferFrom`; the upto witness when `facilitator` is set.
