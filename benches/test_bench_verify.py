@@ -53,10 +53,10 @@ pytest.importorskip("eth_account")
 pytest.importorskip("x402")
 
 sys.path.insert(0, str(TESTS_DIR))
-from test_stores import FAC, OPG_BASE, PERMIT2, USDC_BASE_SEPOLIA, Payment, sign_payment  # noqa: E402
+from sdk_stub import StubChainSigner  # noqa: E402
+from test_stores import OPG_BASE, PERMIT2, USDC_BASE_SEPOLIA, Payment, sign_payment  # noqa: E402
 
 from x402.http.utils import decode_payment_signature_header  # noqa: E402
-from x402.mechanisms.evm import verify as sdk_verify  # noqa: E402
 from x402.mechanisms.evm.exact import facilitator as sdk_exact_facilitator  # noqa: E402
 from x402.schemas import PaymentPayload, PaymentRequirements  # noqa: E402
 
@@ -67,7 +67,6 @@ N_OURS = 10_000  # items per verify_batch call
 N_COINCURVE = 4_000
 N_SDK = 200
 KINDS = ("permit2", "eip3009")
-U256_MAX = 2**256 - 1
 
 
 # --- data -------------------------------------------------------------------------------
@@ -109,13 +108,18 @@ def digest_pairs(keccak: Callable[[bytes], bytes]) -> dict[str, Any]:
     return {"anchor": anchor, "ours": ours, "signers": [signers[i % 8] for i in range(N_COINCURVE)]}
 
 
+def coincurve_signers(pairs: list[tuple[bytes, bytes]], keccak: Callable[[bytes], bytes]) -> list[bytes]:
+    """The anchor: coincurve recovery, then the address (keccak of the 64-byte key), per pair."""
+    from_sig = coincurve.PublicKey.from_signature_and_message
+    return [keccak(from_sig(sig, digest, hasher=None).format(compressed=False)[1:])[12:] for digest, sig in pairs]
+
+
 def test_anchor_coincurve(benchmark: Any, recorder: Any, digest_pairs: dict[str, Any], keccak: Callable[[bytes], bytes]) -> None:
     benchmark.group = "verify vs coincurve"
     pairs = digest_pairs["anchor"]
-    from_sig = coincurve.PublicKey.from_signature_and_message
 
     def anchor() -> list[bytes]:
-        return [keccak(from_sig(sig, digest, hasher=None).format(compressed=False)[1:])[12:] for digest, sig in pairs]
+        return coincurve_signers(pairs, keccak)
 
     out = benchmark.pedantic(anchor, rounds=15, warmup_rounds=1)
     recorder.record("coincurve_v", benchmark, N_COINCURVE)
@@ -189,13 +193,12 @@ def test_alternating_rounds(recorder: Any, items: dict[str, list[Any]], digest_p
     pairs = (digest_pairs["anchor"] * (N_OURS // N_COINCURVE + 1))[:N_OURS]
     signers = (digest_pairs["signers"] * (N_OURS // N_COINCURVE + 1))[:N_OURS]
     half = N_OURS // 2
-    from_sig = coincurve.PublicKey.from_signature_and_message
     verifier = xv.Verifier(nonce_store=None)
     outputs: dict[str, Any] = {}
 
     def anchor(lo: int, hi: int) -> Callable[[], None]:
         def run() -> None:
-            outputs[f"coincurve_{lo}"] = [keccak(from_sig(sig, digest, hasher=None).format(compressed=False)[1:])[12:] for digest, sig in pairs[lo:hi]]
+            outputs[f"coincurve_{lo}"] = coincurve_signers(pairs[lo:hi], keccak)
 
         return run
 
@@ -223,51 +226,6 @@ def test_alternating_rounds(recorder: Any, items: dict[str, list[Any]], digest_p
 
 
 # --- the x402 SDK's facilitator verify --------------------------------------------------------
-
-
-class StubChainSigner:
-    """A ``FacilitatorEvmSigner`` over a healthy chain whose reads answer at once (as in
-    tests/test_x402_differential.py): payers have no code, assets / Permit2 / proxies do,
-    balances and allowances are ample, nothing is used, simulations succeed; signatures are
-    checked by the SDK's own ``verify_typed_data_strict`` (EOA: ``verify_eoa_signature``)."""
-
-    CODE = bytes.fromhex("6080604052")
-
-    def __init__(self, contracts: list[str]) -> None:
-        self._contracts = {a.lower() for a in contracts}
-
-    def get_addresses(self) -> list[str]:
-        return [FAC]
-
-    def get_code(self, address: str) -> bytes:
-        return self.CODE if str(address).lower() in self._contracts else b""
-
-    def read_contract(self, address: str, abi: Any, function_name: str, *args: Any) -> Any:
-        if function_name in ("balanceOf", "allowance"):
-            return U256_MAX
-        if function_name == "authorizationState":
-            return False
-        if function_name == "nonceBitmap":
-            return 0
-        return None  # an eth_call simulation that did not revert
-
-    def verify_typed_data(self, address: str, domain: Any, types: Any, primary_type: str, message: dict[str, Any], signature: bytes) -> bool:
-        return sdk_verify.verify_typed_data_strict(self, address, domain, types, primary_type, message, signature)
-
-    def get_balance(self, address: str, token_address: str) -> int:
-        return U256_MAX
-
-    def write_contract(self, *args: Any, **kwargs: Any) -> str:
-        raise AssertionError("verify must not write")
-
-    def send_transaction(self, to: str, data: bytes) -> str:
-        raise AssertionError("verify must not send transactions")
-
-    def wait_for_transaction_receipt(self, tx_hash: str) -> Any:
-        raise AssertionError("verify must not wait for receipts")
-
-    def get_chain_id(self) -> int:
-        raise AssertionError("verify takes the chain id from the network string")
 
 
 def sdk_payload(header: str) -> PaymentPayload:

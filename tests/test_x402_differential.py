@@ -56,13 +56,12 @@ from hypothesis import strategies as st
 import x402_verify as xv
 from x402 import x402ClientSync
 from x402.http.utils import decode_payment_signature_header
-from x402.mechanisms.evm import verify as sdk_verify
 from x402.mechanisms.evm.exact import facilitator as sdk_exact_facilitator
 from x402.mechanisms.evm.exact import permit2_utils as sdk_exact_permit2
 from x402.mechanisms.evm.exact.client import ExactEvmScheme as ExactClient
 from x402.mechanisms.evm.exact.v1 import facilitator as sdk_v1_facilitator
 from x402.mechanisms.evm.signers import EthAccountSigner
-from x402.mechanisms.evm.types import ExactEIP3009Payload, ExactPermit2Payload, TransactionReceipt, UptoPermit2Payload
+from x402.mechanisms.evm.types import ExactEIP3009Payload, ExactPermit2Payload, UptoPermit2Payload
 from x402.mechanisms.evm.upto import client as sdk_upto_client
 from x402.mechanisms.evm.upto import facilitator as sdk_upto_facilitator
 from x402.mechanisms.evm.upto import permit2_utils as sdk_upto_permit2
@@ -71,14 +70,14 @@ from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS as SDK_V1_NETW
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements, ResourceInfo, SchemeNotFoundError
 from x402.schemas.v1 import PaymentPayloadV1, PaymentRequirementsV1
 
+from sdk_stub import FAC, U256_MAX, StubChainSigner
+
 # --------------------------------------------------------------------------------------------
 # Constants
 # --------------------------------------------------------------------------------------------
 
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-U256_MAX = 2**256 - 1
 
-FAC = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # anvil #1; the §7.5 upto vector's facilitator
 OTHER_FAC = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # anvil #2
 PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
 OTHER_ADDRESS = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"  # anvil #3
@@ -117,57 +116,6 @@ class FrozenClock:
 
 CLOCK = FrozenClock()
 SDK_CLOCK_MODULES = (sdk_exact_facilitator, sdk_exact_permit2, sdk_upto_permit2, sdk_v1_facilitator)
-
-
-class StubChainSigner:
-    """A ``FacilitatorEvmSigner`` (x402/mechanisms/evm/signer.py) over a healthy stub chain.
-
-    Payers have no code; the assets, Permit2 and the proxies do. ``balanceOf`` and ERC-20
-    ``allowance`` are ample, no EIP-3009 authorization is used, and every ``eth_call``
-    simulation (``transferWithAuthorization``, the proxies' ``settle``) succeeds. Nothing is
-    ever written: verify must not send transactions.
-    """
-
-    CODE = bytes.fromhex("6080604052")
-
-    def __init__(self, contracts: list[str]) -> None:
-        self._contracts = {a.lower() for a in contracts}
-
-    def get_addresses(self) -> list[str]:
-        return [FAC]
-
-    def get_code(self, address: str) -> bytes:
-        return self.CODE if str(address).lower() in self._contracts else b""
-
-    def read_contract(self, address: str, abi: list[dict[str, Any]], function_name: str, *args: Any) -> Any:
-        if function_name in ("balanceOf", "allowance"):
-            return U256_MAX
-        if function_name == "authorizationState":
-            return False
-        if function_name == "nonceBitmap":
-            return 0
-        return None  # an eth_call simulation that did not revert
-
-    def verify_typed_data(
-        self, address: str, domain: Any, types: Any, primary_type: str, message: dict[str, Any], signature: bytes
-    ) -> bool:
-        # The SDK's own strict verifier (code-routed: ecrecover for code-less signers).
-        return sdk_verify.verify_typed_data_strict(self, address, domain, types, primary_type, message, signature)
-
-    def write_contract(self, *args: Any, **kwargs: Any) -> str:
-        raise AssertionError("verify must not write")
-
-    def send_transaction(self, to: str, data: bytes) -> str:
-        raise AssertionError("verify must not send transactions")
-
-    def wait_for_transaction_receipt(self, tx_hash: str) -> TransactionReceipt:
-        raise AssertionError("verify must not wait for receipts")
-
-    def get_balance(self, address: str, token_address: str) -> int:
-        return U256_MAX
-
-    def get_chain_id(self) -> int:
-        raise AssertionError("verify takes the chain id from the network string")
 
 
 STUB = StubChainSigner([USDC_BASE_SEPOLIA, OPG_BASE, PERMIT2, xv.EXACT_PERMIT2_PROXY, xv.UPTO_PERMIT2_PROXY])
