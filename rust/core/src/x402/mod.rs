@@ -11,4 +11,4 @@ pub mod verify;
 
 pub use payload::{parse_requirements, requirements_error, Authorization, PaymentPayload, PaymentRequirements};
 pub use replay::{NonceSpace, ReplayKey};
-pub use verify::{verify, PayloadInput, Scheme, Verdict, VerifyConfig};
+pub use verify::{verify, PayloadInput, Scheme, Signed, Verdict, VerifyConfig};

@@ -100,6 +100,18 @@ pub struct Verdict {
     pub authorization: Option<Authorization>,
     /// Set whenever the authorization was read and its chain is known.
     pub replay: Option<ReplayKey>,
+    /// What a chain check needs once the cascade reached the signature step (every other
+    /// check passed): the requirements' asset, the EIP-712 digest and the signature bytes.
+    pub signed: Option<Signed>,
+}
+
+/// The signed digest of a payment and its signature, for checks only the chain can make
+/// (ERC-1271 / ERC-6492 wallets, EIP-7702 delegated accounts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signed {
+    pub asset: Address,
+    pub digest: Digest,
+    pub signature: Vec<u8>,
 }
 
 impl Verdict {
@@ -117,6 +129,7 @@ impl Verdict {
             chain_id: None,
             authorization: None,
             replay: None,
+            signed: None,
         }
     }
 
@@ -165,6 +178,7 @@ pub fn verify(input: &PayloadInput<'_>, requirements: &Result<PaymentRequirement
         chain_id: None,
         authorization: Some(payload.authorization.clone()),
         replay: None,
+        signed: None,
     };
     let req = match requirements {
         Ok(r) => r,
@@ -261,7 +275,7 @@ fn exact_eip3009(
     window(&a.valid_before, now, cfg)?;
     let domain = eip3009_domain_separator(name, version, chain, &req.asset);
     let digest = eip3009_digest(&domain, a);
-    signer_matches(&p.signature, &digest, a.from, &cfg.eip3009_policy, Code::InvalidExactSignature, v)
+    signer_matches(&p.signature, &digest, req.asset, a.from, &cfg.eip3009_policy, Code::InvalidExactSignature, v)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -313,16 +327,18 @@ fn permit2(
     check(!a.to.is_zero(), Code::Permit2InvalidDestination, || "witness.to is the zero address".to_owned())?;
     window(&a.deadline, now, cfg)?;
     let digest = permit2_witness_digest(&permit2_domain_separator(chain), a);
-    signer_matches(&p.signature, &digest, a.from, &cfg.permit2_policy, Code::InvalidPermit2Signature, v)
+    signer_matches(&p.signature, &digest, req.asset, a.from, &cfg.permit2_policy, Code::InvalidPermit2Signature, v)
 }
 
 /// The signature step: smart-wallet forms are sent to a chain check, never recovered as EOA
 /// signatures; everything else must recover to the claimed payer under the policy.
-fn signer_matches(text: &str, digest: &Digest, claimed: Address, policy: &SignaturePolicy, code: Code, v: &mut Verdict) -> Step {
+#[allow(clippy::too_many_arguments)]
+fn signer_matches(text: &str, digest: &Digest, asset: Address, claimed: Address, policy: &SignaturePolicy, code: Code, v: &mut Verdict) -> Step {
     if text.is_empty() || text == "0x" {
         return Err(fail_with(code, "the payload has no signature"));
     }
     let bytes = parse_hex_prefixed(text, Code::InvalidSignatureEncoding).map_err(|e| (code, e.message))?;
+    v.signed = Some(Signed { asset, digest: *digest, signature: bytes.clone() });
     let ecdsa_len = bytes.len() == 65 || (policy.allow_compact && bytes.len() == 64);
     // Any other length (and the ERC-6492 wrapper) can only be a contract wallet's signature:
     // ERC-1271 accepts whatever the wallet accepts, so only the chain can decide.
