@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# The test EVM (tests/chain): the `chain_node` session fixture and the `chain` fixture.
+pytest_plugins = ("chain.harness",)
+
 
 def _shared_dir() -> Path:
     """The shared research folder: ``$X402_SHARED_DIR``, else ``<repo>/../shared``."""

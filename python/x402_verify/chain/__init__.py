@@ -1,0 +1,1 @@
+"""Chain reads for x402 payments."""
