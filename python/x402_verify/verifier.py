@@ -69,6 +69,18 @@ def _proxies(value: Iterable[str] | Mapping[str, Iterable[str]] | None) -> tuple
     return flat, flat
 
 
+def _chain_stage(readers: Mapping[str, Any] | None, enabled: bool | None, names: Mapping[str, int]) -> Any:
+    if enabled is None:
+        enabled = bool(readers)
+    if not enabled:
+        return None
+    if not readers:
+        raise ValueError("chain_checks=True needs chain_readers={network: ChainReader(...)}")
+    from x402_verify.chain.checks import ChainChecks
+
+    return ChainChecks({_chain_id(network, names): reader for network, reader in readers.items()})
+
+
 class Verifier:
     """Verifies x402 payments (exact with EIP-3009 or Permit2, upto with Permit2).
 
@@ -89,6 +101,10 @@ class Verifier:
         permit2_policy: signature rules for Permit2 (default: Permit2's; 64/65 bytes, any s).
         threads: worker threads for ``verify_batch`` (default: every core).
         nonce_store: replay protection (see ``x402_verify.stores``).
+        chain_readers: ``{network: ChainReader}``: payment capability read from the chain for
+            payments that passed every offline check (docs/chain.md).
+        chain_checks: run those reads (default: whenever ``chain_readers`` is given); a
+            payment on a chain without a reader is then refused.
     """
 
     def __init__(
@@ -105,6 +121,8 @@ class Verifier:
         permit2_policy: SignaturePolicy | None = None,
         threads: int | None = None,
         nonce_store: Any = _UNSET,
+        chain_readers: Mapping[str, Any] | None = None,
+        chain_checks: bool | None = None,
     ) -> None:
         names = dict(V1_NETWORK_NAMES)
         names.update(network_names or {})
@@ -131,6 +149,7 @@ class Verifier:
 
             nonce_store = MemoryNonceStore()
         self.nonce_store = nonce_store
+        self._chain = _chain_stage(chain_readers, chain_checks, names)
 
     def verify(self, payload: str | bytes | dict[str, Any], requirements: str | bytes | dict[str, Any], *, now: int | None = None) -> VerifyResponse:
         """Verifies one payment and, when valid, reserves its nonce.
@@ -151,6 +170,8 @@ class Verifier:
         """Verifies many payments: order kept, one bad item never fails the others, the GIL
         released and every core busy; then reserves the valid ones' nonces in one store call."""
         results: list[VerifyResponse] = self._core.verify_batch(items, now=now, threads=threads or self._threads)
+        if self._chain is not None:
+            results, _capacity = self._chain.check(results)
         if self.nonce_store is not None:
             from x402_verify.stores import reserve_verified
 

@@ -96,7 +96,7 @@ class Chain:
         return bytes.fromhex(self.rpc("eth_call", tx, "latest")[2:])
 
     def send(self, sender: str, to: str | None, data: bytes, *, value: int = 0, expect_ok: bool = True) -> dict[str, Any]:
-        tx: dict[str, Any] = {"from": sender, "data": "0x" + data.hex(), "gas": hex(3_000_000)}
+        tx: dict[str, Any] = {"from": sender, "data": "0x" + data.hex(), "gas": hex(15_000_000)}
         if to is not None:
             tx["to"] = to
         if value:

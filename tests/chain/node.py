@@ -390,7 +390,8 @@ def setup_contracts(node: Node) -> dict[str, str]:
     token = node.deploy("Token", encode(["string", "string", "string", "uint8"], ["USD Coin", "2", "USDC", 6]))
     wallet_impl = node.deploy("Wallet")
     factory = node.deploy("WalletFactory", encode(["address"], [wallet_impl]))
-    return {"token": token, "wallet_impl": wallet_impl, "factory": factory, "permit2": PERMIT2, "exact_proxy": EXACT_PROXY}
+    delegate = node.deploy("Delegate7702")
+    return {"token": token, "wallet_impl": wallet_impl, "factory": factory, "delegate": delegate, "permit2": PERMIT2, "exact_proxy": EXACT_PROXY}
 
 
 def main() -> None:
