@@ -25,6 +25,7 @@ signature was valid turn out to have code (their ERC-1271 answer is a second rea
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -61,17 +62,19 @@ class _Memory:
     Bounded; the oldest entries go first."""
 
     def __init__(self) -> None:
+        # verify_batch may run on several threads at once; reads are single dict lookups.
+        self._lock = threading.Lock()
         self.chain_id_ok = False
         self.code: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self.low_balance: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
         self.no_code: OrderedDict[str, float] = OrderedDict()
 
-    @staticmethod
-    def _put(table: OrderedDict[Any, Any], key: Any, value: Any) -> None:
-        table[key] = value
-        table.move_to_end(key)
-        while len(table) > _MEMORY_ENTRIES:
-            table.popitem(last=False)
+    def remember(self, table: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        with self._lock:
+            table[key] = value
+            table.move_to_end(key)
+            while len(table) > _MEMORY_ENTRIES:
+                table.popitem(last=False)
 
     def get_code(self, address: str, now: float) -> bytes | None:
         hit = self.code.get(address)
@@ -81,7 +84,7 @@ class _Memory:
         # Only a deployed contract's code: "no code" can become a delegation (EIP-7702) before
         # settlement, and a delegation can be replaced.
         if ttl > 0 and code and not code.startswith(DELEGATION_PREFIX):
-            self._put(self.code, address, (code, now + ttl))
+            self.remember(self.code, address, (code, now + ttl))
 
 
 def _memory(reader: Any) -> _Memory:
@@ -300,7 +303,7 @@ class ChainChecks:
         payer_code = self._code(mem, reader, it, answers, "payer_code", it.payer, now)
         it.payer_code = payer_code
         if not payer_code and reader.negative_ttl > 0:
-            mem._put(mem.no_code, it.payer.lower(), now + reader.negative_ttl)
+            mem.remember(mem.no_code, it.payer.lower(), now + reader.negative_ttl)
         # The signature, as the settling contract routes it (by the payer's code).
         if "erc6492" in it.calls:
             answer = answers[it.calls["erc6492"]]
@@ -343,7 +346,7 @@ class ChainChecks:
         balance = _word_result(answers[it.calls["balance"]])
         if balance < it.amount:
             if reader.negative_ttl > 0:
-                mem._put(mem.low_balance, (it.asset.lower(), it.payer.lower()), (balance, now + reader.negative_ttl))
+                mem.remember(mem.low_balance, (it.asset.lower(), it.payer.lower()), (balance, now + reader.negative_ttl))
             code = "permit2_insufficient_balance" if it.kind == "permit2" else "invalid_exact_evm_insufficient_balance"
             it.verdict = (code, f"balanceOf(payer) is {balance}, below {it.amount}")
             return
