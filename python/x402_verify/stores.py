@@ -278,6 +278,35 @@ class SqliteNonceStore:
             conn.close()
             self._local.conn = None
 
+    # --- exposure ledger (issue 14; the logic lives in x402_verify.chain.exposure) ---------------
+
+    def reserve_exposed(
+        self,
+        keys: Sequence[bytes],
+        valid_until: Sequence[int],
+        owners: Sequence[str],
+        caps: Sequence[int | None],
+        exposure: Sequence[Any],
+        *,
+        now: int | None = None,
+    ) -> list[bool | str | None]:
+        """``reserve_many`` that also refuses (``"exposure"``) a payment the payer's capacity
+        does not cover on top of its live reservations, in the same transaction."""
+        from x402_verify.chain import exposure as ledger
+
+        return ledger.sqlite_reserve_exposed(self, keys, valid_until, owners, caps, exposure, _clock(now))
+
+    def settle_exposure(self, key: bytes, owner: str, ledger_id: str, block: int | None, amount: int | None = None, *, now: int | None = None) -> None:
+        from x402_verify.chain import exposure as ledger
+
+        ledger.sqlite_settle_exposure(self, key, owner, block, amount)
+
+    def outstanding(self, chain_id: int, token: str, payer: str, *, now: int | None = None, as_of_block: int | None = None) -> int:
+        """The amount the payer's live reservations on (chain, token) promise."""
+        from x402_verify.chain import exposure as ledger
+
+        return ledger.sqlite_outstanding(self, ledger.ledger_id(chain_id, token, payer), as_of_block, _clock(now))
+
 
 class RedisNonceStore:
     """Reservations shared by gateway replicas through Redis (or a Redis Cluster).
@@ -481,3 +510,32 @@ return out
             return None
         state, holder, _cap, charged = str(value).split("|")
         return ("settled" if state == "S" else "reserved", holder, int(charged), int(expires_ms) // 1000)
+
+    # --- exposure ledger (issue 14; the logic lives in x402_verify.chain.exposure) ---------------
+
+    def reserve_exposed(
+        self,
+        keys: Sequence[bytes],
+        valid_until: Sequence[int],
+        owners: Sequence[str],
+        caps: Sequence[int | None],
+        exposure: Sequence[Any],
+        *,
+        now: int | None = None,
+    ) -> list[bool | str | None]:
+        """``reserve_many`` that also refuses (``"exposure"``) a payment the payer's capacity
+        does not cover on top of its live reservations, in the same script (single server)."""
+        from x402_verify.chain import exposure as ledger
+
+        return ledger.redis_reserve_exposed(self, keys, valid_until, owners, caps, exposure, _clock(now))
+
+    def settle_exposure(self, key: bytes, owner: str, ledger_id: str, block: int | None, amount: int | None = None, *, now: int | None = None) -> None:
+        from x402_verify.chain import exposure as ledger
+
+        ledger.redis_settle_exposure(self, key, owner, ledger_id, block, amount)
+
+    def outstanding(self, chain_id: int, token: str, payer: str, *, now: int | None = None, as_of_block: int | None = None) -> int:
+        """The amount the payer's live reservations on (chain, token) promise."""
+        from x402_verify.chain import exposure as ledger
+
+        return ledger.redis_outstanding(self, ledger.ledger_id(chain_id, token, payer), as_of_block, _clock(now))
