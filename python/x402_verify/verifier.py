@@ -81,6 +81,22 @@ def _chain_stage(readers: Mapping[str, Any] | None, enabled: bool | None, names:
     return ChainChecks({_chain_id(network, names): reader for network, reader in readers.items()})
 
 
+def _exposure_store(store: Any) -> Any:
+    """With chain checks, reservations count what is promised: the store must keep an
+    exposure ledger (x402_verify.chain.exposure); the memory store gets one beside it."""
+    from x402_verify._core import MemoryNonceStore
+
+    if isinstance(store, MemoryNonceStore):
+        from x402_verify.chain.exposure import MemoryExposureStore
+
+        return MemoryExposureStore(store)
+    if getattr(store, "cluster", False):
+        raise ValueError("chain checks keep an exposure ledger, which needs a single Redis server, not a cluster (docs/chain.md)")
+    if store is not None and not hasattr(store, "reserve_exposed"):
+        raise ValueError("chain checks need a nonce store with an exposure ledger (reserve_exposed); see docs/chain.md")
+    return store
+
+
 class Verifier:
     """Verifies x402 payments (exact with EIP-3009 or Permit2, upto with Permit2).
 
@@ -102,7 +118,8 @@ class Verifier:
         threads: worker threads for ``verify_batch`` (default: every core).
         nonce_store: replay protection (see ``x402_verify.stores``).
         chain_readers: ``{network: ChainReader}``: payment capability read from the chain for
-            payments that passed every offline check (docs/chain.md).
+            payments that passed every offline check, and reservations that count what is
+            promised (the store's exposure ledger; docs/chain.md).
         chain_checks: run those reads (default: whenever ``chain_readers`` is given); a
             payment on a chain without a reader is then refused.
     """
@@ -148,8 +165,10 @@ class Verifier:
             from x402_verify.stores import MemoryNonceStore
 
             nonce_store = MemoryNonceStore()
-        self.nonce_store = nonce_store
         self._chain = _chain_stage(chain_readers, chain_checks, names)
+        if self._chain is not None:
+            nonce_store = _exposure_store(nonce_store)
+        self.nonce_store = nonce_store
 
     def verify(self, payload: str | bytes | dict[str, Any], requirements: str | bytes | dict[str, Any], *, now: int | None = None) -> VerifyResponse:
         """Verifies one payment and, when valid, reserves its nonce.
@@ -171,7 +190,11 @@ class Verifier:
         released and every core busy; then reserves the valid ones' nonces in one store call."""
         results: list[VerifyResponse] = self._core.verify_batch(items, now=now, threads=threads or self._threads)
         if self._chain is not None:
-            results, _capacity = self._chain.check(results)
+            results, exposure = self._chain.check(results)
+            if self.nonce_store is not None:
+                from x402_verify.chain.exposure import reserve_exposed
+
+                return reserve_exposed(self.nonce_store, results, exposure, now)
         if self.nonce_store is not None:
             from x402_verify.stores import reserve_verified
 
@@ -192,11 +215,17 @@ class Verifier:
             raise ValueError("settling by key needs the owner token")
         return response, owner
 
-    def settle(self, response: VerifyResponse | bytes, *, owner: str | None = None, now: int | None = None) -> int:
+    def settle(self, response: VerifyResponse | bytes, *, owner: str | None = None, now: int | None = None, block: int | None = None) -> int:
         """Marks the reservation settled (kept until validBefore/deadline plus the store's
-        margin); returns what an upto session charged in total (0 for exact payments)."""
+        margin); returns what an upto session charged in total (0 for exact payments).
+        With chain checks, ``block`` (the settlement's block number) lets the payer's exposure
+        ledger drop the amount once a read at or after that block has seen it leave."""
         key, token = self._reservation(response, owner)
         total: int = self.nonce_store.settle(key, token, now=now)
+        if self._chain is not None and isinstance(response, VerifyResponse):
+            from x402_verify.chain.exposure import settle_exposure
+
+            settle_exposure(self.nonce_store, response, token, block, total, now)
         return total
 
     def release(self, response: VerifyResponse | bytes, *, owner: str | None = None, now: int | None = None) -> None:

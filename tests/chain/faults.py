@@ -2,7 +2,8 @@
 
 Modes: ``ok`` (forward), ``down`` (close the connection without an answer), ``slow`` (hold the
 answer ``delay`` seconds, past a client's timeout), ``garbage`` (answer 200 with malformed
-JSON), ``error`` (answer HTTP 503), ``drop_one`` (forward, but drop the last answer of a batch).
+JSON), ``error`` (answer HTTP 503), ``drop_one`` (forward, but drop the answer to the batch's last
+``eth_call``).
 Runs in a thread of the test process; every request is counted.
 """
 
@@ -60,9 +61,10 @@ class FaultProxy:
                 finally:
                     conn.close()
                 if mode == "drop_one":
+                    calls = [c["id"] for c in json.loads(body) if c.get("method") == "eth_call"] if body.startswith(b"[") else []
                     answer = json.loads(data)
-                    if isinstance(answer, list) and answer:
-                        data = json.dumps(answer[:-1]).encode()
+                    if isinstance(answer, list) and calls:
+                        data = json.dumps([a for a in answer if a.get("id") != calls[-1]]).encode()
                 self._send(200, data)
 
             def _send(self, status: int, data: bytes) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 
 from x402_verify._core import VerifyResponse
 from x402_verify.chain.abi import AbiError, address_word, word
+from x402_verify.chain.exposure import Exposure, ledger_id
 from x402_verify.chain.erc6492 import unwrap, validator_call, validator_verdict
 from x402_verify.chain.reader import Call, ChainReadError
 
@@ -111,6 +112,7 @@ class _Item:
     verdict: tuple[str, str] | None = None  # (reason, message) once refused
     payer_code: bytes | None = None
     capacity: int | None = None  # what the chain says this payer can pay (balance, allowance)
+    read_block: int = -1
 
 
 class _Plan:
@@ -119,6 +121,7 @@ class _Plan:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self._index: dict[str, int] = {}
+        self.block_at: int | None = None
 
     def add(self, method: str, params: list[Any]) -> int:
         key = method + repr(params)
@@ -237,6 +240,9 @@ class ChainChecks:
                     it.calls["erc6492"] = plan.add(*_eth_call(None, data))
                 else:
                     it.calls["erc1271"] = plan.add(*_eth_call(it.payer, self._is_valid_signature(it.digest, it.signature)))
+        if not any(it.calls for it in items):
+            return _Plan()  # every payment refused from memory: no read at all
+        plan.block_at = plan.add("eth_blockNumber", [])
         return plan
 
     @staticmethod
@@ -269,16 +275,31 @@ class ChainChecks:
                         it.verdict = ("chain_read_failed", f"the chain id could not be confirmed: {exc}; refused")
                 return []
             mem.chain_id_ok = True
+        read_block = self._read_block(plan, answers)
         second: list[_Item] = []
         for it in items:
             if it.verdict is not None:
                 continue
+            it.read_block = read_block
             try:
                 if self._judge_one(reader, mem, it, answers, now):
                     second.append(it)
             except _Fail as exc:
                 it.verdict = ("chain_read_failed", f"the chain could not be read for this payment ({exc}); refused")
         return second
+
+    @staticmethod
+    def _read_block(plan: _Plan, answers: list[Any]) -> int:
+        """A block the batch's reads are at or after: the node's head minus one, since a node may
+        run the calls of a batch on the block before the one eth_blockNumber names. -1 when
+        unknown: then no settled amount leaves a ledger on this read."""
+        if plan.block_at is None:
+            return -1
+        value = answers[plan.block_at]
+        try:
+            return max(-1, int(value, 16) - 1) if isinstance(value, str) and value.startswith("0x") else -1
+        except ValueError:
+            return -1
 
     def _code(self, mem: _Memory, reader: Any, it: _Item, answers: list[Any], key: str, address: str, now: float) -> bytes:
         if key in it.calls:
@@ -393,9 +414,9 @@ class ChainChecks:
     # --- applying ------------------------------------------------------------------------------
 
     @staticmethod
-    def _apply(results: Sequence[VerifyResponse], chains: dict[int, list[_Item]], refused: dict[int, tuple[str, str]]) -> tuple[list[VerifyResponse], list[int | None]]:
+    def _apply(results: Sequence[VerifyResponse], chains: dict[int, list[_Item]], refused: dict[int, tuple[str, str]]) -> tuple[list[VerifyResponse], list[Exposure | None]]:
         out = list(results)
-        capacity: list[int | None] = [None] * len(out)
+        capacity: list[Exposure | None] = [None] * len(out)
         for i, (reason, message) in refused.items():
             out[i] = out[i].with_invalid(reason, message)
         for items in chains.values():
@@ -405,12 +426,14 @@ class ChainChecks:
                         out[it.index] = it.response.with_invalid(*it.verdict)
                 else:
                     out[it.index] = it.response if it.response.is_valid else it.response.with_valid()
-                    capacity[it.index] = it.capacity
+                    assert it.capacity is not None and it.response.chain_id is not None
+                    capacity[it.index] = Exposure(ledger_id(it.response.chain_id, it.asset, it.payer), it.amount, it.capacity, it.read_block)
         return out, capacity
 
-    def check(self, results: Sequence[VerifyResponse]) -> tuple[list[VerifyResponse], list[int | None]]:
+    def check(self, results: Sequence[VerifyResponse]) -> tuple[list[VerifyResponse], list[Exposure | None]]:
         """Verdicts after the chain checks, and per accepted payment what the chain says the
-        payer can pay (balance; for Permit2 the lesser of balance and allowance)."""
+        payer can pay (balance; for Permit2 the lesser of balance and allowance) with the block
+        it was read at, for the store's exposure ledger."""
         chains, refused = self._items(results)
         for chain_id, items in chains.items():
             reader = self.readers[chain_id]
@@ -422,7 +445,7 @@ class ChainChecks:
                 self._judge_second(second, reader.call_many(plan2.calls))
         return self._apply(results, chains, refused)
 
-    async def acheck(self, results: Sequence[VerifyResponse]) -> tuple[list[VerifyResponse], list[int | None]]:
+    async def acheck(self, results: Sequence[VerifyResponse]) -> tuple[list[VerifyResponse], list[Exposure | None]]:
         """``check`` for async readers (``AsyncChainReader``); chains are read concurrently."""
         import asyncio
 

@@ -130,6 +130,7 @@ codes! {
     Permit2AllowanceRequired = "permit2_allowance_required", Payment, "the payer's ERC-20 allowance to Permit2 is below the amount";
     UndeployedSmartWallet = "invalid_exact_evm_payload_undeployed_smart_wallet", Payment, "a smart-wallet signature from an address with no code and no ERC-6492 deployment data";
     Eip3009NotSupported = "invalid_exact_evm_eip3009_not_supported", Payment, "the asset's authorizationState reverts: it is not an EIP-3009 token";
+    PayerExposureExceeded = "payer_exposure_exceeded", Payment, "the payer's balance (Permit2: and allowance) does not cover this amount on top of its reserved, unsettled payments";
     ChainReadFailed = "chain_read_failed", Payment, "the chain could not be read for this payment (RPC down, timing out, answering garbage, wrong chain, no reader); refused, never accepted";
     // --- replay protection ----------------------------------------------------------------------
     Eip3009NonceAlreadyUsed = "invalid_exact_evm_nonce_already_used", Replay, "this EIP-3009 (chain, token, from, nonce) is already reserved or settled";
