@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 from chain.faults import fault_proxy
 from chain.harness import (
-    EXACT_PROXY,
     NETWORK,
     PERMIT2,
     Chain,
@@ -26,7 +25,7 @@ from chain.harness import (
 )
 
 import x402_verify as xv
-from x402_verify.chain import AsyncChainReader, ChainChecks
+from x402_verify.chain import AsyncChainReader, averify_batch
 
 
 @pytest.fixture
@@ -307,17 +306,18 @@ def test_async_reader_gives_the_same_verdicts(chain: Chain) -> None:
         eip3009_payment(chain, rich.address, rich, 5),
         eip3009_payment(chain, poor.address, poor, 5),
         eip3009_payment(chain, wallet, owner, 2, wrap=_long),
+        eip3009_payment(chain, rich.address, rich, 5),  # the same 5 units promised twice
     ]
-    core = offline()
-    results = [core._core.verify(*p.item) for p in payments]
 
     async def run() -> list[str | None]:
-        r = AsyncChainReader(chain.url, max_batch=2, negative_ttl=0)
+        r = AsyncChainReader(chain.url, max_batch=2, timeout=30.0, negative_ttl=0)
         try:
-            out, _capacity = await ChainChecks({8453: r}).acheck(results)
+            v = xv.Verifier(networks=[NETWORK], chain_readers={NETWORK: r})
+            out = await averify_batch(v, [p.item for p in payments])
+            with pytest.raises(TypeError, match="averify_batch"):
+                v.verify_batch([payments[0].item])
         finally:
             await r.aclose()
         return [x.invalid_reason for x in out]
 
-    assert asyncio.run(run()) == [None, "invalid_exact_evm_insufficient_balance", None]
-    assert EXACT_PROXY  # the exact proxy is what the Permit2 payments name
+    assert asyncio.run(run()) == [None, "invalid_exact_evm_insufficient_balance", None, "payer_exposure_exceeded"]

@@ -36,7 +36,7 @@ from x402_verify._core import VerifyResponse
 from x402_verify.chain.abi import AbiError, address_word, word
 from x402_verify.chain.exposure import Exposure, ledger_id
 from x402_verify.chain.erc6492 import unwrap, validator_call, validator_verdict
-from x402_verify.chain.reader import Call, ChainReadError
+from x402_verify.chain.reader import AsyncChainReader, Call, ChainReadError
 
 __all__ = ["ChainChecks", "PERMIT2_ADDRESS", "WALLET_ROUTE_REASONS"]
 
@@ -437,6 +437,8 @@ class ChainChecks:
         chains, refused = self._items(results)
         for chain_id, items in chains.items():
             reader = self.readers[chain_id]
+            if isinstance(reader, AsyncChainReader):
+                raise TypeError("an AsyncChainReader serves x402_verify.chain.averify_batch, not verify_batch")
             plan = self._plan(reader, items)
             answers = reader.call_many(plan.calls) if plan.calls else []
             second = self._judge(reader, items, plan, answers)
