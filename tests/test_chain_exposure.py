@@ -67,7 +67,10 @@ def test_exposure_counts_what_is_promised(chain: Chain, store: Any) -> None:
         more = [eip3009_payment(chain, payer.address, payer, 1) for _ in range(100)]
         again = v.verify_batch([p.item for p in more])
         assert len(accepted(again)) == 5
-        assert v.nonce_store.outstanding(8453, chain.token, payer.address) == 5
+        # Read at the head, the 5 settled are gone; read from an older block they still count.
+        head = chain.block_number()
+        assert v.nonce_store.outstanding(8453, chain.token, payer.address, as_of_block=head) == 5
+        assert v.nonce_store.outstanding(8453, chain.token, payer.address) == 10
 
 
 def test_settled_without_a_block_stays_counted(chain: Chain, store: Any) -> None:
@@ -129,3 +132,32 @@ def test_a_redis_cluster_is_refused_for_chain_checks(chain: Chain) -> None:
 
     with xv.ChainReader(chain.url) as reader, pytest.raises(ValueError, match="single Redis server"):
         xv.Verifier(chain_readers={NETWORK: reader}, nonce_store=FakeCluster())
+
+
+def test_a_lagging_read_still_counts_a_settled_amount(store: Any) -> None:
+    from x402_verify.chain.exposure import EXPOSED, Exposure, MemoryExposureStore, ledger_id
+
+    s = MemoryExposureStore(store) if isinstance(store, xv.MemoryNonceStore) else store
+    token, payer = "0x" + "11" * 20, "0x" + "22" * 20
+    ledger = ledger_id(8453, token, payer)
+    now = 1_800_000_000
+    first, second, third = (secrets.token_bytes(32) for _ in range(3))
+    # Balance 10: one payment of 10 is reserved, settles in block 100.
+    assert s.reserve_exposed([first], [now + 600], ["a"], [None], [Exposure(ledger, 10, 10, 99)], now=now) == [True]
+    s.settle(first, "a", now=now)
+    s.settle_exposure(first, "a", ledger, 100, now=now)
+    assert s.outstanding(8453, token, payer, now=now, as_of_block=100) == 0
+    assert s.outstanding(8453, token, payer, now=now, as_of_block=99) == 10
+    # A read at block 101 says the balance is 0: nothing more. A lagging node's read at block 98
+    # still shows 10, but the settled 10 counts against it.
+    assert s.reserve_exposed([second], [now + 600], ["b"], [None], [Exposure(ledger, 1, 0, 101)], now=now) == [EXPOSED]
+    assert s.reserve_exposed([second], [now + 600], ["b"], [None], [Exposure(ledger, 1, 10, 98)], now=now) == [EXPOSED]
+    # Once the payer is funded again (a read at 102 shows 5), 5 fit.
+    assert s.reserve_exposed([second, third], [now + 600] * 2, ["b", "c"], [None] * 2, [Exposure(ledger, 5, 5, 102)] * 2, now=now) == [True, EXPOSED]
+    # Released and expired entries leave; amounts are exact beyond 2**53.
+    s.release(second, "b", now=now)
+    big = 10**24
+    assert s.reserve_exposed([third], [now + 600], ["c"], [None], [Exposure(ledger, big, big, 102)], now=now) == [True]
+    assert s.outstanding(8453, token, payer, now=now, as_of_block=102) == big
+    assert s.reserve_exposed([secrets.token_bytes(32)], [now + 600], ["d"], [None], [Exposure(ledger, 1, big, 102)], now=now) == [EXPOSED]
+    assert s.outstanding(8453, token, payer, now=now + 10_000, as_of_block=102) == 0

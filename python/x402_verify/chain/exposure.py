@@ -5,9 +5,10 @@ amount; upto: the signed maximum until settled, then the charged total). A payme
 only if ``outstanding + amount <= capacity``, where capacity is what the chain stage read (the
 balance; for Permit2 the lesser of balance and allowance), decided in the same atomic step as
 the nonce reservation (one lock for the memory store, one transaction for SQLite, one script for
-Redis). Releasing or expiry drops an entry; a settled entry stays counted until a read at or
-after the settlement's block (``Verifier.settle(..., block=receipt_block)``) has seen the
-balance it left, so node lag cannot admit more than the balance covers. A settlement reported
+Redis). Releasing or expiry drops an entry; a settled entry is not counted by a read at or
+after the settlement's block (``Verifier.settle(..., block=receipt_block)``), which sees the
+balance it left, and still counted by any older read, so node lag cannot admit more than the
+balance covers; it leaves the ledger with its reservation. A settlement reported
 without its block stays counted until its reservation expires (safe, but it holds capacity).
 
 The read's block is the ``eth_blockNumber`` answer of the same JSON-RPC batch minus one: a node
@@ -43,6 +44,12 @@ class Exposure(NamedTuple):
     amount: int
     capacity: int
     read_block: int  # -1: unknown (then no settled entry is dropped)
+
+
+def _seen_gone(settled_block: int | None, read_block: int | None) -> bool:
+    # A settled entry is not deleted when one read has seen it: a later read from a lagging
+    # node (an older block) must count it again. It leaves with its reservation.
+    return settled_block is not None and read_block is not None and settled_block <= read_block
 
 
 def ledger_id(chain_id: int, token: str, payer: str) -> str:
@@ -144,10 +151,10 @@ class MemoryExposureStore:
             return 0, 0
         total = 0
         for key, entry in list(entries.items()):
-            if not self._live(key, entry, now) or (entry.settled_block is not None and read_block is not None and entry.settled_block <= read_block):
+            if not self._live(key, entry, now):
                 del entries[key]
-                continue
-            total += entry.amount
+            elif not _seen_gone(entry.settled_block, read_block):
+                total += entry.amount
         if not entries:
             del self._ledgers[ledger]
         return total, len(entries)
@@ -216,11 +223,12 @@ def _sqlite_outstanding(conn: Any, ledger: str, read_block: int | None, now: int
     ).fetchall()
     total, count, dead = 0, 0, []
     for key, amount, settled_block, live in rows:
-        if not live or (settled_block is not None and read_block is not None and settled_block <= read_block):
+        if not live:
             dead.append((key,))
             continue
-        total += int(amount)
         count += 1
+        if not _seen_gone(settled_block, read_block):
+            total += int(amount)
     if prune and dead:
         conn.executemany("DELETE FROM exposures WHERE key = ?", dead)
     return total, count
@@ -310,11 +318,12 @@ local function outstanding(lk, now, read_block, prune)
     local owner, amount, block, expires = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
     local cur = redis.call('GET', field)
     local holder = cur and string.match(cur, '^[RS]|([^|]*)|')
-    if holder ~= owner or tonumber(expires) <= now or (block ~= '' and tonumber(block) <= read_block) then
+    if holder ~= owner or tonumber(expires) <= now then
       if prune then redis.call('HDEL', lk, field) end
     else
-      sum = add(sum, amount)
       count = count + 1
+      -- seen gone by this read; a lagging read (older block) counts it again
+      if block == '' or tonumber(block) > read_block then sum = add(sum, amount) end
     end
   end
   return sum, count
