@@ -117,3 +117,43 @@ def test_chain_checked_verify_vs_sdk() -> None:
         print("\n" + "\n".join(lines))
     finally:
         node.stop()
+
+
+MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
+
+
+def test_json_rpc_batch_vs_multicall3_aggregate3() -> None:
+    """The measurement behind ChainReader's choice: 256 ``balanceOf`` reads as one JSON-RPC
+    batch of 256 ``eth_call`` against one ``eth_call`` of Multicall3 ``aggregate3`` with 256
+    sub-calls (tests/chain/contracts/Multicall3.vy at its canonical address), alternating rounds.
+    Both are one HTTP round trip."""
+    from eth_abi import decode, encode
+
+    node = NodeProcess()
+    try:
+        chain = Chain(node.url, node.contracts, node.accounts)
+        assert chain.code(MULTICALL3)
+        holders = [Key.new().address for _ in range(256)]
+        chain.mint(holders[:128], 7)
+        words = [bytes.fromhex("70a08231") + bytes(12) + bytes.fromhex(h[2:]) for h in holders]
+        batch = [("eth_call", [{"to": chain.token, "data": "0x" + w.hex()}, "latest"]) for w in words]
+        aggregate = "0x82ad56cb" + encode(["(address,bool,bytes)[]"], [[(chain.token, True, w) for w in words]]).hex()
+        with xv.ChainReader(chain.url, timeout=60.0, max_batch=1000) as reader:
+            times: dict[str, list[float]] = {"batch": [], "aggregate3": []}
+            for _ in range(ROUNDS):
+                t = time.perf_counter()
+                answers = reader.call_many(batch)
+                times["batch"].append(time.perf_counter() - t)
+                assert [int(a, 16) for a in answers] == [7] * 128 + [0] * 128
+                t = time.perf_counter()
+                (answer,) = reader.call_many([("eth_call", [{"to": MULTICALL3, "data": aggregate}, "latest"])])
+                times["aggregate3"].append(time.perf_counter() - t)
+                (results,) = decode(["(bool,bytes)[]"], bytes.fromhex(answer[2:]))
+                assert [int.from_bytes(r[1], "big") for r in results] == [7] * 128 + [0] * 128
+        chain.close()
+        lines = [f"256 balanceOf reads, {ROUNDS} alternating rounds (py-evm node on loopback), one HTTP round trip each"]
+        for side in ("batch", "aggregate3"):
+            lines.append(f"  {side:10}: min {min(times[side]) * 1000:7.1f} ms  median {statistics.median(times[side]) * 1000:7.1f} ms")
+        print("\n" + "\n".join(lines))
+    finally:
+        node.stop()

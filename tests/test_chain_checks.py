@@ -12,11 +12,13 @@ from collections.abc import Iterator
 import pytest
 from chain.faults import fault_proxy
 from chain.harness import (
+    EXACT_PROXY,
     NETWORK,
     PERMIT2,
     Chain,
     Key,
     calldata,
+    checksum,
     eip3009_payment,
     erc6492_wrap,
     permit2_payment,
@@ -26,6 +28,7 @@ from chain.harness import (
 
 import x402_verify as xv
 from x402_verify.chain import AsyncChainReader, averify_batch
+from x402_verify.chain.checks import CHAIN_CODES
 
 
 @pytest.fixture
@@ -218,6 +221,33 @@ def test_asset_without_code(chain: Chain, reader: xv.ChainReader) -> None:
     p = eip3009_payment(chain, payer.address, payer, 1)
     chain.set_code(chain.token, b"")
     assert verdict(verifier(reader), p) == "asset_not_deployed_contract"
+
+
+def test_every_chain_code_in_one_batch(chain: Chain, reader: xv.ChainReader) -> None:
+    """Each refusal the chain stage makes, side by side in one batch: none disturbs another."""
+    rich, poor, low = funded(chain, 5), funded(chain, 1), funded(chain, 1, eth=True)
+    allowed = funded(chain, 10, eth=True)
+    chain.approve_permit2(low, 10)
+    not_3009 = chain.contracts["wallet_impl"]  # code, but no authorizationState / balanceOf
+    nowhere = "0x" + secrets.token_hex(20)
+    no_code_proxy = checksum("0x" + secrets.token_hex(20))
+    cases = {
+        None: eip3009_payment(chain, rich.address, rich, 5),
+        "payer_exposure_exceeded": eip3009_payment(chain, rich.address, rich, 5),
+        "invalid_exact_evm_insufficient_balance": eip3009_payment(chain, poor.address, poor, 5),
+        "permit2_allowance_required": permit2_payment(chain, rich.address, rich, 1),
+        "permit2_insufficient_balance": permit2_payment(chain, low.address, low, 5),
+        "invalid_exact_evm_eip3009_not_supported": eip3009_payment(chain, rich.address, rich, 1, asset=not_3009),
+        "invalid_exact_evm_payload_undeployed_smart_wallet": eip3009_payment(chain, rich.address, rich, 1, wrap=_long),
+        "asset_not_deployed_contract": eip3009_payment(chain, rich.address, rich, 1, asset=checksum(nowhere)),
+        "permit2_proxy_not_deployed": permit2_payment(chain, allowed.address, allowed, 1, spender=no_code_proxy),
+        "chain_read_failed": permit2_payment(chain, allowed.address, allowed, 1, token=not_3009),  # balanceOf reverts
+    }
+    v = xv.Verifier(networks=[NETWORK], chain_readers={NETWORK: reader}, permit2_proxies={"exact": [EXACT_PROXY, no_code_proxy]})
+    results = v.verify_batch([p.item for p in cases.values()])
+    assert [r.invalid_reason for r in results] == list(cases)
+    assert set(cases) - {None} == CHAIN_CODES
+    assert CHAIN_CODES <= {code for code, kind, _ in xv.error_codes() if kind == "payment"}
 
 
 # --- RPC faults -----------------------------------------------------------------------------------

@@ -264,6 +264,7 @@ def eip3009_payment(
     signature: bytes | None = None,
     wrap: Any = None,
     now: int | None = None,
+    asset: str | None = None,
 ) -> Payment:
     """An x402 exact EIP-3009 payment from ``payer``, signed by ``signer`` (an EOA key: the
     payer's own, or a wallet owner's), or carrying ``signature`` as given; ``wrap(sig)`` turns
@@ -279,13 +280,14 @@ def eip3009_payment(
         "validBefore": str(now + 3600),
         "nonce": "0x" + (nonce or secrets.token_bytes(32)).hex(),
     }
-    digest = xv.hash_typed_data(_eip3009_doc(chain.token, message))
+    asset = asset or chain.token
+    digest = xv.hash_typed_data(_eip3009_doc(asset, message))
     sig = signature if signature is not None else signer.sign(digest)  # type: ignore[union-attr]
     if wrap is not None:
         sig = wrap(sig)
     payload = {"x402Version": 2, "accepted": {"scheme": "exact", "network": NETWORK}, "payload": {"signature": "0x" + sig.hex(), "authorization": message}}
     requirements = {
-        "scheme": "exact", "network": NETWORK, "amount": str(value), "asset": chain.token, "payTo": PAY_TO,
+        "scheme": "exact", "network": NETWORK, "amount": str(value), "asset": asset, "payTo": PAY_TO,
         "maxTimeoutSeconds": 3600, "extra": {"name": "USD Coin", "version": "2"},
     }
     return Payment(xv.encode_payment_header(payload), requirements, payer, digest, sig, message)
@@ -301,13 +303,16 @@ def permit2_payment(
     signature: bytes | None = None,
     wrap: Any = None,
     now: int | None = None,
+    token: str | None = None,
+    spender: str = EXACT_PROXY,
 ) -> Payment:
     import x402_verify as xv
 
     now = int(time.time()) if now is None else now
+    token = token or chain.token
     message = {
-        "permitted": {"token": chain.token, "amount": str(amount)},
-        "spender": EXACT_PROXY,
+        "permitted": {"token": token, "amount": str(amount)},
+        "spender": spender,
         "nonce": str(secrets.randbits(256) if nonce is None else nonce),
         "deadline": str(now + 3600),
         "witness": {"to": PAY_TO, "validAfter": str(now - 600)},
@@ -319,7 +324,7 @@ def permit2_payment(
     inner = {"signature": "0x" + sig.hex(), "permit2Authorization": {"from": payer, **message}}
     payload = {"x402Version": 2, "accepted": {"scheme": "exact", "network": NETWORK}, "payload": inner}
     requirements = {
-        "scheme": "exact", "network": NETWORK, "amount": str(amount), "asset": chain.token, "payTo": PAY_TO,
+        "scheme": "exact", "network": NETWORK, "amount": str(amount), "asset": token, "payTo": PAY_TO,
         "maxTimeoutSeconds": 3600, "extra": {"assetTransferMethod": "permit2"},
     }
     return Payment(xv.encode_payment_header(payload), requirements, payer, digest, sig, message)

@@ -6,8 +6,8 @@ settler makes, and test controls. Run as a subprocess by tests/chain/fixtures.py
 
     python tests/chain/node.py [--chain-id 8453]
 
-It binds 127.0.0.1 on a free port, deploys the contracts of tests/chain/artifacts.json (Permit2
-and the x402 exact proxy at their canonical addresses, in the genesis state), then prints one
+It binds 127.0.0.1 on a free port, deploys the contracts of tests/chain/artifacts.json (Permit2,
+the x402 exact proxy and Multicall3 at their canonical addresses, in the genesis state), then prints one
 JSON line ``{"url": ..., "contracts": {...}, "accounts": [...]}`` and serves until killed or
 until its standard input closes (so a crashed test run never leaves it behind).
 
@@ -32,6 +32,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 PERMIT2 = "0x000000000022d473030f116ddee9f6b43ac78ba3"
 EXACT_PROXY = "0x402085c248eea27d92e8b30b2c58ed07f9e20001"
+MULTICALL3 = "0xca11bde05977b3631167028862be2a173976ca11"
 MAX_BODY = 8 * 1024 * 1024
 
 
@@ -92,7 +93,7 @@ class Node:
         state = dict(generate_genesis_state_for_keys(keys))
         # Canonical addresses: runtime code in the genesis state (neither sets anything in a
         # constructor, so the runtime code is the whole contract).
-        for address, name in ((PERMIT2, "Permit2"), (EXACT_PROXY, "ExactPermit2Proxy")):
+        for address, name in ((PERMIT2, "Permit2"), (EXACT_PROXY, "ExactPermit2Proxy"), (MULTICALL3, "Multicall3")):
             state[bytes.fromhex(address[2:])] = {"balance": 0, "nonce": 1, "code": bytes.fromhex(artifacts[name]["runtime"][2:]), "storage": {}}
         backend = PyEVMBackend(genesis_state=state)
         self.backend = backend

@@ -38,7 +38,7 @@ from x402_verify.chain.exposure import Exposure, ledger_id
 from x402_verify.chain.erc6492 import unwrap, validator_call, validator_verdict
 from x402_verify.chain.reader import AsyncChainReader, Call, ChainReadError
 
-__all__ = ["ChainChecks", "PERMIT2_ADDRESS", "WALLET_ROUTE_REASONS"]
+__all__ = ["CHAIN_CODES", "ChainChecks", "PERMIT2_ADDRESS", "WALLET_ROUTE_REASONS"]
 
 PERMIT2_ADDRESS = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
 DELEGATION_PREFIX = bytes.fromhex("ef0100")
@@ -53,6 +53,20 @@ _IS_VALID_SIGNATURE = bytes.fromhex("1626ba7e")
 #: Offline verdicts a chain check may turn into valid: the signature is one only the chain can
 #: judge, or an ECDSA signature that does not recover to a payer which may be a contract.
 WALLET_ROUTE_REASONS = frozenset({"needs_chain_check", "invalid_exact_evm_payload_signature", "invalid_permit2_signature"})
+
+#: Every verdict the chain stage and the exposure ledger can give (docs/reason-codes.md); the
+#: signature codes they share with the offline checks are not listed.
+CHAIN_CODES = frozenset({
+    "asset_not_deployed_contract",
+    "chain_read_failed",
+    "invalid_exact_evm_eip3009_not_supported",
+    "invalid_exact_evm_insufficient_balance",
+    "invalid_exact_evm_payload_undeployed_smart_wallet",
+    "payer_exposure_exceeded",
+    "permit2_allowance_required",
+    "permit2_insufficient_balance",
+    "permit2_proxy_not_deployed",
+})
 
 _MEMORY_ENTRIES = 100_000
 
