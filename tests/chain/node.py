@@ -86,6 +86,7 @@ class Node:
 
         self.lock = threading.Lock()
         self.requests = 0
+        self._state_cache: tuple[bytes, Any, Any] | None = None
         self.chain_id = chain_id
         artifacts = json.loads((HERE / "artifacts.json").read_text(encoding="utf-8"))
         self.artifacts = artifacts
@@ -188,25 +189,38 @@ class Node:
 
         if not isinstance(tx, dict):
             raise RpcError(-32602, "the call object must be an object")
-        chain = self._chain()
         sender = _addr(tx["from"]) if tx.get("from") else b"\x00" * 20
         to = _addr(tx["to"]) if tx.get("to") else b""
         data = _hexb(tx.get("input", tx.get("data")))
         gas = _int(tx["gas"]) if tx.get("gas") else header.gas_limit
         value = _int(tx["value"]) if tx.get("value") else 0
-        vm = chain.get_vm(at_header=header)
-        unsigned = vm.create_unsigned_transaction(nonce=vm.state.get_nonce(sender), gas_price=0, gas=gas, to=to, value=value, data=data)
+        vm, state = self._costless_state(header)
+        unsigned = vm.create_unsigned_transaction(nonce=state.get_nonce(sender), gas_price=0, gas=gas, to=to, value=value, data=data)
         return SpoofTransaction(unsigned, from_=sender)
+
+    def _costless_state(self, header: Any) -> Any:
+        # py-evm's in_costless_state, built once per block and reused with a snapshot per call:
+        # building it is most of an eth_call's cost, and a batch's calls share a block.
+        if self._state_cache is not None and self._state_cache[0] == header.hash:
+            return self._state_cache[1], self._state_cache[2]
+        import itertools
+
+        vm = self._chain().get_vm(at_header=header)
+        child = vm.generate_block_from_parent_header_and_coinbase(header, header.coinbase).header
+        free = child.copy(base_fee_per_gas=0) if hasattr(child, "base_fee_per_gas") else child
+        state = vm.build_state(vm.chaindb.db, free, vm.chain_context, itertools.chain((header.hash,), vm.previous_hashes))
+        self._state_cache = (header.hash, vm, state)
+        return vm, state
 
     def _execute(self, tx: dict[str, Any], tag: Any) -> Any:
         header = self._header(tag)
         spoofed = self._spoof(tx, header)
-        with self._chain().get_vm(at_header=header).in_costless_state() as state:
-            snapshot = state.snapshot()
-            try:
-                computation = state.costless_execute_transaction(spoofed)
-            finally:
-                state.revert(snapshot)
+        _vm, state = self._costless_state(header)
+        snapshot = state.snapshot()
+        try:
+            computation = state.costless_execute_transaction(spoofed)
+        finally:
+            state.revert(snapshot)
         return computation
 
     def m_eth_call(self, tx: dict[str, Any], tag: Any = "latest", overrides: Any = None) -> str:
@@ -301,6 +315,7 @@ class Node:
         return _q(int(self.tester.take_snapshot()))
 
     def m_evm_revert(self, snapshot: Any) -> bool:
+        self._state_cache = None
         self.tester.revert_to_snapshot(_int(snapshot))
         self._set_chain_id()
         return True
@@ -317,6 +332,7 @@ class Node:
     def m_evm_setCode(self, address: str, code: str) -> bool:
         # State changed outside a transaction: mine a block on it at once, or a later revert to
         # a snapshot taken before would not restore it.
+        self._state_cache = None
         chain = self._chain()
         vm = chain.get_vm()
         vm.state.set_code(_addr(address), _hexb(code))

@@ -4,8 +4,8 @@ Every read a batch of payments needs goes out as JSON-RPC batches (an array in o
 most ``max_batch`` calls each; the async reader sends the chunks concurrently. Why batches and
 not Multicall3 ``aggregate3``: a batch answers each call on its own (one revert or one odd
 answer is one error object, never the whole set), it carries ``eth_getCode`` and the ERC-6492
-creation-code ``eth_call`` that ``aggregate3`` cannot, it needs no contract on the chain, and on
-the test node it measured faster (docs/chain.md). Providers that bill or limit per call see
+creation-code ``eth_call`` that ``aggregate3`` cannot, it needs no contract on the chain; on
+the test node the two measured the same (docs/chain.md). Providers that bill or limit per call see
 the same call count either way.
 
 Failures: a connection error, a timeout, an HTTP error status or an answer that is not a
