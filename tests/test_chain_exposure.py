@@ -161,3 +161,21 @@ def test_a_lagging_read_still_counts_a_settled_amount(store: Any) -> None:
     assert s.outstanding(8453, token, payer, now=now, as_of_block=102) == big
     assert s.reserve_exposed([secrets.token_bytes(32)], [now + 600], ["d"], [None], [Exposure(ledger, 1, big, 102)], now=now) == [EXPOSED]
     assert s.outstanding(8453, token, payer, now=now + 10_000, as_of_block=102) == 0
+
+
+def test_an_upto_session_counts_its_cap_until_settled_then_its_charge(store: Any) -> None:
+    from x402_verify.chain.exposure import Exposure, MemoryExposureStore, ledger_id
+
+    s = MemoryExposureStore(store) if isinstance(store, xv.MemoryNonceStore) else store
+    token, payer = "0x" + "33" * 20, "0x" + "44" * 20
+    ledger = ledger_id(8453, token, payer)
+    now = 1_800_000_000
+    key = secrets.token_bytes(32)
+    assert s.reserve_exposed([key], [now + 600], ["a"], [8], [Exposure(ledger, 8, 10, 50)], now=now) == [True]
+    s.charge(key, "a", 3, now=now)
+    assert s.outstanding(8453, token, payer, now=now, as_of_block=50) == 8  # the cap, until settled
+    total = s.settle(key, "a", now=now)
+    s.settle_exposure(key, "a", ledger, 60, total, now=now)
+    assert total == 3
+    assert s.outstanding(8453, token, payer, now=now, as_of_block=59) == 3  # the charge, until seen
+    assert s.outstanding(8453, token, payer, now=now, as_of_block=60) == 0
