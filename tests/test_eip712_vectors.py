@@ -1,9 +1,10 @@
 """Held-out EIP-712 / Permit2 / EIP-3009 vectors published by other projects.
 
-Sources: ``shared/vectors/eip712/third_party_fixtures.json`` (EIP-712 spec example, MetaMask-signed
-Permit2 messages, permit2-sdk digests, self-generated x402 regression vectors) and
-``shared/reference/x402-permit2.md`` sections 7.1-7.5 (x402 spec EIP-3009 example, Permit2 SDK
-digests, EIP-2098 compact signatures, locally generated x402 vectors).
+Sources: ``tests/vectors/eip712/third_party_fixtures.json`` (EIP-712 spec example, MetaMask-signed
+Permit2 messages, permit2-sdk digests, self-generated x402 regression vectors; sources and
+licences in tests/vectors/README.md) and the research notes' ``x402-permit2.md`` sections 7.1-7.5,
+written out below (x402 spec EIP-3009 example, Permit2 SDK digests, EIP-2098 compact
+signatures, locally generated x402 vectors).
 
 Only the signing digest is exposed by the library. Domain separators are checked two ways:
 the fixture's ``keccak(0x1901 || domain_separator || struct_hash) == digest`` (so a digest match
@@ -139,8 +140,8 @@ def assert_recovers(doc: dict[str, Any], signature: str | bytes, signer: str) ->
 
 
 @pytest.fixture(scope="module")
-def fixtures(shared_dir: Path) -> dict[str, Any]:
-    path = shared_dir / "vectors" / "eip712" / "third_party_fixtures.json"
+def fixtures(vectors_dir: Path) -> dict[str, Any]:
+    path = vectors_dir / "eip712" / "third_party_fixtures.json"
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
 

@@ -222,9 +222,9 @@ NEEDS_RECID_2_OR_3 = {115, 247}
 
 
 @pytest.fixture(scope="module")
-def wycheproof(shared_dir: Path) -> list[dict[str, Any]]:
+def wycheproof(vectors_dir: Path) -> list[dict[str, Any]]:
     """Every p1363 test, flattened, with its digest and expected address."""
-    data = json.loads((shared_dir / "vectors" / "wycheproof" / "ecdsa_secp256k1_sha256_p1363_test.json").read_text())
+    data = json.loads((vectors_dir / "wycheproof" / "ecdsa_secp256k1_sha256_p1363_test.json").read_text())
     assert data["algorithm"] == "ECDSA"
     tests = []
     for group in data["testGroups"]:
