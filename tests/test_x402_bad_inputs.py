@@ -77,37 +77,44 @@ from typing import Any
 
 import pytest
 from eth_abi.abi import encode as abi_encode
-from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 import x402_verify as xv
+from payments import (
+    AUTH_PATHS,
+    EIP3009_KINDS,
+    ERC6492_MAGIC,
+    EXACT_PROXY,
+    FAC,
+    KINDS,
+    NOW,
+    OTHER,
+    OTHER_ADDRESS,
+    OTHER_FAC,
+    PAY_TO,
+    PAYER,
+    PERMIT2,
+    PERMIT2_KINDS,
+    UPTO_PROXY,
+    USDC_BASE,
+    USDC_BASE_SEPOLIA,
+    ZERO_ADDRESS,
+    auth_member,
+    authorization,
+    envelope,
+    fields,
+    header,
+    payment,
+    permit2_digest,
+    permit2_typed_data,
+    requirements,
+    sign,
+)
 
 # --------------------------------------------------------------------------------------------
-# Constants
+# Constants (the payments themselves are built by tests/payments.py)
 # --------------------------------------------------------------------------------------------
-
-NOW = 1_750_000_000
-PAYER: LocalAccount = Account.from_key("0x" + "11" * 32)
-OTHER: LocalAccount = Account.from_key("0x" + "22" * 32)
-
-PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
-OTHER_ADDRESS = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
-ZERO_ADDRESS = "0x" + "00" * 20
-FAC = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-OTHER_FAC = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
-USDC_BASE_SEPOLIA = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
-USDC_BASE = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
-OPG_BASE = "0xFbC2051AE2265686a469421b2C5A2D5462FbF5eB"
-PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
-EXACT_PROXY = xv.EXACT_PERMIT2_PROXY
-UPTO_PROXY = xv.UPTO_PERMIT2_PROXY
-ERC6492_MAGIC = bytes.fromhex("6492" * 16)
-
-KINDS = ("eip3009", "eip3009_v1", "permit2", "upto")
-EIP3009_KINDS = ("eip3009", "eip3009_v1")
-PERMIT2_KINDS = ("permit2", "upto")
 
 SIG_CODE = {
     "eip3009": "invalid_exact_evm_payload_signature",
@@ -151,172 +158,6 @@ NOT_PRODUCED_BY_VERIFY = {
 
 V = xv.Verifier(nonce_store=None)
 
-# --------------------------------------------------------------------------------------------
-# Requirements and authorizations
-# --------------------------------------------------------------------------------------------
-
-
-def requirements(kind: str) -> dict[str, Any]:
-    """The route's requirements: EIP-3009 USDC on Base Sepolia (v2 and v1 framing), exact and
-    upto Permit2 for an 18-decimals token on Base."""
-    if kind == "eip3009":
-        return {
-            "scheme": "exact", "network": "eip155:84532", "asset": USDC_BASE_SEPOLIA, "amount": "10000",
-            "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"},
-        }  # fmt: skip
-    if kind == "eip3009_v1":
-        return {
-            "scheme": "exact", "network": "base-sepolia", "maxAmountRequired": "10000", "resource": "https://api.example/x",
-            "description": "", "mimeType": "application/json", "payTo": PAY_TO, "maxTimeoutSeconds": 300,
-            "asset": USDC_BASE_SEPOLIA, "extra": {"name": "USDC", "version": "2"},
-        }  # fmt: skip
-    extra: dict[str, Any] = {"name": "OpenGradient", "version": "1", "assetTransferMethod": "permit2"}
-    if kind == "upto":
-        extra["facilitatorAddress"] = FAC
-    return {
-        "scheme": "upto" if kind == "upto" else "exact", "network": "eip155:8453", "asset": OPG_BASE, "amount": "10000",
-        "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": extra,
-    }  # fmt: skip
-
-
-def fields(kind: str, **over: Any) -> dict[str, Any]:
-    """The authorization's values (flat, Python types), defaults as the SDK clients make them."""
-    f: dict[str, Any] = {
-        "from_": PAYER.address,
-        "to": PAY_TO,
-        "amount": 10000,
-        "valid_after": NOW - 600,
-        "valid_before": NOW + 300,
-    }
-    if kind in EIP3009_KINDS:
-        f["nonce"] = "0x" + "5a" * 32
-    else:
-        f["nonce"] = 0x1234_5678_9ABC_DEF0 << 128
-        f["token"] = OPG_BASE
-        f["spender"] = UPTO_PROXY if kind == "upto" else EXACT_PROXY
-        if kind == "upto":
-            f["facilitator"] = FAC
-    f.update(over)
-    return f
-
-
-def authorization(kind: str, f: dict[str, Any]) -> dict[str, Any]:
-    """The payload's authorization object for ``f`` (numbers as decimal strings)."""
-    if kind in EIP3009_KINDS:
-        return {
-            "from": f["from_"], "to": f["to"], "value": str(f["amount"]), "validAfter": str(f["valid_after"]),
-            "validBefore": str(f["valid_before"]), "nonce": f["nonce"],
-        }  # fmt: skip
-    witness: dict[str, Any] = {"to": f["to"], "validAfter": str(f["valid_after"])}
-    if f.get("facilitator") is not None:
-        witness = {"to": f["to"], "facilitator": f["facilitator"], "validAfter": str(f["valid_after"])}
-    return {
-        "from": f["from_"],
-        "permitted": {"token": f["token"], "amount": str(f["amount"])},
-        "spender": f["spender"],
-        "nonce": str(f["nonce"]),
-        "deadline": str(f["valid_before"]),
-        "witness": witness,
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# Signing
-# --------------------------------------------------------------------------------------------
-
-EIP3009_FIELDS = [("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"), ("validBefore", "uint256"), ("nonce", "bytes32")]
-
-
-def eip3009_typed_data(
-    f: dict[str, Any], *, name: str = "USDC", version: str = "2", chain_id: int = 84532, token: str = USDC_BASE_SEPOLIA,
-    primary: str = "TransferWithAuthorization",
-) -> dict[str, Any]:  # fmt: skip
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            primary: [{"name": n, "type": t} for n, t in EIP3009_FIELDS],
-        },
-        "primaryType": primary,
-        "domain": {"name": name, "version": version, "chainId": chain_id, "verifyingContract": token},
-        "message": {
-            "from": f["from_"],
-            "to": f["to"],
-            "value": f["amount"],
-            "validAfter": f["valid_after"],
-            "validBefore": f["valid_before"],
-            "nonce": bytes.fromhex(f["nonce"].removeprefix("0x")),
-        },
-    }
-
-
-PERMIT_STUB = "PermitWitnessTransferFrom(TokenPermissions permitted,address spender,uint256 nonce,uint256 deadline,Witness witness)"
-TOKEN_PERMISSIONS = "TokenPermissions(address token,uint256 amount)"
-EXACT_WITNESS = "Witness(address to,uint256 validAfter)"
-UPTO_WITNESS = "Witness(address to,address facilitator,uint256 validAfter)"
-
-
-def permit2_digest(f: dict[str, Any], chain_id: int, *, wrong_order: bool = False, domain_version: str | None = None) -> bytes:
-    """x402's PermitWitnessTransferFrom digest, by hand. ``wrong_order`` lists ``Witness`` before
-    ``TokenPermissions`` in the type string (EIP-712 sorts them the other way); ``domain_version``
-    adds a ``version`` member to Permit2's domain (which has none)."""
-    upto = f.get("facilitator") is not None
-    witness_type = UPTO_WITNESS if upto else EXACT_WITNESS
-    deps = witness_type + TOKEN_PERMISSIONS if wrong_order else TOKEN_PERMISSIONS + witness_type
-    permitted = keccak(abi_encode(["bytes32", "address", "uint256"], [keccak(text=TOKEN_PERMISSIONS), f["token"], f["amount"]]))
-    if upto:
-        witness = keccak(abi_encode(["bytes32", "address", "address", "uint256"], [keccak(text=UPTO_WITNESS), f["to"], f["facilitator"], f["valid_after"]]))
-    else:
-        witness = keccak(abi_encode(["bytes32", "address", "uint256"], [keccak(text=EXACT_WITNESS), f["to"], f["valid_after"]]))
-    struct = keccak(
-        abi_encode(
-            ["bytes32", "bytes32", "address", "uint256", "uint256", "bytes32"],
-            [keccak(text=PERMIT_STUB + deps), permitted, f["spender"], f["nonce"], f["valid_before"], witness],
-        )
-    )
-    if domain_version is None:
-        domain_type = "EIP712Domain(string name,uint256 chainId,address verifyingContract)"
-        domain = keccak(abi_encode(["bytes32", "bytes32", "uint256", "address"], [keccak(text=domain_type), keccak(text="Permit2"), chain_id, PERMIT2]))
-    else:
-        domain_type = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-        domain = keccak(
-            abi_encode(
-                ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-                [keccak(text=domain_type), keccak(text="Permit2"), keccak(text=domain_version), chain_id, PERMIT2],
-            )
-        )
-    return keccak(b"\x19\x01" + domain + struct)
-
-
-def sign(kind: str, f: dict[str, Any], *, acct: LocalAccount = PAYER, **kw: Any) -> str:
-    """The 65-byte signature (0x hex) the client makes for ``f``; ``kw`` changes what is signed."""
-    if kind in EIP3009_KINDS:
-        signed = Account.sign_typed_data(acct.key, full_message=eip3009_typed_data(f, **kw))
-    else:
-        chain_id = kw.pop("chain_id", 8453)
-        signed = Account.unsafe_sign_hash(permit2_digest(f, chain_id, **kw), acct.key)
-    return "0x" + bytes(signed.signature).hex()
-
-
-def envelope(kind: str, req: dict[str, Any], inner: dict[str, Any]) -> dict[str, Any]:
-    """The whole payment payload around ``inner`` (x402 v2, or v1 for ``eip3009_v1``)."""
-    if kind == "eip3009_v1":
-        return {"x402Version": 1, "scheme": req["scheme"], "network": req["network"], "payload": inner}
-    return {"x402Version": 2, "accepted": copy.deepcopy(req), "payload": inner, "resource": {"url": "https://api.example/x"}}
-
-
-def payment(kind: str, *, acct: LocalAccount = PAYER, sign_kw: dict[str, Any] | None = None, **over: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A correctly signed payment whose authorization holds ``over``, with its requirements."""
-    f = fields(kind, **over)
-    req = requirements(kind)
-    key = "authorization" if kind in EIP3009_KINDS else "permit2Authorization"
-    inner = {"signature": sign(kind, f, acct=acct, **(sign_kw or {})), key: authorization(kind, f)}
-    return envelope(kind, req, inner), req
-
 
 @functools.cache
 def _base(kind: str) -> tuple[str, str]:
@@ -339,20 +180,7 @@ Path = tuple[str, ...]
 
 def auth_path(kind: str, name: str) -> Path:
     """The payload path of a logical authorization field."""
-    if kind in EIP3009_KINDS:
-        leaf = {"from": "from", "to": "to", "amount": "value", "validAfter": "validAfter", "validBefore": "validBefore", "nonce": "nonce"}[name]
-        return ("payload", "authorization", leaf)
-    return ("payload", "permit2Authorization") + {
-        "from": ("from",),
-        "to": ("witness", "to"),
-        "amount": ("permitted", "amount"),
-        "validAfter": ("witness", "validAfter"),
-        "validBefore": ("deadline",),
-        "nonce": ("nonce",),
-        "token": ("permitted", "token"),
-        "spender": ("spender",),
-        "facilitator": ("witness", "facilitator"),
-    }[name]
+    return ("payload", auth_member(kind), *AUTH_PATHS[kind][name])
 
 
 def dotted(path: Path) -> str:
@@ -391,10 +219,6 @@ def text_with_duplicate(doc: dict[str, Any], path: Path, dup_value: Any) -> str:
 def b64(text: str | bytes) -> str:
     raw = text.encode() if isinstance(text, str) else text
     return base64.b64encode(raw).decode()
-
-
-def header(doc: dict[str, Any]) -> str:
-    return xv.encode_payment_header(doc)
 
 
 def raw_sig(doc: dict[str, Any]) -> bytes:
@@ -1031,6 +855,7 @@ for kind in PERMIT2_KINDS:
 
 def test_signing_helpers_match_the_published_vectors_and_eth_account() -> None:
     """The hand-built Permit2 digest is x402-permit2.md §7.5's, and eth_account's encoder's."""
+    assert (EXACT_PROXY, UPTO_PROXY) == (xv.EXACT_PERMIT2_PROXY, xv.UPTO_PERMIT2_PROXY)
     f = {
         "from_": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "token": USDC_BASE_SEPOLIA, "amount": 10_000,
         "spender": EXACT_PROXY, "nonce": 33247007178036348590600198031289925668252061821958005840077069883511451257277,
@@ -1039,24 +864,8 @@ def test_signing_helpers_match_the_published_vectors_and_eth_account() -> None:
     assert permit2_digest(f, 84532).hex() == "21528e1468aac114016416353e2309329f217dc180b21baa1d81cde941095685"
     upto = dict(f, spender=UPTO_PROXY, amount=5_000_000, facilitator=FAC)
     assert permit2_digest(upto, 84532).hex() == "22340f12e045f90a2bdf0bb39dd61d8c4674579544873480e8af265f383d4837"
-    for doc, witness in ((f, [("to", "address"), ("validAfter", "uint256")]), (upto, [("to", "address"), ("facilitator", "address"), ("validAfter", "uint256")])):
-        typed = {
-            "types": {
-                "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
-                "PermitWitnessTransferFrom": [
-                    {"name": "permitted", "type": "TokenPermissions"}, {"name": "spender", "type": "address"},
-                    {"name": "nonce", "type": "uint256"}, {"name": "deadline", "type": "uint256"}, {"name": "witness", "type": "Witness"},
-                ],
-                "TokenPermissions": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint256"}],
-                "Witness": [{"name": n, "type": t} for n, t in witness],
-            },
-            "primaryType": "PermitWitnessTransferFrom",
-            "domain": {"name": "Permit2", "chainId": 84532, "verifyingContract": PERMIT2},
-            "message": {
-                "permitted": {"token": doc["token"], "amount": doc["amount"]}, "spender": doc["spender"], "nonce": doc["nonce"],
-                "deadline": doc["valid_before"], "witness": {n: doc["facilitator" if n == "facilitator" else ("to" if n == "to" else "valid_after")] for n, _ in witness},
-            },
-        }  # fmt: skip
+    for doc in (f, upto):
+        typed = permit2_typed_data(authorization("upto" if "facilitator" in doc else "permit2", doc), chain_id=84532)
         msg = encode_typed_data(full_message=typed)
         assert keccak(b"\x19" + msg.version + msg.header + msg.body) == permit2_digest(doc, 84532)
     # The wrong-order and versioned-domain variants really are different digests.
