@@ -15,41 +15,30 @@ its own key prefix). The lifecycle checked (``rust/core/src/store/mod.rs``):
 - Permit2 signature twins (high-s, EIP-2098 compact) of an accepted payment are replays, and a
   ``"01"``-style nonce spelling is refused as non-canonical before it reaches the store.
 
-The other store test files import the payment helpers defined here (``sign_payment`` ...).
+The other store test files import the payment helpers from here (``sign_payment`` ..., defined in
+tests/payments.py).
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_account import Account
-from eth_utils.crypto import keccak
 
 import x402_verify as xv
+from payments import FAC, high_s_twin, requirements, sign_payment
+from payments import compact as compact_twin
 from x402_verify import ReservationError
 from redis_servers import RedisServer, shared_redis_server  # noqa: F401  (fixture)
 
 # --------------------------------------------------------------------------------------------
-# Shared helpers: signed x402 v2 payments (eth-account signs; no x402 SDK)
+# Shared helpers (the signed x402 v2 payments come from tests/payments.py: sign_payment ...)
 # --------------------------------------------------------------------------------------------
-
-N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-PRIVATE_KEY = keccak(text="x402-verify store test key 0")
-PAYER = Account.from_key(PRIVATE_KEY).address
-PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
-FAC = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # anvil #1
-USDC_BASE_SEPOLIA = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
-OPG_BASE = "0xFbC2051AE2265686a469421b2C5A2D5462FbF5eB"
-PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
 
 KINDS = ("eip3009", "permit2", "upto")
 REPLAY_REASON = {"eip3009": "invalid_exact_evm_nonce_already_used", "permit2": "permit2_nonce_already_used", "upto": "permit2_nonce_already_used"}
@@ -57,119 +46,6 @@ TIME_REASON = {"eip3009": "invalid_exact_evm_payload_authorization_valid_before"
 STORE_KINDS = ("memory", "sqlite", "redis")
 # Stores that expire by the ``now`` they are handed (Redis uses its server clock: PXAT).
 LOCAL_CLOCK_STORES = ("memory", "sqlite")
-
-
-def requirements(kind: str, amount: int = 10_000) -> dict[str, Any]:
-    """The server's PaymentRequirements (x402 v2) for one kind of payment."""
-    if kind == "eip3009":
-        return {
-            "scheme": "exact", "network": "eip155:84532", "asset": USDC_BASE_SEPOLIA, "amount": str(amount),
-            "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"},
-        }  # fmt: skip
-    extra: dict[str, Any] = {"name": "OpenGradient", "version": "1", "assetTransferMethod": "permit2"}
-    if kind == "upto":
-        extra["facilitatorAddress"] = FAC
-    return {
-        "scheme": "upto" if kind == "upto" else "exact", "network": "eip155:8453", "asset": OPG_BASE, "amount": str(amount),
-        "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": extra,
-    }  # fmt: skip
-
-
-def _typed(fields: list[tuple[str, str]]) -> list[dict[str, str]]:
-    return [{"name": n, "type": t} for n, t in fields]
-
-
-@dataclass(frozen=True)
-class Payment:
-    kind: str
-    header: str
-    payload: dict[str, Any]
-    requirements: dict[str, Any]
-    signature: bytes
-    valid_until: int
-
-    def _edited(self, edit: Callable[[dict[str, Any]], None]) -> str:
-        p = copy.deepcopy(self.payload)
-        edit(p)
-        return xv.encode_payment_header(p)
-
-    def with_signature(self, sig: bytes) -> str:
-        return self._edited(lambda p: p["payload"].update(signature="0x" + sig.hex()))
-
-    def with_nonce_text(self, text: str) -> str:
-        member = "authorization" if self.kind == "eip3009" else "permit2Authorization"
-        return self._edited(lambda p: p["payload"][member].update(nonce=text))
-
-    @property
-    def nonce_text(self) -> str:
-        member = "authorization" if self.kind == "eip3009" else "permit2Authorization"
-        text: str = self.payload["payload"][member]["nonce"]
-        return text
-
-
-def sign_payment(kind: str, now: int, *, valid_for: int = 300, amount: int = 10_000, nonce: int | bytes | None = None) -> Payment:
-    """A fresh, valid x402 v2 payment of ``kind`` (``eip3009`` | ``permit2`` | ``upto``) at
-    ``now``, valid until ``now + valid_for``, with a random nonce unless one is given."""
-    req = requirements(kind, amount)
-    valid_after, valid_until = str(now - 60), now + valid_for
-    if kind == "eip3009":
-        n = nonce if isinstance(nonce, bytes) else secrets.token_bytes(32)
-        auth: dict[str, Any] = {
-            "from": PAYER, "to": PAY_TO, "value": str(amount), "validAfter": valid_after, "validBefore": str(valid_until),
-            "nonce": "0x" + n.hex(),
-        }  # fmt: skip
-        doc: dict[str, Any] = {
-            "types": {
-                "EIP712Domain": _typed([("name", "string"), ("version", "string"), ("chainId", "uint256"), ("verifyingContract", "address")]),
-                "TransferWithAuthorization": _typed(
-                    [("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"), ("validBefore", "uint256"), ("nonce", "bytes32")]
-                ),
-            },
-            "primaryType": "TransferWithAuthorization",
-            "domain": {"name": "USDC", "version": "2", "chainId": 84532, "verifyingContract": USDC_BASE_SEPOLIA},
-            "message": auth,
-        }
-        member = "authorization"
-    else:
-        upto = kind == "upto"
-        n_int = nonce if isinstance(nonce, int) else secrets.randbits(256)
-        witness: dict[str, Any] = {"to": PAY_TO, "facilitator": FAC, "validAfter": valid_after} if upto else {"to": PAY_TO, "validAfter": valid_after}
-        auth = {
-            "from": PAYER,
-            "permitted": {"token": OPG_BASE, "amount": str(amount)},
-            "spender": xv.UPTO_PERMIT2_PROXY if upto else xv.EXACT_PERMIT2_PROXY,
-            "nonce": str(n_int),
-            "deadline": str(valid_until),
-            "witness": witness,
-        }
-        witness_fields = [("to", "address")] + ([("facilitator", "address")] if upto else []) + [("validAfter", "uint256")]
-        doc = {
-            "types": {
-                "EIP712Domain": _typed([("name", "string"), ("chainId", "uint256"), ("verifyingContract", "address")]),
-                "TokenPermissions": _typed([("token", "address"), ("amount", "uint256")]),
-                "Witness": _typed(witness_fields),
-                "PermitWitnessTransferFrom": _typed(
-                    [("permitted", "TokenPermissions"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256"), ("witness", "Witness")]
-                ),
-            },
-            "primaryType": "PermitWitnessTransferFrom",
-            "domain": {"name": "Permit2", "chainId": 8453, "verifyingContract": PERMIT2},
-            "message": {k: v for k, v in auth.items() if k != "from"},
-        }
-        member = "permit2Authorization"
-    sig = bytes(Account.sign_typed_data(PRIVATE_KEY, full_message=doc).signature)
-    payload = {"x402Version": 2, "accepted": req, "payload": {"signature": "0x" + sig.hex(), member: auth}}
-    return Payment(kind, xv.encode_payment_header(payload), payload, req, sig, valid_until)
-
-
-def high_s_twin(sig: bytes) -> bytes:
-    """The other valid signature of the same digest: (r, n - s) with the parity flipped."""
-    return sig[:32] + (N - int.from_bytes(sig[32:64], "big")).to_bytes(32, "big") + bytes([55 - sig[64]])
-
-
-def compact_twin(sig: bytes) -> bytes:
-    """EIP-2098: 64 bytes, the parity in the top bit of s."""
-    return sig[:32] + (int.from_bytes(sig[32:64], "big") | ((sig[64] - 27) << 255)).to_bytes(32, "big")
 
 
 def verifier(store: Any, **kwargs: Any) -> xv.Verifier:
