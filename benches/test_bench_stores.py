@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from typing import Any
 import pytest
 
 import x402_verify as xv
-from conftest import TESTS_DIR, check_targets
+from conftest import check_targets
 
 NOW = int(time.time())
 UNTIL = NOW + 300
@@ -139,7 +138,6 @@ REDIS_NAIVE_ROUNDS = 8
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("redis")
-    sys.path.insert(0, str(TESTS_DIR))
     from redis_servers import REDIS_SERVER, RedisServer
 
     if not os.path.exists(REDIS_SERVER):
