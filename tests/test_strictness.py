@@ -22,6 +22,17 @@ from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
 
 import x402_verify as xv
+from payments import SECP256K1_N as N
+from payments import (
+    ANVIL0,
+    SPEC_EIP3009_DIGEST,
+    SPEC_EIP3009_FROM,
+    SPEC_EIP3009_SIG,
+    SPEC_PERMIT2_DIGEST,
+    SPEC_PERMIT2_SIG,
+    spec_eip3009_doc,
+    spec_permit2_doc,
+)
 from x402_verify import SignatureError, SignaturePolicy, TypedDataError, X402VerifyError
 
 # --------------------------------------------------------------------------------------------
@@ -60,75 +71,15 @@ def expect(cls: type[X402VerifyError], code: str, path: object = ANY) -> Iterato
 # Base documents
 # --------------------------------------------------------------------------------------------
 
-ANVIL0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+# The x402 spec's vectors (tests/payments.py): exact Permit2 (§7.5) and EIP-3009 (§7.3).
+PERMIT2: dict[str, Any] = spec_permit2_doc()
+PERMIT2_DIGEST = SPEC_PERMIT2_DIGEST
+PERMIT2_SIG = SPEC_PERMIT2_SIG
 
-PERMIT2: dict[str, Any] = {
-    "types": {
-        "EIP712Domain": [
-            {"name": "name", "type": "string"},
-            {"name": "chainId", "type": "uint256"},
-            {"name": "verifyingContract", "type": "address"},
-        ],
-        "TokenPermissions": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint256"}],
-        "Witness": [{"name": "to", "type": "address"}, {"name": "validAfter", "type": "uint256"}],
-        "PermitWitnessTransferFrom": [
-            {"name": "permitted", "type": "TokenPermissions"},
-            {"name": "spender", "type": "address"},
-            {"name": "nonce", "type": "uint256"},
-            {"name": "deadline", "type": "uint256"},
-            {"name": "witness", "type": "Witness"},
-        ],
-    },
-    "primaryType": "PermitWitnessTransferFrom",
-    "domain": {"name": "Permit2", "chainId": 84532, "verifyingContract": "0x000000000022D473030F116dDEE9F6B43aC78BA3"},
-    "message": {
-        "permitted": {"token": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "amount": "10000"},
-        "spender": "0x402085c248EeA27D92E8b30b2C58ed07f9E20001",
-        "nonce": "33247007178036348590600198031289925668252061821958005840077069883511451257277",
-        "deadline": "1740672154",
-        "witness": {"to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "validAfter": "1740672089"},
-    },
-}
-PERMIT2_DIGEST = bytes.fromhex("21528e1468aac114016416353e2309329f217dc180b21baa1d81cde941095685")
-PERMIT2_SIG = bytes.fromhex(
-    "3b029ad182a14cdb81c9eb44f935279e124e88afdc4043ed1183345aba6781b9"
-    "5cd297107e2808d8ea2722260e88856b5a13a6db23e38a30e2604dca9e1ce1da1b"
-)
-
-EIP3009: dict[str, Any] = {
-    "types": {
-        "EIP712Domain": [
-            {"name": "name", "type": "string"},
-            {"name": "version", "type": "string"},
-            {"name": "chainId", "type": "uint256"},
-            {"name": "verifyingContract", "type": "address"},
-        ],
-        "TransferWithAuthorization": [
-            {"name": "from", "type": "address"},
-            {"name": "to", "type": "address"},
-            {"name": "value", "type": "uint256"},
-            {"name": "validAfter", "type": "uint256"},
-            {"name": "validBefore", "type": "uint256"},
-            {"name": "nonce", "type": "bytes32"},
-        ],
-    },
-    "primaryType": "TransferWithAuthorization",
-    "domain": {"name": "USDC", "version": "2", "chainId": 84532, "verifyingContract": "0x036CbD53842c5426634e7929541eC2318f3dCF7e"},
-    "message": {
-        "from": "0x857b06519E91e3A54538791bDbb0E22373e36b66",
-        "to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
-        "value": "10000",
-        "validAfter": "1740672089",
-        "validBefore": "1740672154",
-        "nonce": "0xf3746613c2d920b5fdabc0856f2aeb2d4f88ee6037b8cc5d04a71a4462f13480",
-    },
-}
-EIP3009_FROM = "0x857b06519E91e3A54538791bDbb0E22373e36b66"
-EIP3009_DIGEST = bytes.fromhex("f256992871671abcb27ff92885a7afa46218724e5fc0bac35d050115aa1d22e6")
-EIP3009_SIG = bytes.fromhex(
-    "2d6a7588d6acca505cbf0d9a4a227e0c52c6c34008c8e8986a12832597641736"
-    "08a2ce6496642e377d6da8dbbf5836e9bd15092f9ecab05ded3d6293af148b571c"
-)
+EIP3009: dict[str, Any] = spec_eip3009_doc()
+EIP3009_FROM = SPEC_EIP3009_FROM
+EIP3009_DIGEST = SPEC_EIP3009_DIGEST
+EIP3009_SIG = SPEC_EIP3009_SIG
 
 PROBE: dict[str, Any] = {
     "types": {
@@ -882,7 +833,6 @@ def test_lone_surrogate_text() -> None:
 # Signatures (security.md §5.4 items 1-12)
 # --------------------------------------------------------------------------------------------
 
-N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 P = 2**256 - 2**32 - 977
 R0 = int.from_bytes(EIP3009_SIG[:32], "big")
 S0 = int.from_bytes(EIP3009_SIG[32:64], "big")
