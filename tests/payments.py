@@ -141,12 +141,12 @@ SPEC_EIP3009_SIG = bytes.fromhex(
 )
 
 
-def spec_permit2_doc(*, amount: int | str = 10000, nonce: int | str = SPEC_PERMIT2_NONCE, upto: bool = False) -> dict[str, Any]:
+def spec_permit2_doc(*, amount: int | str | None = None, nonce: int | str = SPEC_PERMIT2_NONCE, upto: bool = False) -> dict[str, Any]:
     """The §7.5 exact Permit2 vector on Base Sepolia, signed by anvil #0 (SPEC_PERMIT2_SIG) as it
     stands; ``upto`` gives the upto vector's document (5000000 to the upto proxy, FAC's witness)."""
     return permit2_typed_data(
         permit2_authorization(
-            from_=ANVIL0, token=USDC_BASE_SEPOLIA, amount=amount, spender=UPTO_PROXY if upto else EXACT_PROXY, nonce=nonce,
+            from_=ANVIL0, token=USDC_BASE_SEPOLIA, amount=(5_000_000 if upto else 10_000) if amount is None else amount, spender=UPTO_PROXY if upto else EXACT_PROXY, nonce=nonce,
             deadline=SPEC_NOW_WINDOW[1], to=PAY_TO, valid_after=SPEC_NOW_WINDOW[0], facilitator=FAC if upto else None,
         ),
         chain_id=BASE_SEPOLIA_CHAIN_ID,
@@ -396,12 +396,8 @@ def random_nonce(kind: str) -> int | str:
 def sign_payment(kind: str, now: int, *, valid_for: int = 300, amount: int = 10_000, nonce: int | bytes | None = None) -> Payment:
     """A fresh, valid x402 v2 payment of ``kind`` (``eip3009`` | ``permit2`` | ``upto``) by
     STORE_PAYER at ``now``, valid until ``now + valid_for``, with a random nonce unless one is given."""
-    if isinstance(nonce, bytes):
-        nonce = "0x" + nonce.hex()
-    f = fields(
-        kind, from_=STORE_PAYER.address, amount=amount, valid_after=now - 60, valid_before=now + valid_for,
-        nonce=random_nonce(kind) if nonce is None else nonce,
-    )  # fmt: skip
+    spelled = random_nonce(kind) if nonce is None else "0x" + nonce.hex() if isinstance(nonce, bytes) else nonce
+    f = fields(kind, from_=STORE_PAYER.address, amount=amount, valid_after=now - 60, valid_before=now + valid_for, nonce=spelled)
     req = requirements(kind, amount)
     doc = envelope(kind, req, signed_payload(kind, f, acct=STORE_PAYER), resource=False)
     sig = bytes.fromhex(doc["payload"]["signature"][2:])
