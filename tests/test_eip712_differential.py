@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 import x402_verify as xv
+from payments import SECP256K1_N
 
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 SIZES = list(range(8, 257, 8))
 ATOMIC_TYPES = (

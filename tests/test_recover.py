@@ -23,9 +23,9 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 import x402_verify as xv
+from payments import SECP256K1_N as N
 from x402_verify import SignatureError, SignaturePolicy, X402VerifyError
 
-N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 HALF_N = N // 2
 P = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F
 ZERO_ADDRESS = "0x" + "00" * 20

@@ -30,7 +30,8 @@ import pytest
 
 import x402_verify as xv
 from redis_servers import RedisServer, shared_redis_server  # noqa: F401  (fixture)
-from test_stores import REPLAY_REASON, close_store, new_key, open_store, sign_payment, verifier
+from payments import sign_payment
+from test_stores import REPLAY_REASON, close_store, new_key, open_store, verifier
 
 REPS = 100
 CALLS = 50

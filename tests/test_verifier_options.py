@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import x402_verify as xv
+from payments import high_s_twin
 from x402_verify import _samples
 
 PERMIT2 = _samples.x402_items("permit2")
@@ -80,9 +81,7 @@ def test_signature_policies_are_options() -> None:
     header, req, _ = EIP3009[0]
     payload = xv.decode_payment_header(header)
     sig = bytes.fromhex(payload["payload"]["signature"][2:])
-    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-    s = int.from_bytes(sig[32:64], "big")
-    twin = sig[:32] + (n - s).to_bytes(32, "big") + bytes([55 - sig[64]])
+    twin = high_s_twin(sig)
     payload["payload"]["signature"] = "0x" + twin.hex()
     twin_header = xv.encode_payment_header(payload)
     assert xv.Verifier(nonce_store=None).verify(twin_header, req, now=NOW).invalid_reason == "invalid_exact_evm_payload_signature"
