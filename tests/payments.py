@@ -123,6 +123,25 @@ def permit2_authorization(
     }  # fmt: skip
 
 
+DELETE = object()  # edited(): "remove this member"
+
+
+def edited(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
+    """A deep copy of ``doc`` with the member at ``path`` (keys and list indexes) set to ``value``,
+    or removed when ``value`` is DELETE; the empty path stands for the whole document."""
+    if not path:
+        return value
+    out = copy.deepcopy(doc)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    if value is DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return out
+
+
 # --- the x402 specification's vectors (x402-permit2.md §7.3 and §7.5) ---------------------------
 
 SPEC_NOW_WINDOW = (1740672089, 1740672154)  # validAfter, validBefore / deadline of both vectors

@@ -7,7 +7,6 @@ and the batch releases the GIL while it works.
 
 from __future__ import annotations
 
-import copy
 import gc
 import json
 import sys
@@ -24,7 +23,7 @@ from hypothesis import strategies as st
 
 import x402_verify as xv
 from payments import SECP256K1_N as N
-from payments import sign_typed_data, spec_eip3009_doc, spec_permit2_doc
+from payments import DELETE, edited, sign_typed_data, spec_eip3009_doc, spec_permit2_doc
 from x402_verify import SignaturePolicy, TypedDataError, X402VerifyError
 
 PROPERTY = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -109,19 +108,6 @@ SIG_MUTATIONS: dict[str, Callable[[bytes], Any]] = {
 }
 
 
-def _doc_set(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    out = copy.deepcopy(doc)
-    obj: Any = out
-    for k in path[:-1]:
-        obj = obj[k]
-    if value is _DELETE:
-        del obj[path[-1]]
-    else:
-        obj[path[-1]] = value
-    return out
-
-
-_DELETE = object()
 
 
 def _dup_key_text(doc: dict[str, Any]) -> str:
@@ -134,13 +120,13 @@ DOC_MUTATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "json str": json.dumps,
     "json bytes": lambda d: json.dumps(d).encode(),
     "json bytearray": lambda d: bytearray(json.dumps(d).encode()),
-    "non-canonical": lambda d: _doc_set(d, ("domain", "chainId"), "+84532"),
-    "float": lambda d: _doc_set(d, ("domain", "chainId"), 84532.0),
-    "negative": lambda d: _doc_set(d, ("domain", "chainId"), -1),
-    "missing": lambda d: _doc_set(d, ("domain", "name"), _DELETE),
-    "unknown": lambda d: _doc_set(d, ("message", "extra"), "1"),
-    "other chain": lambda d: _doc_set(d, ("domain", "chainId"), 8453),  # valid, another signer
-    "checksum": lambda d: _doc_set(d, ("domain", "verifyingContract"), d["domain"]["verifyingContract"].swapcase().replace("0X", "0x")),
+    "non-canonical": lambda d: edited(d, ("domain", "chainId"), "+84532"),
+    "float": lambda d: edited(d, ("domain", "chainId"), 84532.0),
+    "negative": lambda d: edited(d, ("domain", "chainId"), -1),
+    "missing": lambda d: edited(d, ("domain", "name"), DELETE),
+    "unknown": lambda d: edited(d, ("message", "extra"), "1"),
+    "other chain": lambda d: edited(d, ("domain", "chainId"), 8453),  # valid, another signer
+    "checksum": lambda d: edited(d, ("domain", "verifyingContract"), d["domain"]["verifyingContract"].swapcase().replace("0X", "0x")),
     "duplicate key": _dup_key_text,
     "invalid json": lambda d: json.dumps(d)[:-1],
     "too large": lambda d: json.dumps({**d, "pad": "x" * 300_000}),
@@ -148,7 +134,7 @@ DOC_MUTATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "a list": lambda d: [d],
     "non-str key": lambda d: {**d, 1: 2},
     "a set": lambda d: {1},
-    "deep": lambda d: _doc_set(d, ("message",), _deep(300)),
+    "deep": lambda d: edited(d, ("message",), _deep(300)),
 }
 
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import x402_verify as xv
 from payments import SECP256K1_N as N
-from payments import SPEC_PERMIT2_DIGEST, SPEC_PERMIT2_SIG, spec_eip3009_doc, spec_permit2_doc
+from payments import DELETE, SPEC_PERMIT2_DIGEST, SPEC_PERMIT2_SIG, edited, spec_eip3009_doc, spec_permit2_doc
 from x402_verify import SignatureError, SignaturePolicy, TypedDataError, X402VerifyError
 
 CATALOGUE: dict[str, str] = {code: kind for code, kind, _ in xv.error_codes()}
@@ -119,22 +119,6 @@ def all_paths(obj: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...
 
 
 BASE_PATHS = [(i, p) for i, base in enumerate(BASES) for p in all_paths(base) if p]
-DELETE = object()
-
-
-def replaced(base: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    doc = copy.deepcopy(base)
-    obj: Any = doc
-    for key in path[:-1]:
-        obj = obj[key]
-    if value is DELETE:
-        if isinstance(obj, dict):
-            del obj[path[-1]]
-        else:
-            obj.pop(path[-1])
-    else:
-        obj[path[-1]] = value
-    return doc
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,7 +204,7 @@ def mutated_documents(draw: st.DrawFn) -> dict[str, Any]:
         if not paths:
             break
         path = draw(st.sampled_from(paths))
-        doc = replaced(doc, path, draw(st.one_of(st.just(DELETE), any_json)))
+        doc = edited(doc, path, draw(st.one_of(st.just(DELETE), any_json)))
     return doc
 
 
@@ -337,7 +321,7 @@ def python_documents(draw: st.DrawFn) -> Any:
     if draw(st.booleans()):
         return value
     index, path = draw(st.sampled_from(BASE_PATHS))
-    return replaced(BASES[index], path, value)
+    return edited(BASES[index], path, value)
 
 
 signatures = st.one_of(
@@ -542,7 +526,7 @@ DEEP_PYTHON: dict[str, Callable[[], Any]] = {
     "list-in-message": lambda: {**PERMIT2, "message": nested_list(DEPTH)},
     "dict-in-message": lambda: {**PERMIT2, "message": nested_dict(DEPTH)},
     "dict-in-types": lambda: {**PERMIT2, "types": nested_dict(DEPTH)},
-    "tuple-in-amount": lambda: replaced(PERMIT2, ("message", "permitted", "amount"), nested_list(DEPTH)),
+    "tuple-in-amount": lambda: edited(PERMIT2, ("message", "permitted", "amount"), nested_list(DEPTH)),
 }
 
 
@@ -645,7 +629,7 @@ def test_python_callbacks_that_mutate_the_document(whose: str, action: str) -> N
 
 def test_python_callbacks_that_raise() -> None:
     for cls in (RaisingStrInt, WrongBitLengthInt):
-        doc = replaced(PERMIT2, ("message", "permitted", "amount"), cls(2**70))
+        doc = edited(PERMIT2, ("message", "permitted", "amount"), cls(2**70))
         result = call(xv.hash_typed_data, doc)
         assert isinstance(result, (bytes, TypeError, TypedDataError)), repr(result)
         check_batch(call(xv.recover_typed_data_batch, [(doc, PERMIT2_SIG)]), 1)
@@ -654,5 +638,5 @@ def test_python_callbacks_that_raise() -> None:
 def test_huge_python_ints() -> None:
     # Past Python's 4300-digit str() limit: must be "out of range", never a ValueError from str().
     for value in (10**5000, -(10**5000), 2**100_000, IntSub(10**5000)):
-        result = call(xv.hash_typed_data, replaced(PERMIT2, ("message", "permitted", "amount"), value))
+        result = call(xv.hash_typed_data, edited(PERMIT2, ("message", "permitted", "amount"), value))
         assert isinstance(result, TypedDataError) and result.code == "number_out_of_range", repr(result)[:200]

@@ -25,11 +25,13 @@ import x402_verify as xv
 from payments import SECP256K1_N as N
 from payments import (
     ANVIL0,
+    DELETE,
     SPEC_EIP3009_DIGEST,
     SPEC_EIP3009_FROM,
     SPEC_EIP3009_SIG,
     SPEC_PERMIT2_DIGEST,
     SPEC_PERMIT2_SIG,
+    edited,
     spec_eip3009_doc,
     spec_permit2_doc,
 )
@@ -43,7 +45,6 @@ CATALOGUE: dict[str, str] = {code: kind for code, kind, _ in xv.error_codes()}
 KIND_CLASS: dict[str, type[X402VerifyError]] = {"typed_data": TypedDataError, "signature": SignatureError}
 
 ANY = object()  # "do not check the path"
-DELETE = object()  # "remove this key" in a mutation
 
 # Every code this file expects; the catalogue test checks it against error_codes().
 USED_CODES: set[str] = set()
@@ -118,19 +119,6 @@ PROBE: dict[str, Any] = {
 BASES = {"permit2": PERMIT2, "eip3009": EIP3009, "probe": PROBE}
 
 
-def mutated(base: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    """A deep copy of ``base`` with the member at ``path`` replaced (or removed: DELETE)."""
-    doc = copy.deepcopy(base)
-    if not path:
-        return value  # type: ignore[no-any-return]
-    obj: Any = doc
-    for key in path[:-1]:
-        obj = obj[key]
-    if value is DELETE:
-        del obj[path[-1]]
-    else:
-        obj[path[-1]] = value
-    return doc
 
 
 RAW = "\u0000raw\u0000"
@@ -138,7 +126,7 @@ RAW = "\u0000raw\u0000"
 
 def text_with(base: dict[str, Any], path: tuple[Any, ...], literal: str) -> str:
     """The JSON text of ``base`` with the value at ``path`` spelled as the raw ``literal``."""
-    text = json.dumps(mutated(base, path, RAW))
+    text = json.dumps(edited(base, path, RAW))
     placeholder = json.dumps(RAW)
     assert text.count(placeholder) == 1
     return text.replace(placeholder, literal)
@@ -198,7 +186,7 @@ NUMBER_FIELDS = [
 @pytest.mark.parametrize(("base", "path", "where"), NUMBER_FIELDS, ids=[w for _, _, w in NUMBER_FIELDS])
 def test_non_canonical_number_strings(base: str, path: tuple[Any, ...], where: str, text: str) -> None:
     # Python's int() takes most of these (int("١٠٠") == 100), and eth-account hashes them as 100.
-    doc = mutated(BASES[base], path, text)
+    doc = edited(BASES[base], path, text)
     with expect(TypedDataError, "non_canonical_number", where):
         xv.hash_typed_data(doc)
     with expect(TypedDataError, "non_canonical_number", where):
@@ -209,7 +197,7 @@ def test_non_canonical_number_strings(base: str, path: tuple[Any, ...], where: s
 @pytest.mark.parametrize("field", ["i8", "i256"])
 def test_non_canonical_negative_strings_for_int_types(field: str, text: str) -> None:
     with expect(TypedDataError, "non_canonical_number", f"message.{field}"):
-        xv.hash_typed_data(mutated(PROBE, ("message", field), text))
+        xv.hash_typed_data(edited(PROBE, ("message", field), text))
 
 
 @pytest.mark.parametrize(("field", "text", "number"), [
@@ -217,17 +205,17 @@ def test_non_canonical_negative_strings_for_int_types(field: str, text: str) -> 
     ("i8", "0", 0), ("i256", "-1", -1), ("u256", str(2**256 - 1), 2**256 - 1), ("i256", str(-(2**255)), -(2**255)),
 ])  # fmt: skip
 def test_canonical_numbers_are_accepted_and_equal_ints(field: str, text: str, number: int) -> None:
-    as_text = mutated(PROBE, ("message", field), text)
-    as_int = mutated(PROBE, ("message", field), number)
+    as_text = edited(PROBE, ("message", field), text)
+    as_int = edited(PROBE, ("message", field), number)
     assert xv.hash_typed_data(as_text) == xv.hash_typed_data(as_int) == eth_account_digest(as_int)
 
 
 @pytest.mark.parametrize("value", [1.0, 0.0, -1.0, 1e6, 10000.0, float("nan"), float("inf"), float("-inf")], ids=repr)
 def test_python_floats_are_refused(value: float) -> None:
     with expect(TypedDataError, "invalid_json_number", "message.permitted.amount"):
-        xv.hash_typed_data(mutated(PERMIT2, ("message", "permitted", "amount"), value))
+        xv.hash_typed_data(edited(PERMIT2, ("message", "permitted", "amount"), value))
     with expect(TypedDataError, "invalid_json_number", "domain.chainId"):
-        xv.hash_typed_data(mutated(PERMIT2, ("domain", "chainId"), value))
+        xv.hash_typed_data(edited(PERMIT2, ("domain", "chainId"), value))
 
 
 @pytest.mark.parametrize("literal", ["1.0", "1e6", "1E6", "1e+6", "1e-3", "10000.0", "0.0", "-1.0", "1.5", "1e400", "-1e400", "1e-400"])
@@ -258,7 +246,7 @@ def test_json_integers_beyond_64_bits_are_refused(base: str, path: tuple[Any, ..
 def test_json_integers_within_64_bits_are_exact() -> None:
     for field, number in [("u256", 2**64 - 1), ("i256", -(2**63)), ("u8", 0), ("i8", -1)]:
         text = text_with(PROBE, ("message", field), str(number))
-        assert xv.hash_typed_data(text) == xv.hash_typed_data(mutated(PROBE, ("message", field), str(number)))
+        assert xv.hash_typed_data(text) == xv.hash_typed_data(edited(PROBE, ("message", field), str(number)))
 
 
 def test_json_negative_zero_literal_is_refused() -> None:
@@ -281,16 +269,16 @@ OUT_OF_RANGE = [
 def test_out_of_range_integers(field: str, value: Any) -> None:
     path = "message.dyn[1]" if field == "dyn" else f"message.{field}"
     with expect(TypedDataError, "number_out_of_range", path):
-        xv.hash_typed_data(mutated(PROBE, ("message", field), value))
+        xv.hash_typed_data(edited(PROBE, ("message", field), value))
 
 
 def test_out_of_range_json_text_and_domain() -> None:
     with expect(TypedDataError, "number_out_of_range", "message.u8"):
         xv.hash_typed_data(text_with(PROBE, ("message", "u8"), "256"))
     with expect(TypedDataError, "number_out_of_range", "message.permitted.amount"):
-        xv.hash_typed_data(mutated(PERMIT2, ("message", "permitted", "amount"), str(2**256)))
+        xv.hash_typed_data(edited(PERMIT2, ("message", "permitted", "amount"), str(2**256)))
     with expect(TypedDataError, "number_out_of_range", "domain.chainId"):
-        xv.hash_typed_data(mutated(PERMIT2, ("domain", "chainId"), 2**256))
+        xv.hash_typed_data(edited(PERMIT2, ("domain", "chainId"), 2**256))
 
 
 @pytest.mark.parametrize("value", ["-1", -1, "-10000", -(2**64), "-" + str(2**255)], ids=repr)
@@ -302,7 +290,7 @@ def test_out_of_range_json_text_and_domain() -> None:
 ])  # fmt: skip
 def test_negative_unsigned(base: str, path: tuple[Any, ...], where: str, value: Any) -> None:
     with expect(TypedDataError, "negative_unsigned", where):
-        xv.hash_typed_data(mutated(BASES[base], path, value))
+        xv.hash_typed_data(edited(BASES[base], path, value))
 
 
 def test_negative_unsigned_json_text() -> None:
@@ -325,9 +313,9 @@ def test_int_subclass_is_read_by_its_value() -> None:
             return 1
 
     value = 2**70
-    want = xv.hash_typed_data(mutated(PERMIT2, ("message", "permitted", "amount"), value))
+    want = xv.hash_typed_data(edited(PERMIT2, ("message", "permitted", "amount"), value))
     try:
-        got = xv.hash_typed_data(mutated(PERMIT2, ("message", "permitted", "amount"), LyingInt(value)))
+        got = xv.hash_typed_data(edited(PERMIT2, ("message", "permitted", "amount"), LyingInt(value)))
     except TypeError:
         return  # refusing the subclass outright is fine
     except TypedDataError as e:
@@ -349,14 +337,14 @@ NONCE_3009 = EIP3009["message"]["nonce"]
 ], ids=lambda v: f"{type(v).__name__}{len(v)}")  # fmt: skip
 def test_bytes32_wrong_length(value: Any) -> None:
     with expect(TypedDataError, "invalid_bytes_length", "message.nonce"):
-        xv.hash_typed_data(mutated(EIP3009, ("message", "nonce"), value))
+        xv.hash_typed_data(edited(EIP3009, ("message", "nonce"), value))
 
 
 def test_bytes32_as_python_bytes_is_accepted() -> None:
     raw = bytes.fromhex(NONCE_3009[2:])
-    assert xv.hash_typed_data(mutated(EIP3009, ("message", "nonce"), raw)) == EIP3009_DIGEST
-    assert xv.hash_typed_data(mutated(EIP3009, ("message", "nonce"), bytearray(raw))) == EIP3009_DIGEST
-    assert xv.hash_typed_data(mutated(EIP3009, ("message", "nonce"), NONCE_3009.upper().replace("0X", "0x"))) == EIP3009_DIGEST
+    assert xv.hash_typed_data(edited(EIP3009, ("message", "nonce"), raw)) == EIP3009_DIGEST
+    assert xv.hash_typed_data(edited(EIP3009, ("message", "nonce"), bytearray(raw))) == EIP3009_DIGEST
+    assert xv.hash_typed_data(edited(EIP3009, ("message", "nonce"), NONCE_3009.upper().replace("0X", "0x"))) == EIP3009_DIGEST
 
 
 BAD_HEX = [
@@ -377,13 +365,13 @@ BAD_HEX = [
 @pytest.mark.parametrize("value", BAD_HEX, ids=repr)
 def test_bad_hex_bytes32(value: str) -> None:
     with expect(TypedDataError, "invalid_bytes", "message.nonce"):
-        xv.hash_typed_data(mutated(EIP3009, ("message", "nonce"), value))
+        xv.hash_typed_data(edited(EIP3009, ("message", "nonce"), value))
 
 
 @pytest.mark.parametrize("value", ["00ff", "0x0ff", "0xgg", "0X00", "0x 0", ""], ids=repr)
 def test_bad_hex_dynamic_bytes(value: str) -> None:
     with expect(TypedDataError, "invalid_bytes", "message.b"):
-        xv.hash_typed_data(mutated(PROBE, ("message", "b"), value))
+        xv.hash_typed_data(edited(PROBE, ("message", "b"), value))
 
 
 ADDR = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
@@ -415,7 +403,7 @@ BAD_ADDRESSES = [
 ])  # fmt: skip
 def test_bad_addresses(base: str, path: tuple[Any, ...], where: str, value: str) -> None:
     with expect(TypedDataError, "invalid_address", where):
-        xv.hash_typed_data(mutated(BASES[base], path, value))
+        xv.hash_typed_data(edited(BASES[base], path, value))
 
 
 def _flip_case(addr: str, index: int) -> str:
@@ -431,14 +419,14 @@ def _flip_case(addr: str, index: int) -> str:
 def test_bad_address_checksum(value: str) -> None:
     assert value.lower() == ADDR.lower() and value != ADDR
     with expect(TypedDataError, "invalid_address_checksum", "message.witness.to"):
-        xv.hash_typed_data(mutated(PERMIT2, ("message", "witness", "to"), value))
+        xv.hash_typed_data(edited(PERMIT2, ("message", "witness", "to"), value))
     with expect(TypedDataError, "invalid_address_checksum", "domain.verifyingContract"):
-        xv.hash_typed_data(mutated(PERMIT2, ("domain", "verifyingContract"), value))
+        xv.hash_typed_data(edited(PERMIT2, ("domain", "verifyingContract"), value))
 
 
 @pytest.mark.parametrize("spelling", [ADDR, ADDR.lower(), "0x" + ADDR[2:].upper()], ids=["checksummed", "lower", "upper"])
 def test_all_lower_and_all_upper_addresses_are_accepted(spelling: str) -> None:
-    assert xv.hash_typed_data(mutated(PERMIT2, ("message", "witness", "to"), spelling)) == PERMIT2_DIGEST
+    assert xv.hash_typed_data(edited(PERMIT2, ("message", "witness", "to"), spelling)) == PERMIT2_DIGEST
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,11 +446,11 @@ def test_all_lower_and_all_upper_addresses_are_accepted(spelling: str) -> None:
 ])  # fmt: skip
 def test_undeclared_types(path: tuple[Any, ...], value: str, where: str) -> None:
     with expect(TypedDataError, "undeclared_type", where):
-        xv.hash_typed_data(mutated(PERMIT2, path, value))
+        xv.hash_typed_data(edited(PERMIT2, path, value))
 
 
 def test_undeclared_type_when_its_definition_is_removed() -> None:
-    doc = mutated(PERMIT2, ("types", "Witness"), DELETE)
+    doc = edited(PERMIT2, ("types", "Witness"), DELETE)
     with expect(TypedDataError, "undeclared_type", "types.PermitWitnessTransferFrom[4].type"):
         xv.hash_typed_data(doc)
 
@@ -474,7 +462,7 @@ def test_undeclared_type_when_its_definition_is_removed() -> None:
 ])  # fmt: skip
 def test_invalid_type_names(type_str: str) -> None:
     with expect(TypedDataError, "invalid_type_name", "types.Probe[0].type"):
-        xv.hash_typed_data(mutated(PROBE, ("types", "Probe", 0, "type"), type_str))
+        xv.hash_typed_data(edited(PROBE, ("types", "Probe", 0, "type"), type_str))
 
 
 @pytest.mark.parametrize(("path", "value", "where"), [
@@ -484,7 +472,7 @@ def test_invalid_type_names(type_str: str) -> None:
 ])  # fmt: skip
 def test_invalid_field_names(path: tuple[Any, ...], value: str, where: str) -> None:
     with expect(TypedDataError, "invalid_type_name", where):
-        xv.hash_typed_data(mutated(PERMIT2, path, value))
+        xv.hash_typed_data(edited(PERMIT2, path, value))
 
 
 def test_invalid_struct_name() -> None:
@@ -496,7 +484,7 @@ def test_invalid_struct_name() -> None:
 
 def test_invalid_type_definitions() -> None:
     with expect(TypedDataError, "invalid_type_definition", "types.Witness[1]"):
-        xv.hash_typed_data(mutated(PERMIT2, ("types", "Witness", 1, "name"), "to"))
+        xv.hash_typed_data(edited(PERMIT2, ("types", "Witness", 1, "name"), "to"))
     for atomic in ["uint256", "address", "bytes32", "string", "uint7"]:
         doc = copy.deepcopy(PERMIT2)
         doc["types"][atomic] = [{"name": "x", "type": "uint8"}]
@@ -504,7 +492,7 @@ def test_invalid_type_definitions() -> None:
             xv.hash_typed_data(doc)
     # The domain type must list the standard fields in the standard order with standard types.
     with expect(TypedDataError, "invalid_type_definition", "types.EIP712Domain[0]"):
-        xv.hash_typed_data(mutated(PERMIT2, ("types", "EIP712Domain", 0, "type"), "bytes32"))
+        xv.hash_typed_data(edited(PERMIT2, ("types", "EIP712Domain", 0, "type"), "bytes32"))
     swapped = copy.deepcopy(PERMIT2)
     swapped["types"]["EIP712Domain"].reverse()
     with expect(TypedDataError, "invalid_type_definition"):
@@ -547,7 +535,7 @@ def test_recursion_through_dynamic_array_is_accepted() -> None:
 ])  # fmt: skip
 def test_limits(path: tuple[Any, ...], value: Any, where: str) -> None:
     with pytest.raises(TypedDataError) as info:
-        xv.hash_typed_data(mutated(PROBE, path, value))
+        xv.hash_typed_data(edited(PROBE, path, value))
     # A length too long for a machine word may also be reported as an unparsable type name.
     allowed = {"limit_exceeded", "invalid_type_name"} if "99999" in str(value) else {"limit_exceeded"}
     assert info.value.code in allowed and info.value.path == where, repr(info.value)
@@ -558,14 +546,14 @@ def test_nesting_limit_of_python_values() -> None:
     for _ in range(200):
         deep = [deep]
     with expect(TypedDataError, "limit_exceeded"):
-        xv.hash_typed_data(mutated(PROBE, ("message", "dyn"), deep))
+        xv.hash_typed_data(edited(PROBE, ("message", "dyn"), deep))
 
 
 @pytest.mark.parametrize("value", [[1], [1, 2, 3], [], "12", {"0": 1, "1": 2}], ids=repr)
 def test_fixed_array_length(value: Any) -> None:
     code = "invalid_array_length" if isinstance(value, list) else "invalid_value_type"
     with expect(TypedDataError, code, "message.arr"):
-        xv.hash_typed_data(mutated(PROBE, ("message", "arr"), value))
+        xv.hash_typed_data(edited(PROBE, ("message", "arr"), value))
 
 
 # --------------------------------------------------------------------------------------------
@@ -590,7 +578,7 @@ def test_fixed_array_length(value: Any) -> None:
 ])  # fmt: skip
 def test_missing_fields(base: str, path: tuple[Any, ...], where: str) -> None:
     with expect(TypedDataError, "missing_field", where):
-        xv.hash_typed_data(mutated(BASES[base], path, DELETE))
+        xv.hash_typed_data(edited(BASES[base], path, DELETE))
 
 
 @pytest.mark.parametrize(("base", "path", "where"), [
@@ -607,11 +595,11 @@ def test_missing_fields(base: str, path: tuple[Any, ...], where: str) -> None:
 ])  # fmt: skip
 def test_unknown_fields(base: str, path: tuple[Any, ...], where: str) -> None:
     with expect(TypedDataError, "unknown_field", where):
-        xv.hash_typed_data(mutated(BASES[base], path, "1"))
+        xv.hash_typed_data(edited(BASES[base], path, "1"))
 
 
 def test_unknown_domain_field_without_declared_domain_type() -> None:
-    doc = mutated(PERMIT2, ("types", "EIP712Domain"), DELETE)
+    doc = edited(PERMIT2, ("types", "EIP712Domain"), DELETE)
     assert xv.hash_typed_data(doc) == PERMIT2_DIGEST  # inferred from the domain object
     doc["domain"]["chain"] = 1
     with expect(TypedDataError, "unknown_field", "domain.chain"):
@@ -625,17 +613,17 @@ def test_paths_through_arrays_of_structs() -> None:
     doc["message"]["items"] = [[], [{"to": ANVIL0, "amount": "1"}, {"to": ANVIL0, "amount": "2"}]]
     assert xv.hash_typed_data(doc) == eth_account_digest(doc)
     with expect(TypedDataError, "missing_field", "message.items[1][1].amount"):
-        xv.hash_typed_data(mutated(doc, ("message", "items", 1, 1, "amount"), DELETE))
+        xv.hash_typed_data(edited(doc, ("message", "items", 1, 1, "amount"), DELETE))
     with expect(TypedDataError, "unknown_field", "message.items[1][0].extra"):
-        xv.hash_typed_data(mutated(doc, ("message", "items", 1, 0, "extra"), 1))
+        xv.hash_typed_data(edited(doc, ("message", "items", 1, 0, "extra"), 1))
     with expect(TypedDataError, "non_canonical_number", "message.items[1][0].amount"):
-        xv.hash_typed_data(mutated(doc, ("message", "items", 1, 0, "amount"), "01"))
+        xv.hash_typed_data(edited(doc, ("message", "items", 1, 0, "amount"), "01"))
     with expect(TypedDataError, "invalid_address_checksum", "message.items[1][1].to"):
-        xv.hash_typed_data(mutated(doc, ("message", "items", 1, 1, "to"), _flip_case(ANVIL0, 2)))
+        xv.hash_typed_data(edited(doc, ("message", "items", 1, 1, "to"), _flip_case(ANVIL0, 2)))
     with expect(TypedDataError, "invalid_array_length", "message.items"):
-        xv.hash_typed_data(mutated(doc, ("message", "items"), [[]]))
+        xv.hash_typed_data(edited(doc, ("message", "items"), [[]]))
     with expect(TypedDataError, "invalid_value_type", "message.items[0]"):
-        xv.hash_typed_data(mutated(doc, ("message", "items", 0), {}))
+        xv.hash_typed_data(edited(doc, ("message", "items", 0), {}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -726,7 +714,7 @@ WRONG_KINDS = [
 
 @pytest.mark.parametrize(("base", "path", "value", "code", "where"), WRONG_KINDS, ids=lambda v: repr(v)[:30])
 def test_wrong_json_kinds(base: str, path: tuple[Any, ...], value: Any, code: str, where: str) -> None:
-    doc = mutated(BASES[base], path, value)
+    doc = edited(BASES[base], path, value)
     with expect(TypedDataError, code, where):
         xv.hash_typed_data(doc)
     if not isinstance(value, bytes):  # JSON text has no bytes
@@ -755,16 +743,16 @@ def test_non_string_dict_keys(value: Any) -> None:
     with pytest.raises(TypeError):
         xv.hash_typed_data(value)
     with pytest.raises(TypeError):
-        xv.hash_typed_data(mutated(PERMIT2, ("message",), value))
-    (item,) = xv.recover_typed_data_batch([(mutated(PERMIT2, ("message",), value), PERMIT2_SIG)])
+        xv.hash_typed_data(edited(PERMIT2, ("message",), value))
+    (item,) = xv.recover_typed_data_batch([(edited(PERMIT2, ("message",), value), PERMIT2_SIG)])
     assert isinstance(item, TypedDataError) and item.code == "invalid_input_type"
 
 
 @pytest.mark.parametrize("value", [{1, 2}, object(), 1.5j, range(3), memoryview(b"x"), frozenset()], ids=repr)
 def test_unsupported_python_values_inside_a_document(value: Any) -> None:
     with pytest.raises(TypeError):
-        xv.hash_typed_data(mutated(PERMIT2, ("message", "permitted", "amount"), value))
-    (item,) = xv.recover_typed_data_batch([(mutated(PERMIT2, ("message", "permitted", "amount"), value), PERMIT2_SIG)])
+        xv.hash_typed_data(edited(PERMIT2, ("message", "permitted", "amount"), value))
+    (item,) = xv.recover_typed_data_batch([(edited(PERMIT2, ("message", "permitted", "amount"), value), PERMIT2_SIG)])
     assert isinstance(item, TypedDataError) and item.code == "invalid_input_type"
     assert item.path == "message.permitted.amount"
 
@@ -784,7 +772,7 @@ def test_payload_too_large() -> None:
     with expect(TypedDataError, "payload_too_large", None):
         xv.recover_typed_data(text, PERMIT2_SIG, max_bytes=10)
     # The limit counts UTF-8 bytes, not characters.
-    wide = json.dumps(mutated(PROBE, ("message", "s"), "é" * 100), ensure_ascii=False)
+    wide = json.dumps(edited(PROBE, ("message", "s"), "é" * 100), ensure_ascii=False)
     with expect(TypedDataError, "payload_too_large", None):
         xv.hash_typed_data(wide, max_bytes=len(wide))
     assert len(xv.hash_typed_data(wide, max_bytes=len(wide.encode()))) == 32
@@ -826,7 +814,7 @@ def test_lone_surrogate_text() -> None:
         xv.hash_typed_data(TEXT.replace("Permit2", "Permit2\ud800"))
     # In a dict the same string is a value of the wrong kind; never a crash.
     with pytest.raises(TypedDataError):
-        xv.hash_typed_data(mutated(PERMIT2, ("domain", "name"), "Permit2\ud800"))
+        xv.hash_typed_data(edited(PERMIT2, ("domain", "name"), "Permit2\ud800"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1012,9 +1000,9 @@ def test_one_bit_flipped_digest_recovers_someone_else() -> None:
 
 def test_flipped_signed_field_recovers_someone_else() -> None:
     # §5.4 item 12: signed by A, claimed as from B: the result is A's address, never B's.
-    changed = mutated(EIP3009, ("message", "value"), "10001")
+    changed = edited(EIP3009, ("message", "value"), "10001")
     assert xv.recover_typed_data(changed, EIP3009_SIG) != EIP3009_FROM
-    claimed_by_other = mutated(PERMIT2, ("message", "witness", "to"), EIP3009_FROM)
+    claimed_by_other = edited(PERMIT2, ("message", "witness", "to"), EIP3009_FROM)
     assert xv.recover_typed_data(claimed_by_other, PERMIT2_SIG) != ANVIL0
 
 
@@ -1060,9 +1048,9 @@ def test_digest_is_checked_before_the_signature() -> None:
 def test_signature_is_checked_before_the_typed_data() -> None:
     # The cheaper refusal first: a bad signature with a bad document reports the signature.
     with expect(SignatureError, "invalid_signature_length", None):
-        xv.recover_typed_data(mutated(PERMIT2, ("message", "nonce"), "01"), b"\x01")
+        xv.recover_typed_data(edited(PERMIT2, ("message", "nonce"), "01"), b"\x01")
     with expect(TypedDataError, "non_canonical_number", "message.nonce"):
-        xv.recover_typed_data(mutated(PERMIT2, ("message", "nonce"), "01"), PERMIT2_SIG)
+        xv.recover_typed_data(edited(PERMIT2, ("message", "nonce"), "01"), PERMIT2_SIG)
 
 
 def test_policy_values() -> None:
@@ -1115,7 +1103,7 @@ def test_error_codes_catalogue() -> None:
 
 def test_error_objects() -> None:
     try:
-        xv.hash_typed_data(mutated(PERMIT2, ("message", "permitted", "amount"), "+1"))
+        xv.hash_typed_data(edited(PERMIT2, ("message", "permitted", "amount"), "+1"))
     except TypedDataError as e:
         err = e
     assert str(err).startswith("non_canonical_number at message.permitted.amount: ")

@@ -68,7 +68,6 @@ Item -> code, as the code decides it (``verify.rs``, ``payload.rs``, ``primitive
 from __future__ import annotations
 
 import base64
-import copy
 import functools
 import json
 from collections.abc import Callable
@@ -83,6 +82,7 @@ from eth_utils.crypto import keccak
 import x402_verify as xv
 from payments import (
     AUTH_PATHS,
+    DELETE,
     EIP3009_KINDS,
     ERC6492_MAGIC,
     EXACT_PROXY,
@@ -102,6 +102,7 @@ from payments import (
     ZERO_ADDRESS,
     auth_member,
     authorization,
+    edited,
     envelope,
     fields,
     header,
@@ -187,31 +188,17 @@ def dotted(path: Path) -> str:
     return ".".join(path)
 
 
-DELETE = object()
-
-
-def edit(doc: dict[str, Any], path: Path, value: Any) -> dict[str, Any]:
-    """A copy of ``doc`` with ``path`` set to ``value`` (``DELETE`` removes it)."""
-    out = copy.deepcopy(doc)
-    node = out
-    for key in path[:-1]:
-        node = node[key]
-    if value is DELETE:
-        del node[path[-1]]
-    else:
-        node[path[-1]] = value
-    return out
 
 
 def text_with(doc: dict[str, Any], path: Path, literal: str) -> str:
     """``doc`` as JSON text with the value at ``path`` written as the raw ``literal``."""
-    return json.dumps(edit(doc, path, "__LITERAL__")).replace('"__LITERAL__"', literal)
+    return json.dumps(edited(doc, path, "__LITERAL__")).replace('"__LITERAL__"', literal)
 
 
 def text_with_duplicate(doc: dict[str, Any], path: Path, dup_value: Any) -> str:
     """``doc`` as JSON text where the object holding ``path`` names its last key twice."""
     *parent, key = path
-    text = json.dumps(edit(doc, (*parent, "__DUP__"), 0))
+    text = json.dumps(edited(doc, (*parent, "__DUP__"), 0))
     assert text.count('"__DUP__": 0') == 1
     return text.replace('"__DUP__": 0', f"{json.dumps(key)}: {json.dumps(dup_value)}")
 
@@ -226,7 +213,7 @@ def raw_sig(doc: dict[str, Any]) -> bytes:
 
 
 def with_sig(doc: dict[str, Any], raw: bytes) -> dict[str, Any]:
-    return edit(doc, ("payload", "signature"), "0x" + raw.hex())
+    return edited(doc, ("payload", "signature"), "0x" + raw.hex())
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,7 +244,7 @@ def field_case(id: str, kind: str, name: str, value: Any, code: str, *, where: b
 
     def make() -> tuple[Any, Any]:
         p, r = base(kind)
-        return header(edit(p, path, value)), r
+        return header(edited(p, path, value)), r
 
     case(id, code, make, where=dotted(path) if where else None)
 
@@ -303,7 +290,7 @@ def _dict_case(id: str, kind: str, name: str, value: Any, code: str) -> None:
 
     def make() -> tuple[Any, Any]:
         p, r = base(kind)
-        return edit(p, path, value), r
+        return edited(p, path, value), r
 
     case(id, code, make, where=dotted(path))
 
@@ -382,7 +369,7 @@ for kind in KINDS:
 
         def _domain_make(kind: str = kind, where_path: Path = where_path) -> tuple[Any, Any]:
             p, r = base(kind)
-            return header(edit(p, where_path, domain)), r
+            return header(edited(p, where_path, domain)), r
 
         case(f"22-{kind}-{dotted(where_path)}-member", "unknown_field", _domain_make, where="domain")
 
@@ -498,7 +485,7 @@ for kind in KINDS:
 def _member_case(id: str, kind: str, path: Path, value: Any, code: str, where: str | None) -> None:
     def make() -> tuple[Any, Any]:
         p, r = base(kind)
-        return header(edit(p, path, value)), r
+        return header(edited(p, path, value)), r
 
     case(id, code, make, where=where)
 
@@ -537,7 +524,7 @@ def _upto_as_exact() -> tuple[Any, Any]:
     # An upto-shaped authorization (witness with facilitator) for an exact Permit2 route.
     p, _ = payment("upto", spender=EXACT_PROXY)
     req = requirements("permit2")
-    return header(edit(p, ("accepted",), req)), req
+    return header(edited(p, ("accepted",), req)), req
 
 
 case("29-upto-payment-for-exact-requirements", "unknown_field", _upto_as_exact, where="facilitator")
@@ -549,9 +536,9 @@ def _both(kind: str, form: str) -> Callable[[], tuple[Any, Any]]:
     def make() -> tuple[Any, Any]:
         p3009, _ = base("eip3009")
         p, r = base(kind)
-        p = edit(p, ("payload", "authorization"), p3009["payload"]["authorization"]) if kind in PERMIT2_KINDS else p
+        p = edited(p, ("payload", "authorization"), p3009["payload"]["authorization"]) if kind in PERMIT2_KINDS else p
         other, _ = base("permit2")
-        p = edit(p, ("payload", "permit2Authorization"), other["payload"]["permit2Authorization"])
+        p = edited(p, ("payload", "permit2Authorization"), other["payload"]["permit2Authorization"])
         return (header(p) if form == "header" else p), r
 
     return make
@@ -566,9 +553,9 @@ def _scheme_case(id: str, kind: str, code: str, *, payload_scheme: str | None = 
     def make() -> tuple[Any, Any]:
         p, r = base(kind)
         if payload_scheme is not None:
-            p = edit(p, ("scheme",) if kind == "eip3009_v1" else ("accepted", "scheme"), payload_scheme)
+            p = edited(p, ("scheme",) if kind == "eip3009_v1" else ("accepted", "scheme"), payload_scheme)
         if req_scheme is not None:
-            r = edit(r, ("scheme",), req_scheme)
+            r = edited(r, ("scheme",), req_scheme)
         return header(p), r
 
     case(id, code, make, where=where)
@@ -724,7 +711,7 @@ for kind in KINDS:
 
         def _req_make(kind: str = kind, path: Path = path, req_value: Any = req_value) -> tuple[Any, Any]:
             p, r = base(kind)
-            return header(p), edit(r, path, req_value)
+            return header(p), edited(r, path, req_value)
 
         where = "both" if label == "both-amount-keys" else ("missing" if label == "missing-amount" else path[-1])
         case(f"framing-requirements-{kind}-{label}", "invalid_payment_requirements", _req_make, where=where)
@@ -760,7 +747,7 @@ for kind in KINDS:
 
         def _unknown_network(kind: str = kind, bad: str = bad, net_path: Path = net_path) -> tuple[Any, Any]:
             p, r = base(kind)
-            return header(edit(p, net_path, bad)), edit(r, ("network",), bad)
+            return header(edited(p, net_path, bad)), edited(r, ("network",), bad)
 
         case(f"framing-network-config-{kind}-{bad!r}", CONFIG_CODE[kind], _unknown_network, where="unknown network")
 
@@ -771,7 +758,7 @@ for kind in EIP3009_KINDS:
 
         def _no_domain(kind: str = kind, path: Path = path) -> tuple[Any, Any]:
             p, r = base(kind)
-            return header(p), edit(r, path, DELETE)
+            return header(p), edited(r, path, DELETE)
 
         case(f"framing-missing-domain-{kind}-{label}", "missing_eip712_domain", _no_domain, where="name and version")
 
@@ -783,7 +770,7 @@ for kind in KINDS:
 
         def _method(kind: str = kind, method: str = method) -> tuple[Any, Any]:
             p, r = base(kind)
-            return header(p), edit(r, ("extra", "assetTransferMethod"), method)
+            return header(p), edited(r, ("extra", "assetTransferMethod"), method)
 
         case(f"framing-transfer-method-{kind}-{method!r}", "unsupported_payload_type", _method, where="assetTransferMethod")
 
@@ -823,7 +810,7 @@ signed_case("framing-upto-facilitator-missing", "upto", "upto_facilitator_mismat
 
 def _upto_without_requirements_facilitator() -> tuple[Any, Any]:
     p, r = base("upto")
-    return header(p), edit(r, ("extra", "facilitatorAddress"), DELETE)
+    return header(p), edited(r, ("extra", "facilitatorAddress"), DELETE)
 
 
 case("framing-upto-facilitator-none-configured", "upto_facilitator_mismatch", _upto_without_requirements_facilitator)
@@ -833,7 +820,7 @@ case("framing-upto-facilitator-not-in-verifier-list", "upto_facilitator_mismatch
 
 def _zero_amount(kind: str) -> tuple[Any, Any]:
     p, r = payment(kind, amount=0)
-    return header(p), edit(r, ("amount",), "0")
+    return header(p), edited(r, ("amount",), "0")
 
 
 case("framing-permit2-exact-amount-zero", "permit2_invalid_amount", lambda: _zero_amount("permit2"), where="amount of 0")
@@ -841,7 +828,7 @@ case("framing-permit2-exact-amount-zero", "permit2_invalid_amount", lambda: _zer
 
 def _zero_destination(kind: str) -> tuple[Any, Any]:
     p, r = payment(kind, to=ZERO_ADDRESS)
-    return header(p), edit(r, ("payTo",), ZERO_ADDRESS)
+    return header(p), edited(r, ("payTo",), ZERO_ADDRESS)
 
 
 for kind in PERMIT2_KINDS:
@@ -925,7 +912,7 @@ def assert_valid(resp: xv.VerifyResponse) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_13_amount_at_u256_max_is_read_exactly(kind: str) -> None:
     p, r = payment(kind, amount=2**256 - 1)
-    r = edit(r, ("maxAmountRequired" if kind == "eip3009_v1" else "amount",), str(2**256 - 1))
+    r = edited(r, ("maxAmountRequired" if kind == "eip3009_v1" else "amount",), str(2**256 - 1))
     assert_valid(V.verify(header(p), r, now=NOW))
 
 
@@ -933,7 +920,7 @@ def test_13_amount_at_u256_max_is_read_exactly(kind: str) -> None:
 def test_16_amount_equal_to_requirements_given_as_json_int(kind: str) -> None:
     # Requirements come from the server: a JSON integer amount is read (payloads must use strings).
     p, r = base(kind)
-    r = edit(r, ("maxAmountRequired" if kind == "eip3009_v1" else "amount",), 10000)
+    r = edited(r, ("maxAmountRequired" if kind == "eip3009_v1" else "amount",), 10000)
     assert_valid(V.verify(header(p), r, now=NOW))
 
 
@@ -941,7 +928,7 @@ def test_16_amount_equal_to_requirements_given_as_json_int(kind: str) -> None:
 def test_17_pay_to_compared_as_an_address_not_as_text(kind: str) -> None:
     p, r = base(kind)
     for spelling in (PAY_TO.lower(), "0x" + PAY_TO[2:].upper()):
-        assert_valid(V.verify(header(p), edit(r, ("payTo",), spelling), now=NOW))
+        assert_valid(V.verify(header(p), edited(r, ("payTo",), spelling), now=NOW))
 
 
 @pytest.mark.parametrize("kind", ("eip3009", "permit2", "upto"))  # v1 has no accepted copy (an unknown_field there)
@@ -951,13 +938,13 @@ def test_22_client_sent_domain_hints_do_not_change_the_digest(kind: str) -> None
     domain (name, version, chain, asset), the verdict on a correct payment is unchanged."""
     p, r = base(kind)
     lies = {"name": "USD Coin", "version": "1", "chainId": 1, "verifyingContract": PERMIT2, "assetTransferMethod": "permit2"}
-    forged = edit(edit(edit(p, ("accepted", "extra"), lies), ("accepted", "asset"), USDC_BASE), ("accepted", "amount"), "1")
-    forged = edit(forged, ("accepted", "payTo"), OTHER_ADDRESS)
+    forged = edited(edited(edited(p, ("accepted", "extra"), lies), ("accepted", "asset"), USDC_BASE), ("accepted", "amount"), "1")
+    forged = edited(forged, ("accepted", "payTo"), OTHER_ADDRESS)
     assert_valid(V.verify(header(forged), r, now=NOW))
     # And the server's own extra for Permit2 is not part of the Permit2 digest either.
     if kind in PERMIT2_KINDS:
-        assert_valid(V.verify(header(p), edit(r, ("extra", "version"), "99"), now=NOW))
-        assert_valid(V.verify(header(p), edit(r, ("extra", "name"), "Permit2"), now=NOW))
+        assert_valid(V.verify(header(p), edited(r, ("extra", "version"), "99"), now=NOW))
+        assert_valid(V.verify(header(p), edited(r, ("extra", "name"), "Permit2"), now=NOW))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -1012,7 +999,7 @@ def test_26_permit2_nonce_range_ends_are_accepted(kind: str, nonce: int) -> None
 @pytest.mark.parametrize("nonce", ["0x" + "00" * 32, "0x" + "ff" * 32, "0x" + "AB" * 32])
 def test_26_eip3009_nonce_bytes32_spellings_are_accepted(kind: str, nonce: str) -> None:
     p, r = payment(kind, nonce=nonce.lower())
-    p = edit(p, auth_path(kind, "nonce"), nonce)
+    p = edited(p, auth_path(kind, "nonce"), nonce)
     assert_valid(V.verify(header(p), r, now=NOW))
 
 
@@ -1023,7 +1010,7 @@ def test_27_all_lower_and_all_upper_addresses_are_accepted(kind: str, case_: str
     for name in ADDRESS_FIELDS[kind]:
         good = _address_value(kind, name)
         spelled = good.lower() if case_ == "lower" else "0x" + good[2:].upper()
-        resp = V.verify(header(edit(p, auth_path(kind, name), spelled)), r, now=NOW)
+        resp = V.verify(header(edited(p, auth_path(kind, name), spelled)), r, now=NOW)
         assert_valid(resp)
         assert resp.payer == PAYER.address
 
@@ -1031,14 +1018,14 @@ def test_27_all_lower_and_all_upper_addresses_are_accepted(kind: str, case_: str
 @pytest.mark.parametrize("kind", ("eip3009", "permit2", "upto"))  # v1 has no resource / extensions members
 def test_29_optional_top_level_members_are_accepted(kind: str) -> None:
     p, r = base(kind)
-    assert_valid(V.verify(header(edit(p, ("extensions",), {"payment-identifier": {"id": "pay_x"}})), r, now=NOW))
-    assert_valid(V.verify(header(edit(p, ("resource",), DELETE)), r, now=NOW))
+    assert_valid(V.verify(header(edited(p, ("extensions",), {"payment-identifier": {"id": "pay_x"}})), r, now=NOW))
+    assert_valid(V.verify(header(edited(p, ("resource",), DELETE)), r, now=NOW))
 
 
 def test_framing_upto_amount_zero_is_accepted() -> None:
     """Only the exact proxy refuses 0 (InvalidAmount); an upto session may settle 0."""
     p, r = payment("upto", amount=0)
-    assert_valid(V.verify(header(p), edit(r, ("amount",), "0"), now=NOW))
+    assert_valid(V.verify(header(p), edited(r, ("amount",), "0"), now=NOW))
 
 
 @pytest.mark.parametrize("kind", KINDS)
