@@ -11,12 +11,14 @@ outside:
   prefixes (the standard library) and every site-packages folder (the installed packages);
 - the temporary folder (``tempfile.gettempdir()``: pytest's ``tmp_path``, the SQLite and
   redis-server files) and Hypothesis's example database;
-- ``/proc``, ``/dev``, ``/sys`` and ``/etc``, which libraries read for themselves.
+- ``/proc``, ``/dev``, ``/sys`` and ``/etc``, which libraries read for themselves;
+- for listings only, the folders on ``sys.path``, which the import system scans.
 
 A refused access raises :class:`OutsideCheckoutError` where it happens and is remembered, so a
 test that swallows the error still fails, and an access outside any test
 (collection, imports) fails the session at its end. Paths are resolved (``os.path.realpath``),
-so a symbolic link out of the checkout is caught too.
+so a symbolic link out of the checkout is caught too; a relative path is judged only when it
+climbs (``..``), since the events do not say which folder it is relative to.
 
 conftest.py imports the hooks below; ``-p checkout_guard`` loads the same guard in a session
 of its own (tests/test_checkout_guard.py does that to show it fails a session).
@@ -74,14 +76,18 @@ def is_allowed(path: str) -> bool:
     return any(resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep) for root in ALLOWED_ROOTS)
 
 
+def _on_import_path(path: str) -> bool:
+    """A folder on ``sys.path``: the import system lists it (``python -m pytest`` puts the current
+    folder there, wherever it is); its files are still judged when opened."""
+    resolved = os.path.realpath(path)
+    return any(resolved == os.path.realpath(entry or os.curdir) for entry in sys.path if isinstance(entry, str))
+
+
 def _path_of(event: str, args: tuple[Any, ...]) -> str | None:
-    """The file system path an event names, or None (a file descriptor, an in-memory database)."""
-    if not args:
-        return None if event == "open" else "."  # os.listdir() / os.scandir(): the current folder
-    target = args[0]
-    if target is None:
-        return None if event == "open" else "."
-    if isinstance(target, int):
+    """The file system path an event names, or None (a descriptor, an in-memory database, the
+    current folder, a relative name)."""
+    target = args[0] if args else None
+    if target is None or isinstance(target, int):
         return None  # an open descriptor: its path was checked when it was opened
     try:
         path = os.fsdecode(os.fspath(target))
@@ -92,6 +98,11 @@ def _path_of(event: str, args: tuple[Any, ...]) -> str | None:
             return None
         if path.startswith("file:"):
             path = path[len("file:") :].split("?", 1)[0]
+    if not os.path.isabs(path) and os.pardir not in path.split(os.sep):
+        # The events do not say whether a relative path is relative to the current folder or to
+        # a directory descriptor (``dir_fd``: shutil.rmtree, pytest's temp cleanup), so only one
+        # that climbs out (``../shared``) is judged, against the current folder.
+        return None
     return path
 
 
@@ -101,7 +112,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     _busy.on = True  # realpath and the checks below must not re-enter the hook
     try:
         path = _path_of(event, args)
-        if path is None or is_allowed(path):
+        if path is None or is_allowed(path) or (event != "open" and _on_import_path(path)):
             return
         message = f"{event} {path!r}: outside the checkout ({REPO_ROOT}); copy the data into the repository"
         violations.append(message)

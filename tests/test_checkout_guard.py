@@ -22,14 +22,14 @@ REPO = TESTS_DIR.parent
 SHARED_FILE = REPO.parent / "shared" / "vectors" / "eip712" / "third_party_fixtures.json"
 
 
-def run_session(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
-    """Runs ``body`` (a test module) under the guard in a fresh interpreter."""
+def run_session(tmp_path: Path, body: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs ``body`` (a test module) under the guard in a fresh interpreter, in ``cwd``."""
     test_file = tmp_path / "test_tiny.py"
     test_file.write_text(textwrap.dedent(body))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])))
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "checkout_guard", "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path), str(test_file)],
-        cwd=tmp_path,
+        cwd=cwd or tmp_path,
         env=env,
         capture_output=True,
         text=True,
@@ -105,15 +105,22 @@ def test_a_swallowed_refusal_still_fails(tmp_path: Path) -> None:
             except Exception:
                 pass
 
-        def test_relative_escape():
+        def test_absolute_escape():
             try:
                 open(os.path.join({str(REPO)!r}, "..", "shared", "x"))
+            except Exception:
+                pass
+
+        def test_relative_escape(monkeypatch):
+            monkeypatch.chdir({str(REPO)!r})
+            try:
+                open(os.path.join("..", "shared", "x"))
             except Exception:
                 pass
         """,
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "4 failed" in result.stdout, result.stdout
+    assert "5 failed" in result.stdout, result.stdout
 
 
 def test_a_refusal_outside_any_test_fails_the_session(tmp_path: Path) -> None:
@@ -132,6 +139,30 @@ def test_a_refusal_outside_any_test_fails_the_session(tmp_path: Path) -> None:
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "files opened outside the checkout" in result.stdout
+
+
+def test_the_session_may_run_from_any_folder(tmp_path: Path) -> None:
+    """Started from ``/`` (outside every allowed folder), a session that reads only allowed files
+    passes: the import system's listing of the current folder (on ``sys.path`` under ``python -m``)
+    and relative names under a directory descriptor (shutil.rmtree) are not refusals."""
+    result = run_session(
+        tmp_path,
+        """
+        import importlib, shutil
+
+        def test_import_probe_and_rmtree(tmp_path):
+            importlib.invalidate_caches()  # the next import lists every sys.path folder again
+            try:
+                import no_such_module_in_any_folder  # noqa: F401
+            except ImportError:
+                pass
+            (tmp_path / "d" / "e").mkdir(parents=True)
+            (tmp_path / "d" / "e" / "x").write_text("x")
+            shutil.rmtree(tmp_path / "d")
+        """,
+        cwd=Path("/"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_a_link_out_of_the_checkout_is_refused(tmp_path: Path) -> None:
