@@ -32,10 +32,19 @@ def listing(files: list[Path]) -> str:
     return "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(ROOT).as_posix()}\n" for p in files)
 
 
+def by_path(lines: list[str]) -> dict[str, str]:
+    """``sha256sum`` lines as {path: digest}."""
+    out: dict[str, str] = {}
+    for line in lines:
+        digest, path = line.split("  ", 1)
+        out[path] = digest
+    return out
+
+
 def test_pinned_files_match_their_hashes() -> None:
     lines = [line for line in LIST.read_text().splitlines() if line and not line.startswith("#")]
-    expected = dict(reversed(line.split("  ", 1)) for line in lines)
-    actual = dict(reversed(line.split("  ", 1)) for line in listing(pinned_files()).splitlines())
+    expected = by_path(lines)
+    actual = by_path(listing(pinned_files()).splitlines())
     assert len(expected) == len(lines), "a path is listed twice"
     changed = sorted(path for path in expected.keys() & actual.keys() if expected[path] != actual[path])
     assert not changed, f"pinned files changed: {changed}"
