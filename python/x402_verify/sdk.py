@@ -38,7 +38,9 @@ def _dump(model: Any) -> dict[str, Any]:
 
 def _payment_id(payload: dict[str, Any]) -> str:
     """One signed authorization: its signature (and nonce, for the odd signature-less shape)."""
-    inner = payload.get("payload") if isinstance(payload.get("payload"), dict) else {}
+    inner = payload.get("payload")
+    if not isinstance(inner, dict):
+        inner = {}
     auth = inner.get("authorization") or inner.get("permit2Authorization") or {}
     nonce = auth.get("nonce") if isinstance(auth, dict) else None
     return f"{inner.get('signature')}|{nonce}"
