@@ -47,6 +47,7 @@ from typing import Any
 
 from x402_verify._batching import MicroBatcher
 from x402_verify.errors import NonceStoreError, ReservationError
+from x402_verify.header import decode_payment_header
 from x402_verify.ledger import FAILED, OPEN, SETTLED, Ledger, MemoryLedger
 from x402_verify.routes import PaymentOption, Route, RouteTable
 from x402_verify.settlers import CallbackSettler, SettlementResult, Settler, settle_with_retry
@@ -109,6 +110,13 @@ class _Exchange:
 
 class _StreamCut(Exception):
     """Raised into the app's ``send`` when an upto stream reaches its cap."""
+
+
+def _is_stream_cut(exc: BaseException) -> bool:
+    if isinstance(exc, _StreamCut):
+        return True
+    inner = getattr(exc, "exceptions", None)  # an exception group from the app's task group
+    return isinstance(inner, tuple) and bool(inner) and all(_is_stream_cut(e) for e in inner)
 
 
 def _b64json(obj: Any) -> bytes:
@@ -230,7 +238,8 @@ class PaymentMiddleware:
 
     async def aclose(self) -> None:
         """Stops the reaper; with an in-memory ledger (or ``settle_on_shutdown``) settles every
-        open session first, since nothing would be left to settle them."""
+        open session first, since nothing would be left to settle them; then closes the
+        settler (its ``aclose``, if it has one). Lifespan shutdown calls it."""
         if self._reaper is not None:
             self._reaper.cancel()
             try:
@@ -317,8 +326,6 @@ class PaymentMiddleware:
     def _select(self, route: Route, header: str) -> PaymentOption:
         if len(route.options) == 1:
             return route.options[0]
-        from x402_verify.header import decode_payment_header
-
         try:
             payload = decode_payment_header(header)
         except Exception:  # the verifier reports the reason against the first option
@@ -349,8 +356,6 @@ class PaymentMiddleware:
         acquired = await self._call(self.ledger.acquire, key, holder, lease_seconds=self.sessions.lease_seconds, record=record, keep_until=keep_until)
         if acquired is None:  # another worker settles (or settled) it: its outcome is the answer
             return self._stored_outcome(await self._call(self.ledger.get, key), requirements)
-        from x402_verify.header import decode_payment_header
-
         result = await settle_with_retry(self.settler, decode_payment_header(header), requirements, attempts=self.settle_attempts)
         await self._finish(key, holder, acquired, response.reservation, result)
         return result
@@ -602,11 +607,11 @@ class PaymentMiddleware:
         failed = False
         try:
             await self.app(scope, receive, wrapped)
-        except _StreamCut:
-            pass
-        except BaseException:
-            failed = True
-            raise
+        except BaseException as exc:
+            # Our own cut, possibly wrapped by the framework's task group, ends the body quietly.
+            if not _is_stream_cut(exc):
+                failed = True
+                raise
         finally:
             served = ex.started and ex.status < 400 and not (failed and not ex.body_started)
             if not served:
@@ -664,8 +669,6 @@ class PaymentMiddleware:
         if record is None:
             return False
         record.setdefault("key", key)
-        from x402_verify.header import decode_payment_header
-
         try:
             payload = decode_payment_header(record["payload"])
             requirements = json.loads(record["requirements"])
