@@ -165,3 +165,36 @@ def test_holds_are_trued_down_to_the_cost_and_refunded_on_failure(gw: Any) -> No
         assert r.status_code == 503  # passed through; its hold refunded
         wait_for(lambda: len(settles(calls, header)) > 0)  # idle (1 s) then settled
     assert [b["paymentRequirements"]["amount"] for b in settles(calls, header)] == [str(3 * 1234)]
+
+
+def test_a_session_near_its_deadline_is_settled_and_refused() -> None:
+    from x402_verify.settlers import CallbackSettler, SettlementResult
+
+    settled: list[str] = []
+
+    def settle(payload: Any, requirements: Any) -> SettlementResult:
+        settled.append(requirements["amount"])
+        return SettlementResult(success=True, transaction="0x1", network=NETWORK)
+
+    async def ok(request: Request) -> JSONResponse:
+        return JSONResponse({})
+
+    # The SDK's client signs a 300 s deadline; a 295 s margin puts it "near" at once.
+    mw = PaymentMiddleware(
+        Starlette(routes=[Route("/chat", ok, methods=["POST"])]), routes={"POST /chat": ROUTES["POST /chat"]},
+        settler=CallbackSettler(settle), facilitator_address=FAC,
+        sessions=SessionConfig(idle_timeout=3600, deadline_margin=295, reap_interval=3600),
+    )  # fmt: skip
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mw), base_url="http://gw") as c:
+            header = pay((await c.post("/chat")).headers["payment-required"], account(105))
+            assert (await c.post("/chat", headers={"PAYMENT-SIGNATURE": header})).status_code == 200
+            await asyncio.sleep(5.5)  # past deadline - margin
+            r = await c.post("/chat", headers={"PAYMENT-SIGNATURE": header})
+            assert r.status_code == 402 and decode(r.headers["payment-required"])["error"] == "permit2_deadline_expired"
+            assert await mw.reap() == 1  # due: its deadline is near
+        await mw.aclose()
+
+    asyncio.run(go())
+    assert settled == [str(COST)]
