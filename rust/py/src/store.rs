@@ -130,16 +130,22 @@ fn batch_args(
         }
     }
     let keys: Vec<B256> = keys.try_iter()?.map(|k| key_arg(&k?)).collect::<PyResult<_>>()?;
-    let expires: Vec<u64> =
-        valid_until.try_iter()?.map(|v| Ok(core_store::expires_at(valid_until_arg(&v?)?, margin))).collect::<PyResult<_>>()?;
+    let expires: Vec<u64> = valid_until.try_iter()?.map(|v| Ok(core_store::expires_at(valid_until_arg(&v?)?, margin))).collect::<PyResult<_>>()?;
     let owners: Vec<String> = owners.try_iter()?.map(|o| owner_arg(&o?).map(str::to_owned)).collect::<PyResult<_>>()?;
     let caps: Vec<Option<U256>> = match caps {
         None => vec![None; keys.len()],
         Some(c) if c.is_none() => vec![None; keys.len()],
-        Some(c) => c.try_iter()?.map(|c| {
-            let c = c?;
-            if c.is_none() { Ok(None) } else { amount_arg(&c).map(Some) }
-        }).collect::<PyResult<_>>()?,
+        Some(c) => c
+            .try_iter()?
+            .map(|c| {
+                let c = c?;
+                if c.is_none() {
+                    Ok(None)
+                } else {
+                    amount_arg(&c).map(Some)
+                }
+            })
+            .collect::<PyResult<_>>()?,
     };
     if expires.len() != keys.len() || owners.len() != keys.len() || caps.len() != keys.len() {
         return Err(value_error("keys, valid_until, owners (and caps) must have the same length"));
@@ -278,9 +284,8 @@ impl MemoryNonceStore {
     ) -> PyResult<Vec<Option<bool>>> {
         let now = now_arg(now)?;
         let b = batch_args(keys, valid_until, owners, caps, self.margin)?;
-        let items: Vec<Reserve<'_>> = (0..b.keys.len())
-            .map(|i| Reserve { key: b.keys[i], owner: &b.owners[i], expires_at: b.expires[i], cap: b.caps[i] })
-            .collect();
+        let items: Vec<Reserve<'_>> =
+            (0..b.keys.len()).map(|i| Reserve { key: b.keys[i], owner: &b.owners[i], expires_at: b.expires[i], cap: b.caps[i] }).collect();
         Ok(self.open()?.reserve_many(&items, now).into_iter().map(Result::ok).collect())
     }
 
