@@ -108,6 +108,9 @@ fn amount_arg(obj: &Bound<'_, PyAny>) -> PyResult<U256> {
     }
 }
 
+/// `store_batch_args`' answer: `(now, keys, expires_at, owners, caps)`.
+type BatchArgs<'py> = (u64, Vec<Bound<'py, PyBytes>>, Vec<u64>, Vec<String>, Vec<Option<Bound<'py, PyAny>>>);
+
 /// One `reserve_many` call, read and checked.
 struct Batch {
     keys: Vec<B256>,
@@ -208,7 +211,7 @@ pub fn store_batch_args<'py>(
     caps: Option<&Bound<'py, PyAny>>,
     margin_seconds: u64,
     now: Option<&Bound<'py, PyAny>>,
-) -> PyResult<(u64, Vec<Bound<'py, PyBytes>>, Vec<u64>, Vec<String>, Vec<Option<Bound<'py, PyAny>>>)> {
+) -> PyResult<BatchArgs<'py>> {
     let now = now_arg(now)?;
     let b = batch_args(keys, valid_until, owners, caps, margin_seconds)?;
     let keys = b.keys.iter().map(|k| PyBytes::new(py, k.as_slice())).collect();
