@@ -32,6 +32,9 @@ Sizing: a store holds every key settled during its life plus the reservations li
 most ``request rate x (longest validity + margin)``. ``Verifier`` bounds validity by the
 requirements' ``maxTimeoutSeconds``; at 100 requests/s, 300 s validity and a 60 s margin that
 is 36,000 live reservations, plus 8.64 million settled keys a day at 100 paid requests/s.
+A ``MemoryNonceStore`` entry takes about 300 bytes (the default ``max_entries=1_000_000``, about
+300 MB, lasts 2.8 hours at 100 paid requests/s before it refuses everything); SQLite about 100
+bytes on disk, Redis about 150 bytes of memory.
 """
 
 from __future__ import annotations
