@@ -109,7 +109,7 @@ TARGETS = [
         "target is absolute: >= 1M reservations/s", min_rate=1_000_000, group="stores",
     ),  # fmt: skip
     Target(
-        "RedisNonceStore.reserve_many  vs SET NX PXAT per item", "store_redis", "naive_redis", None,
+        "RedisNonceStore.reserve_many  vs SET NX PX per item", "store_redis", "naive_redis", None,
         "target is absolute: >= 50k reservations/s", min_rate=50_000, group="stores",
     ),  # fmt: skip
     Target(

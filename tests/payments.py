@@ -279,18 +279,18 @@ def auth_member(kind: str) -> str:
     return "authorization" if kind in EIP3009_KINDS else "permit2Authorization"
 
 
-def requirements(kind: str, amount: int | str = 10000) -> dict[str, Any]:
+def requirements(kind: str, amount: int | str = 10000, *, max_timeout: int = 300) -> dict[str, Any]:
     """The route's requirements: EIP-3009 USDC on Base Sepolia (v2 and v1 framing), exact and
-    upto Permit2 for an 18-decimals token on Base."""
+    upto Permit2 for an 18-decimals token on Base; ``max_timeout`` is ``maxTimeoutSeconds``."""
     if kind == "eip3009":
         return {
             "scheme": "exact", "network": "eip155:84532", "asset": USDC_BASE_SEPOLIA, "amount": str(amount),
-            "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"},
+            "payTo": PAY_TO, "maxTimeoutSeconds": max_timeout, "extra": {"name": "USDC", "version": "2"},
         }  # fmt: skip
     if kind == "eip3009_v1":
         return {
             "scheme": "exact", "network": "base-sepolia", "maxAmountRequired": str(amount), "resource": RESOURCE_URL,
-            "description": "", "mimeType": "application/json", "payTo": PAY_TO, "maxTimeoutSeconds": 300,
+            "description": "", "mimeType": "application/json", "payTo": PAY_TO, "maxTimeoutSeconds": max_timeout,
             "asset": USDC_BASE_SEPOLIA, "extra": {"name": "USDC", "version": "2"},
         }  # fmt: skip
     extra: dict[str, Any] = {"name": "OpenGradient", "version": "1", "assetTransferMethod": "permit2"}
@@ -298,7 +298,7 @@ def requirements(kind: str, amount: int | str = 10000) -> dict[str, Any]:
         extra["facilitatorAddress"] = FAC
     return {
         "scheme": "upto" if kind == "upto" else "exact", "network": "eip155:8453", "asset": OPG_BASE, "amount": str(amount),
-        "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": extra,
+        "payTo": PAY_TO, "maxTimeoutSeconds": max_timeout, "extra": extra,
     }  # fmt: skip
 
 
@@ -412,12 +412,16 @@ def random_nonce(kind: str) -> int | str:
     return "0x" + secrets.token_bytes(32).hex() if kind in EIP3009_KINDS else secrets.randbits(256)
 
 
-def sign_payment(kind: str, now: int, *, valid_for: int = 300, amount: int = 10_000, nonce: int | bytes | None = None) -> Payment:
+def sign_payment(
+    kind: str, now: int, *, valid_for: int = 300, amount: int = 10_000, nonce: int | bytes | None = None, max_timeout: int | None = None
+) -> Payment:
     """A fresh, valid x402 v2 payment of ``kind`` (``eip3009`` | ``permit2`` | ``upto``) by
-    STORE_PAYER at ``now``, valid until ``now + valid_for``, with a random nonce unless one is given."""
+    STORE_PAYER at ``now``, valid until ``now + valid_for``, with a random nonce unless one is given.
+    The route's ``maxTimeoutSeconds`` is ``max_timeout``, by default what the client signs
+    (``valid_for``, at least 300), as an SDK client signs validBefore = now + maxTimeoutSeconds."""
     spelled = random_nonce(kind) if nonce is None else "0x" + nonce.hex() if isinstance(nonce, bytes) else nonce
     f = fields(kind, from_=STORE_PAYER.address, amount=amount, valid_after=now - 60, valid_before=now + valid_for, nonce=spelled)
-    req = requirements(kind, amount)
+    req = requirements(kind, amount, max_timeout=max(300, valid_for) if max_timeout is None else max_timeout)
     doc = envelope(kind, req, signed_payload(kind, f, acct=STORE_PAYER), resource=False)
     sig = bytes.fromhex(doc["payload"]["signature"][2:])
     return Payment(kind, header(doc), doc, req, sig, now + valid_for)

@@ -11,6 +11,13 @@ __all__ = [
     "VerifyResponse",
     "MemoryNonceStore",
     "VerifierCore",
+    "store_refusals",
+    "store_now_arg",
+    "store_key_arg",
+    "store_owner_arg",
+    "store_amount_arg",
+    "store_margin_arg",
+    "store_batch_args",
     "hash_typed_data",
     "recover_typed_data",
     "recover_hash",
@@ -187,37 +194,77 @@ class VerifyResponse:
 
 @final
 class MemoryNonceStore:
-    """The embedded default store: thread-safe, one process, bounded, not durable."""
+    """The embedded default store: thread-safe, one process, bounded, not durable.
+
+    Keeps each unsettled reservation until validBefore / deadline + ``margin_seconds`` (then the
+    time check refuses its authorization), and each settled key for as long as the store lives
+    (a payer may re-sign the same nonce with a later deadline at any time). At ``max_entries``
+    it drops expired reservations and, if still full, refuses new ones: size it for the
+    settled payments of the process's lifetime plus the reservations live at peak (about 300
+    bytes an entry).
+    """
 
     def __new__(cls, max_entries: int = 1000000, *, margin_seconds: int = 60) -> MemoryNonceStore: ...
     @property
     def max_entries(self) -> int:
-        """Most live reservations kept; past it (after dropping expired ones) the store refuses."""
+        """Most entries kept (live reservations and settled keys); past it, after dropping
+        expired reservations, the store refuses new ones."""
     @property
     def margin_seconds(self) -> int:
-        """Seconds an entry outlives the authorization's validBefore / deadline."""
+        """Seconds an unsettled reservation outlives the authorization's validBefore / deadline."""
     def reserve_many(
         self,
         keys: Iterable[bytes],
-        valid_until: Sequence[int],
-        owners: Sequence[str],
-        caps: Sequence[int | None] | None = None,
+        valid_until: Iterable[int],
+        owners: Iterable[str],
+        caps: Iterable[int | None] | None = None,
         *,
         now: int | None = None,
     ) -> list[bool | None]:
         """Reserves keys in order. Per item: True (reserved, or already this owner's), False (a
-        replay), None (the store is full: refuse the payment)."""
+        replay), None (refused: the store is full, or the item expires before ``now``)."""
     def settle(self, key: bytes, owner: str, *, now: int | None = None) -> int:
-        """Marks the caller's reservation settled; returns the upto total charged (0 for exact)."""
+        """Marks the caller's reservation settled, kept for as long as the store lives; returns
+        the upto total charged (0 for exact)."""
     def release(self, key: bytes, owner: str, *, now: int | None = None) -> None:
         """Drops the caller's reservation: nothing was served and nothing broadcast."""
     def charge(self, key: bytes, owner: str, amount: int, *, now: int | None = None) -> int:
         """Debits an upto session by ``amount``; returns the new total; never passes the cap."""
-    def state(self, key: bytes, *, now: int | None = None) -> tuple[str, str, int, int] | None:
-        """``("reserved" | "settled", owner, charged_total, expires_at)`` for a live key, else None."""
+    def state(self, key: bytes, *, now: int | None = None) -> tuple[str, str, int, int | None] | None:
+        """``("reserved" | "settled", owner, charged_total, expires_at)`` for a live key, else None;
+        ``expires_at`` is None for a settled key (kept for as long as the store lives)."""
     def sweep(self, *, now: int | None = None) -> int:
-        """Drops expired entries; returns how many remain."""
+        """Drops expired (unsettled) entries; returns how many remain."""
+    def close(self) -> None:
+        """Forgets every entry and refuses every later call (``NonceStoreError``)."""
+    def __enter__(self) -> MemoryNonceStore: ...
+    def __exit__(self, *_exc: object) -> bool: ...
     def __len__(self) -> int: ...
+
+# The argument rules every store shares (the SQLite and Redis stores call them too).
+def store_refusals() -> dict[str, tuple[str, str]]:
+    """``{name: (code, message)}`` for every store refusal: the texts every store raises."""
+
+def store_now_arg(now: object) -> int:
+    """``now`` checked (an int in [0, 2**63), not a bool), or the system clock when None."""
+
+def store_key_arg(key: object) -> bytes:
+    """A replay key checked: exactly 32 bytes."""
+
+def store_owner_arg(owner: object) -> str:
+    """An owner token checked: a str of 1 to 256 UTF-8 bytes (no lone surrogates)."""
+
+def store_amount_arg(amount: object) -> int:
+    """An amount checked: an int in [0, 2**256), not a bool; returned as a plain int."""
+
+def store_margin_arg(margin_seconds: object) -> int:
+    """``margin_seconds`` checked: an int in [0, 2**32)."""
+
+def store_batch_args(
+    keys: object, valid_until: object, owners: object, caps: object, margin_seconds: int, now: object
+) -> tuple[int, list[bytes], list[int], list[str], list[int | None]]:
+    """A ``reserve_many`` call checked: ``(now, keys, expires_at, owners, caps)``, with each
+    ``expires_at`` = valid_until + margin, clamped to the latest expiry a store keeps."""
 
 @final
 class VerifierCore:

@@ -172,8 +172,8 @@ class Verifier:
         return response, owner
 
     def settle(self, response: VerifyResponse | bytes, *, owner: str | None = None, now: int | None = None) -> int:
-        """Marks the reservation settled (kept until validBefore/deadline plus the store's
-        margin); returns what an upto session charged in total (0 for exact payments)."""
+        """Marks the reservation settled (kept for as long as the store lives: the nonce is
+        spent); returns what an upto session charged in total (0 for exact payments)."""
         key, token = self._reservation(response, owner)
         total: int = self.nonce_store.settle(key, token, now=now)
         return total

@@ -73,7 +73,7 @@ mod _core {
     #[pymodule_export]
     use crate::response::{PaymentAuthorization, VerifyResponse};
     #[pymodule_export]
-    use crate::store::MemoryNonceStore;
+    use crate::store::{store_amount_arg, store_batch_args, store_key_arg, store_margin_arg, store_now_arg, store_owner_arg, store_refusals, MemoryNonceStore};
     #[pymodule_export]
     use crate::verifier::VerifierCore;
 

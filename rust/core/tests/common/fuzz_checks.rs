@@ -1134,10 +1134,10 @@ impl StoreModel {
             // Reserved by the caller: an idempotent retry. Anything else: a replay.
             return Ok(matches!(&e.state, State::Reserved { owner: o, .. } if o == owner));
         }
-        // Dead on arrival: granted, and nothing is kept.
+        // Dead on arrival: nothing would be kept, so it is refused, never acknowledged.
         if expires_at <= now {
             self.map.remove(&key);
-            return Ok(true);
+            return Err(StoreRefusal::Expired);
         }
         // Bounded: full means full of live entries.
         if self.live_count(now) >= self.max_entries {
@@ -1152,6 +1152,8 @@ impl StoreModel {
         match e.state.clone() {
             State::Reserved { owner: o, charged, .. } if o == owner => {
                 e.state = State::Settled { owner: o, total: charged };
+                // The nonce is spent: a settled key is kept for as long as the store lives.
+                e.expires_at = u64::MAX;
                 Ok(charged)
             }
             State::Settled { owner: o, total } if o == owner => Ok(total),
