@@ -90,10 +90,14 @@ pub fn value(obj: &Bound<'_, PyAny>, depth: usize, budget: &mut usize) -> Result
     out
 }
 
-/// The snapshot is read, not the container: Python code runs during a read (big ints are
-/// printed through `int`'s methods, and any allocation may start the garbage collector, whose
-/// finalizers can touch the input), and pyo3's dict iterator panics on a dict that changes
-/// size under it. A container that changed by the end of its read is refused.
+/// Containers are copied into a Rust `Vec` of references first and then read from it. Python
+/// code runs during a read (big ints are printed through `int`'s methods, and any allocation
+/// of a Python object may start the garbage collector, whose finalizers can touch the input),
+/// while pyo3's dict iterator panics on a dict that changes size under it; the copying loop
+/// itself allocates no Python object, so nothing runs during it. (`dict.items()` and
+/// `list.copy()`-style C calls allocate while they copy, and CPython 3.11's list-to-tuple copy
+/// then reads freed items when a finalizer shrinks the list.) A container whose length
+/// changed by the end of its read is refused.
 fn read(obj: &Bound<'_, PyAny>, depth: usize, budget: &mut Budget) -> Result<Value> {
     if depth > MAX_DEPTH {
         return Err(Error::new(Code::LimitExceeded, format!("nesting deeper than {MAX_DEPTH}")));
@@ -107,18 +111,17 @@ fn read(obj: &Bound<'_, PyAny>, depth: usize, budget: &mut Budget) -> Result<Val
         return Ok(Value::Str(string(s, 2, budget, || Error::new(Code::InvalidValueType, "string is not valid UTF-8 (lone surrogates)"))?));
     }
     if let Ok(d) = obj.cast::<PyDict>() {
-        let items = d.items();
+        let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = d.iter().collect();
         budget.spend(2 + items.len().saturating_sub(1))?;
         let mut entries = Vec::with_capacity(items.len());
-        for item in items.iter() {
-            let (k, v) = pair_of(&item)?;
+        for (k, v) in &items {
             let key = k
                 .cast::<PyString>()
                 .ok()
                 .map(|s| string(s, 3, budget, || Error::new(Code::InvalidInputType, "dict keys must be valid UTF-8 str (lone surrogates)")))
                 .transpose()?
-                .ok_or_else(|| Error::new(Code::InvalidInputType, format!("dict keys must be str, not {}", type_name(&k))))?;
-            let val = read(&v, depth + 1, budget).map_err(|e| e.at_key(&key))?;
+                .ok_or_else(|| Error::new(Code::InvalidInputType, format!("dict keys must be str, not {}", type_name(k))))?;
+            let val = read(v, depth + 1, budget).map_err(|e| e.at_key(&key))?;
             entries.push((key, val));
         }
         if d.len() != items.len() {
@@ -141,15 +144,15 @@ fn read(obj: &Bound<'_, PyAny>, depth: usize, budget: &mut Budget) -> Result<Val
         return int(i, budget);
     }
     if let Ok(l) = obj.cast::<PyList>() {
-        let t = l.to_tuple();
-        let out = sequence(&t, depth, budget)?;
-        if l.len() != t.len() {
+        let items: Vec<Bound<'_, PyAny>> = l.iter().collect();
+        let out = sequence(&items, depth, budget)?;
+        if l.len() != items.len() {
             return Err(Error::new(Code::InvalidInputType, CHANGED_DURING_READ));
         }
         return Ok(out);
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
-        return sequence(t, depth, budget);
+        return sequence(&t.iter().collect::<Vec<_>>(), depth, budget);
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
         // Counted as the 0x hex string that JSON text would carry.
@@ -166,18 +169,9 @@ fn read(obj: &Bound<'_, PyAny>, depth: usize, budget: &mut Budget) -> Result<Val
     Err(Error::new(Code::InvalidInputType, format!("values of type {} cannot appear in typed data", type_name(obj))))
 }
 
-fn sequence(t: &Bound<'_, PyTuple>, depth: usize, budget: &mut Budget) -> Result<Value> {
-    budget.spend(2 + t.len().saturating_sub(1))?;
-    t.iter().enumerate().map(|(i, v)| read(&v, depth + 1, budget).map_err(|e| e.at_index(i))).collect::<Result<_>>().map(Value::Array)
-}
-
-fn pair_of<'py>(item: &Bound<'py, PyAny>) -> Result<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    // `dict.items()` gives 2-tuples; anything else means the snapshot is not what it should be.
-    let t = item.cast::<PyTuple>().map_err(|_| Error::new(Code::InvalidInputType, CHANGED_DURING_READ))?;
-    match (t.get_item(0), t.get_item(1)) {
-        (Ok(k), Ok(v)) if t.len() == 2 => Ok((k, v)),
-        _ => Err(Error::new(Code::InvalidInputType, CHANGED_DURING_READ)),
-    }
+fn sequence(items: &[Bound<'_, PyAny>], depth: usize, budget: &mut Budget) -> Result<Value> {
+    budget.spend(2 + items.len().saturating_sub(1))?;
+    items.iter().enumerate().map(|(i, v)| read(v, depth + 1, budget).map_err(|e| e.at_index(i))).collect::<Result<_>>().map(Value::Array)
 }
 
 /// A str's UTF-8 text, charged with `extra` bytes of JSON punctuation.
