@@ -48,7 +48,7 @@ def long_name_document(name_len: int, tag: str) -> dict[str, Any]:
         "types": {name: [{"name": "v", "type": "uint256"}]},
         "primaryType": name,
         "domain": {"name": "long"},
-        "message": {"v": "0x01"},
+        "message": {"v": 1},
     }
 
 
