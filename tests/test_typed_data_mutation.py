@@ -75,8 +75,11 @@ def grow(target: dict[str, Any]) -> Callable[[], None]:
     return lambda: target.__setitem__(f"added{len(target)}", 1)
 
 
+BIG_INTS = [2**70 + i for i in range(300)]  # each read runs Python code: chances for a collection
+
+
 def test_a_finalizer_that_grows_the_message_dict(eager_gc: None) -> None:
-    message: dict[str, Any] = {"a": 2**70, "b": 2**71, "c": []}
+    message: dict[str, Any] = {"a": 2**70, "b": 2**71, "c": list(BIG_INTS)}
     doc = document(message)
     Mutator(grow(message))
     result = outcome(lambda: xv.hash_typed_data(doc))
@@ -98,7 +101,7 @@ def test_a_finalizer_that_shrinks_a_list(eager_gc: None) -> None:
 
 
 def test_in_a_batch_it_is_an_item_error(eager_gc: None) -> None:
-    message: dict[str, Any] = {"a": 2**70, "b": 2**71, "c": []}
+    message: dict[str, Any] = {"a": 2**70, "b": 2**71, "c": list(BIG_INTS)}
     Mutator(grow(message))
     results = outcome(lambda: xv.recover_typed_data_batch([(document(message), SIG), (document({"a": 1, "b": 2, "c": []}), SIG)]))
     assert isinstance(results, list) and len(results) == 2, repr(results)
