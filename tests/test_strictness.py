@@ -166,8 +166,11 @@ def test_base_documents_are_valid() -> None:
 # Numbers
 # --------------------------------------------------------------------------------------------
 
-NON_CANONICAL = [" 100", "100 ", "+1", "1_0", "1e6", "1E6", "1.0", "١٠٠", "１００", "0100", "00", "", "0x64", "0X64",
-                 "100\n", "\t1", "1,000", "0b1", "0o7", "--1", "-"]  # fmt: skip
+# Hex (issue 9): "0x" and hex digits of either case; not "0X", not empty, no sign, spaces or "_".
+NON_CANONICAL = [" 100", "100 ", "+1", "1_0", "1e6", "1E6", "1.0", "١٠٠", "１００", "0100", "00", "", "0X64",
+                 "100\n", "\t1", "1,000", "0b1", "0o7", "--1", "-",
+                 "0x", "0x1_0", "0xg", "0x 1", " 0x1", "0x1 ", "0x1\n", "-0x1", "+0x1", "0x-1", "0x+1", "0x٠", "0x0x1",
+                 "0x1.0", "0x1p4", "x1"]  # fmt: skip
 
 NUMBER_FIELDS = [
     ("permit2", ("message", "permitted", "amount"), "message.permitted.amount"),
@@ -234,13 +237,70 @@ def test_nan_and_infinity_in_text_are_refused(path: tuple[Any, ...], literal: st
         xv.hash_typed_data(text_with(PERMIT2, path, literal))
 
 
-@pytest.mark.parametrize("literal", [str(2**64), str(2**64 + 1), str(-(2**63) - 1), str(10**30), str(2**256)])
+@pytest.mark.parametrize(("field", "text", "number"), [
+    ("u256", "0x0", 0), ("u256", "0x00", 0), ("u256", "0x2710", 10000), ("u256", "0xDE0B6B3A7640000", 10**18),
+    ("u256", "0xde0b6B3a7640000", 10**18), ("u256", "0x" + "f" * 64, 2**256 - 1), ("u256", "0x" + "0" * 100 + "1", 1),
+    ("u8", "0xff", 255), ("u8", "0x0000ff", 255), ("i8", "0x7f", 127), ("i8", "0x0", 0),
+    ("i256", "0x" + "7" + "f" * 63, 2**255 - 1), ("dyn", ["0x3", "0x04"], [3, 4]),
+])  # fmt: skip
+def test_hex_integers_are_accepted_and_equal_ints(field: str, text: Any, number: Any) -> None:
+    # eth-account reads 0x strings with int(s, 16); leading zeros are harmless (hex is never octal).
+    as_text = mutated(PROBE, ("message", field), text)
+    as_int = mutated(PROBE, ("message", field), number)
+    assert xv.hash_typed_data(as_text) == xv.hash_typed_data(as_int) == eth_account_digest(as_text)
+    assert xv.hash_typed_data(json.dumps(as_text)) == xv.hash_typed_data(as_int)
+
+
+def test_hex_integers_in_the_domain_and_the_payment_types() -> None:
+    chain = mutated(PERMIT2, ("domain", "chainId"), hex(84532))
+    assert xv.hash_typed_data(chain) == PERMIT2_DIGEST == eth_account_digest(chain)
+    amount = mutated(EIP3009, ("message", "value"), "0x2710")
+    assert xv.hash_typed_data(amount) == EIP3009_DIGEST == eth_account_digest(amount)
+    assert xv.recover_typed_data(json.dumps(amount).encode(), EIP3009_SIG) == EIP3009_FROM
+
+
+@pytest.mark.parametrize(("field", "text", "code"), [
+    # Hex is a magnitude, never two's complement: int8 "0xff" is 255 (eth-account: the same).
+    ("i8", "0x80", "number_out_of_range"), ("i8", "0xff", "number_out_of_range"), ("u8", "0x100", "number_out_of_range"),
+    ("i256", "0x8" + "0" * 63, "number_out_of_range"), ("u256", "0x1" + "0" * 64, "number_out_of_range"),
+    ("u256", "0x" + "f" * 5000, "number_out_of_range"),
+])  # fmt: skip
+def test_hex_integers_out_of_range(field: str, text: str, code: str) -> None:
+    with expect(TypedDataError, code, f"message.{field}"):
+        xv.hash_typed_data(mutated(PROBE, ("message", field), text))
+    with expect(TypedDataError, code, f"message.{field}"):
+        xv.hash_typed_data(json.dumps(mutated(PROBE, ("message", field), text)))
+
+
+@pytest.mark.parametrize("number", [2**64, 2**64 + 1, -(2**63) - 1, 10**30, 2**255 - 1, -(2**255)], ids=str)
 @pytest.mark.parametrize(("base", "path"), [("permit2", ("message", "permitted", "amount")), ("probe", ("message", "i256")),
                                             ("permit2", ("domain", "chainId"))])  # fmt: skip
-def test_json_integers_beyond_64_bits_are_refused(base: str, path: tuple[Any, ...], literal: str) -> None:
-    # Big numbers travel as decimal strings; a big JSON literal is lossy in JS and most parsers.
-    with expect(TypedDataError, "invalid_json_number"):
-        xv.hash_typed_data(text_with(BASES[base], path, literal))
+def test_json_integers_beyond_64_bits_are_exact(base: str, path: tuple[Any, ...], number: int) -> None:
+    # Issue 9: the dict form of the same document holds these ints, so its JSON text must too.
+    as_int = mutated(BASES[base], path, number)
+    text = text_with(BASES[base], path, str(number))
+    try:
+        want: Any = xv.hash_typed_data(as_int)
+    except TypedDataError as e:
+        want = (e.code, e.path)
+    for form in (text, text.encode()):
+        try:
+            got: Any = xv.hash_typed_data(form)
+        except TypedDataError as e:
+            got = (e.code, e.path)
+        assert got == want
+
+
+@pytest.mark.parametrize(("literal", "code"), [
+    (str(2**256), "number_out_of_range"), (str(-(2**255) - 1), "number_out_of_range"), ("9" * 79, "number_out_of_range"),
+    ("9" * 400, "number_out_of_range"), ("-" + "9" * 400, "number_out_of_range"),
+])  # fmt: skip
+def test_json_integers_beyond_256_bits_are_out_of_range(literal: str, code: str) -> None:
+    # Even past any float (10**400): refused for its range, where it stands, as its dict form is.
+    with expect(TypedDataError, code, "message.i256"):
+        xv.hash_typed_data(text_with(PROBE, ("message", "i256"), literal))
+    with expect(TypedDataError, code, "message.i256"):
+        xv.hash_typed_data(mutated(PROBE, ("message", "i256"), int(literal)))
 
 
 def test_json_integers_within_64_bits_are_exact() -> None:

@@ -69,9 +69,14 @@ class SignaturePolicy:
 def hash_typed_data(typed_data: _TypedData, *, max_bytes: int = ...) -> bytes:
     """The 32-byte EIP-712 signing digest of a typed-data document.
 
+    Integers may be ints, JSON literals of any size, decimal strings or ``0x`` hex strings
+    (docs/reason-codes.md). ``max_bytes`` bounds JSON text, and a dict as the compact JSON it
+    stands for.
+
     Raises:
         TypedDataError: the document is malformed, non-canonical or over ``max_bytes``.
-        TypeError: ``typed_data`` is not a dict, str or bytes.
+        TypeError: ``typed_data`` is not a dict, str or bytes; ``max_bytes`` is not an int.
+        ValueError: ``max_bytes`` is negative or not below 2**64.
     """
 
 def recover_typed_data(

@@ -59,7 +59,7 @@ codes! {
     InvalidJson = "invalid_json", TypedData, "the input is not well-formed UTF-8 JSON";
     DuplicateKey = "duplicate_key", TypedData, "a JSON object names the same key twice";
     InvalidInputType = "invalid_input_type", TypedData, "a Python value has a type this function does not take (a set, an arbitrary object, a non-pair batch item)";
-    InvalidJsonNumber = "invalid_json_number", TypedData, "a JSON number is a float, NaN, Infinity or an integer outside 64 bits; big numbers go in decimal strings";
+    InvalidJsonNumber = "invalid_json_number", TypedData, "a JSON number is a float, an exponent, NaN, Infinity or -0 (in payment JSON also an integer outside 64 bits, which typed data reads exactly)";
     LimitExceeded = "limit_exceeded", TypedData, "the document has more types, fields, elements or nesting than the limits allow";
     // --- typed-data structure ------------------------------------------------------------------
     InvalidTypedData = "invalid_typed_data", TypedData, "the document lacks types, primaryType, domain or message, or one of them has the wrong shape";
@@ -71,7 +71,7 @@ codes! {
     UnknownField = "unknown_field", TypedData, "the value has a field its type does not declare";
     InvalidValueType = "invalid_value_type", TypedData, "a value has the wrong JSON kind for its EIP-712 type";
     // --- atomic values ---------------------------------------------------------------------------
-    NonCanonicalNumber = "non_canonical_number", TypedData, "a number string is not canonical ASCII decimal (no sign, spaces, underscores, exponents, hex or leading zeros)";
+    NonCanonicalNumber = "non_canonical_number", TypedData, "a number string is neither canonical ASCII decimal (no +, spaces, underscores, exponents or leading zeros) nor, in typed data, 0x and hex digits (no sign)";
     NumberOutOfRange = "number_out_of_range", TypedData, "an integer does not fit its intN or uintN type";
     NegativeUnsigned = "negative_unsigned", TypedData, "a negative value was given for an unsigned type";
     InvalidAddress = "invalid_address", TypedData, "an address is not 0x followed by 40 hex digits";

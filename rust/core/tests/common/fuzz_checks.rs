@@ -45,6 +45,7 @@ pub fn check(name: &str, data: &[u8]) {
 /// what it refuses that serde_json accepts is refused for a strictness reason, and an accepted
 /// value survives a print/parse round trip unchanged.
 pub fn check_json(data: &[u8]) {
+    check_json_exact(data);
     let ours = json::parse(data);
     let theirs = serde_json::from_slice::<serde_json::Value>(data);
     match &ours {
@@ -66,6 +67,38 @@ pub fn check_json(data: &[u8]) {
                 assert!(matches!(e.code, Code::InvalidJson | Code::InvalidJsonNumber | Code::DuplicateKey), "unexpected code {}", e.code);
             }
         }
+    }
+}
+
+/// `json::parse_with(_, Integers::Exact)` (typed data) differs from `json::parse` only where
+/// the latter says `invalid_json_number`: the same value or error otherwise; what it accepts
+/// serde_json accepts too, or refuses only as a number beyond any float; an accepted value
+/// whose integers are below 2^256 prints back and re-parses to itself.
+fn check_json_exact(data: &[u8]) {
+    let exact = json::parse_with(data, json::Integers::Exact);
+    match json::parse(data) {
+        Ok(v) => assert_eq!(exact.as_ref(), Ok(&v), "exact integers changed a value the plain reader accepts"),
+        Err(e) if e.code != Code::InvalidJsonNumber => assert_eq!(exact.as_ref().err(), Some(&e), "exact integers changed a non-number error"),
+        Err(_) => {}
+    }
+    if let Ok(v) = &exact {
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(data) {
+            assert!(e.to_string().starts_with("number out of range"), "exact reader accepted what serde_json refuses: {e}");
+        }
+        if all_ints_fit(v) {
+            let text = to_json_text(v);
+            let again = json::parse_with(text.as_bytes(), json::Integers::Exact).unwrap_or_else(|e| panic!("printed value does not re-parse: {e}; {text:?}"));
+            assert_eq!(&again, v, "print/parse round trip changed the value (exact integers)");
+        }
+    }
+}
+
+fn all_ints_fit(v: &Value) -> bool {
+    match v {
+        Value::Int(i) => i.mag.is_some(),
+        Value::Array(items) => items.iter().all(all_ints_fit),
+        Value::Object(o) => o.iter().all(|(_, x)| all_ints_fit(x)),
+        _ => true,
     }
 }
 
@@ -130,8 +163,8 @@ pub fn check_typed_data(data: &[u8]) {
     if let Some(less) = data.len().checked_sub(1) {
         assert_eq!(eip712::hash_typed_data_json(data, less).unwrap_err().code, Code::PayloadTooLarge);
     }
-    // The JSON entry point is parse + from_value + signing_digest, step by step.
-    match json::parse(data) {
+    // The JSON entry point is parse (integers exact) + from_value + signing_digest, step by step.
+    match json::parse_with(data, json::Integers::Exact) {
         Err(e) => assert_eq!(first.unwrap_err(), e, "a JSON error must be reported as is"),
         Ok(doc) => match eip712::TypedData::from_value(&doc) {
             Err(e) => assert_eq!(first.unwrap_err(), e, "from_value's error must be reported as is"),
@@ -439,7 +472,7 @@ fn gen_atomic(c: &mut Choices<'_>, a: &str) -> Gj {
         } else {
             U256::from(1u8) << width
         };
-        let s = c.pick(&["-1", "01", "0x10", " 1", "1e3", "-0", "+1", "1.0", ""]);
+        let s = c.pick(&["-1", "01", "0X10", " 1", "1e3", "-0", "+1", "1.0", "", "0x", "-0x1", "0x1_0", "0xg"]);
         let over = if !signed && width == 256 {
             "115792089237316195423570985008687907853269984665640564039457584007913129639936".to_owned()
         } else {
@@ -463,13 +496,14 @@ fn gen_atomic(c: &mut Choices<'_>, a: &str) -> Gj {
             (signed && c.rarely(2), U256::from_be_slice(&raw) & max)
         }
     };
-    let text = format!("{}{}", if negative && !mag.is_zero() { "-" } else { "" }, mag);
-    // Small values also go as JSON integers.
-    let fits_json = if negative { mag <= U256::from(1u64 << 63) } else { mag <= U256::from(u64::MAX) };
-    if fits_json && c.rarely(2) {
-        Gj::Raw(text)
-    } else {
-        jstr(&text)
+    let negative = negative && !mag.is_zero();
+    let text = format!("{}{}", if negative { "-" } else { "" }, mag);
+    // As a JSON integer literal (any size), a decimal string, or (non-negative) 0x hex.
+    match c.below(4) {
+        0 => Gj::Raw(text),
+        1 if !negative => jstr(&format!("0x{}{mag:x}", "0".repeat(c.below(3)))),
+        2 if !negative => jstr(&format!("0x{mag:X}")),
+        _ => jstr(&text),
     }
 }
 
