@@ -245,16 +245,16 @@ def test_nan_and_infinity_in_text_are_refused(path: tuple[Any, ...], literal: st
 ])  # fmt: skip
 def test_hex_integers_are_accepted_and_equal_ints(field: str, text: Any, number: Any) -> None:
     # eth-account reads 0x strings with int(s, 16); leading zeros are harmless (hex is never octal).
-    as_text = mutated(PROBE, ("message", field), text)
-    as_int = mutated(PROBE, ("message", field), number)
+    as_text = edited(PROBE, ("message", field), text)
+    as_int = edited(PROBE, ("message", field), number)
     assert xv.hash_typed_data(as_text) == xv.hash_typed_data(as_int) == eth_account_digest(as_text)
     assert xv.hash_typed_data(json.dumps(as_text)) == xv.hash_typed_data(as_int)
 
 
 def test_hex_integers_in_the_domain_and_the_payment_types() -> None:
-    chain = mutated(PERMIT2, ("domain", "chainId"), hex(84532))
+    chain = edited(PERMIT2, ("domain", "chainId"), hex(84532))
     assert xv.hash_typed_data(chain) == PERMIT2_DIGEST == eth_account_digest(chain)
-    amount = mutated(EIP3009, ("message", "value"), "0x2710")
+    amount = edited(EIP3009, ("message", "value"), "0x2710")
     assert xv.hash_typed_data(amount) == EIP3009_DIGEST == eth_account_digest(amount)
     assert xv.recover_typed_data(json.dumps(amount).encode(), EIP3009_SIG) == EIP3009_FROM
 
@@ -267,9 +267,9 @@ def test_hex_integers_in_the_domain_and_the_payment_types() -> None:
 ])  # fmt: skip
 def test_hex_integers_out_of_range(field: str, text: str, code: str) -> None:
     with expect(TypedDataError, code, f"message.{field}"):
-        xv.hash_typed_data(mutated(PROBE, ("message", field), text))
+        xv.hash_typed_data(edited(PROBE, ("message", field), text))
     with expect(TypedDataError, code, f"message.{field}"):
-        xv.hash_typed_data(json.dumps(mutated(PROBE, ("message", field), text)))
+        xv.hash_typed_data(json.dumps(edited(PROBE, ("message", field), text)))
 
 
 @pytest.mark.parametrize("number", [2**64, 2**64 + 1, -(2**63) - 1, 10**30, 2**255 - 1, -(2**255)], ids=str)
@@ -277,7 +277,7 @@ def test_hex_integers_out_of_range(field: str, text: str, code: str) -> None:
                                             ("permit2", ("domain", "chainId"))])  # fmt: skip
 def test_json_integers_beyond_64_bits_are_exact(base: str, path: tuple[Any, ...], number: int) -> None:
     # Issue 9: the dict form of the same document holds these ints, so its JSON text must too.
-    as_int = mutated(BASES[base], path, number)
+    as_int = edited(BASES[base], path, number)
     text = text_with(BASES[base], path, str(number))
     try:
         want: Any = xv.hash_typed_data(as_int)
@@ -300,7 +300,7 @@ def test_json_integers_beyond_256_bits_are_out_of_range(literal: str, code: str)
     with expect(TypedDataError, code, "message.i256"):
         xv.hash_typed_data(text_with(PROBE, ("message", "i256"), literal))
     with expect(TypedDataError, code, "message.i256"):
-        xv.hash_typed_data(mutated(PROBE, ("message", "i256"), int(literal)))
+        xv.hash_typed_data(edited(PROBE, ("message", "i256"), int(literal)))
 
 
 def test_json_integers_within_64_bits_are_exact() -> None:
