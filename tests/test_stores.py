@@ -107,10 +107,14 @@ class Payment:
         return text
 
 
-def sign_payment(kind: str, now: int, *, valid_for: int = 300, amount: int = 10_000, nonce: int | bytes | None = None) -> Payment:
+def sign_payment(
+    kind: str, now: int, *, valid_for: int = 300, amount: int = 10_000, nonce: int | bytes | None = None, spender: str | None = None
+) -> Payment:
     """A fresh, valid x402 v2 payment of ``kind`` (``eip3009`` | ``permit2`` | ``upto``) at
-    ``now``, valid until ``now + valid_for``, with a random nonce unless one is given."""
-    req = requirements(kind, amount)
+    ``now``, valid until ``now + valid_for``, with a random nonce unless one is given (and, for
+    Permit2, ``spender`` instead of the scheme's proxy when given)."""
+    # A client signs validBefore / deadline = now + maxTimeoutSeconds: the route allows what it signs.
+    req = {**requirements(kind, amount), "maxTimeoutSeconds": max(300, valid_for)}
     valid_after, valid_until = str(now - 60), now + valid_for
     if kind == "eip3009":
         n = nonce if isinstance(nonce, bytes) else secrets.token_bytes(32)
@@ -137,7 +141,7 @@ def sign_payment(kind: str, now: int, *, valid_for: int = 300, amount: int = 10_
         auth = {
             "from": PAYER,
             "permitted": {"token": OPG_BASE, "amount": str(amount)},
-            "spender": xv.UPTO_PERMIT2_PROXY if upto else xv.EXACT_PERMIT2_PROXY,
+            "spender": spender or (xv.UPTO_PERMIT2_PROXY if upto else xv.EXACT_PERMIT2_PROXY),
             "nonce": str(n_int),
             "deadline": str(valid_until),
             "witness": witness,

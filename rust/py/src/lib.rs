@@ -1,9 +1,11 @@
 //! PyO3 bindings: the private module `x402_verify._core`. Argument handling and GIL release
 //! only; every rule lives in `x402-verify-core`.
 
+mod args;
 mod convert;
 mod errors;
 mod policy;
+mod requirements;
 mod response;
 mod store;
 mod verifier;
@@ -16,7 +18,7 @@ use x402_verify_core::primitives::checksum;
 use x402_verify_core::{Address, Code, Digest, Error, Result as CoreResult, SignaturePolicy as CorePolicy};
 
 use convert::Doc;
-use errors::{to_item, to_pyerr, value_error};
+use errors::{to_item, to_pyerr};
 use policy::SignaturePolicy;
 
 fn digest_of(doc: &Doc, max_bytes: usize) -> CoreResult<Digest> {
@@ -40,14 +42,6 @@ fn recover_digest(digest: &[u8], sig: &[u8], policy: &CorePolicy) -> CoreResult<
 /// Single-call argument errors of the wrong Python type are TypeErrors; the rest are data.
 fn single_doc(obj: &Bound<'_, PyAny>) -> PyResult<Doc> {
     convert::doc(obj).map_err(|e| if e.code == Code::InvalidInputType { PyTypeError::new_err(e.message) } else { to_pyerr(e) })
-}
-
-pub(crate) fn check_threads(threads: Option<usize>) -> PyResult<Option<usize>> {
-    match threads {
-        Some(0) => Err(value_error("threads must be at least 1 (or None for every core)")),
-        Some(n) if n > x402_verify_core::batch::MAX_THREADS => Err(value_error(format!("threads must be at most {}", x402_verify_core::batch::MAX_THREADS))),
-        t => Ok(t),
-    }
 }
 
 /// Splits a batch item into its two members, or says why it cannot.
@@ -74,6 +68,8 @@ mod _core {
     use crate::response::{PaymentAuthorization, VerifyResponse};
     #[pymodule_export]
     use crate::store::MemoryNonceStore;
+    #[pymodule_export]
+    use crate::requirements::Requirements;
     #[pymodule_export]
     use crate::verifier::VerifierCore;
 
@@ -123,10 +119,10 @@ mod _core {
         py: Python<'py>,
         items: &Bound<'py, PyAny>,
         policy: Option<&SignaturePolicy>,
-        threads: Option<usize>,
+        threads: Option<args::Threads>,
         max_bytes: usize,
     ) -> PyResult<Bound<'py, PyList>> {
-        let threads = check_threads(threads)?;
+        let threads = args::threads(threads);
         let policy = policy::resolve(policy);
         let mut inputs: Vec<CoreResult<(Doc, Vec<u8>)>> = Vec::new();
         for item in items.try_iter()? {
@@ -152,9 +148,9 @@ mod _core {
         py: Python<'py>,
         items: &Bound<'py, PyAny>,
         policy: Option<&SignaturePolicy>,
-        threads: Option<usize>,
+        threads: Option<args::Threads>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let threads = check_threads(threads)?;
+        let threads = args::threads(threads);
         let policy = policy::resolve(policy);
         let mut inputs: Vec<CoreResult<(Vec<u8>, Vec<u8>)>> = Vec::new();
         for item in items.try_iter()? {
@@ -194,7 +190,8 @@ mod _core {
     #[pyo3(signature = (value, *, max_bytes = x402_verify_core::x402::verify::DEFAULT_MAX_PAYLOAD_BYTES))]
     fn decode_payment_header<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, max_bytes: usize) -> PyResult<Bound<'py, PyAny>> {
         let bytes = if let Ok(s) = value.cast::<PyString>() {
-            s.to_str()?.as_bytes().to_vec()
+            let text = s.to_str().map_err(|_| to_pyerr(Error::new(Code::InvalidPayload, "the header is not valid UTF-8 text (lone surrogates)")))?;
+            text.as_bytes().to_vec()
         } else if let Ok(b) = value.cast::<PyBytes>() {
             b.as_bytes().to_vec()
         } else {
