@@ -52,3 +52,31 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Threads {
 pub fn threads(t: Option<Threads>) -> Option<usize> {
     t.map(|t| t.0)
 }
+
+/// A byte limit (`max_bytes`): `1..=2**63 - 1`.
+#[derive(Clone, Copy, Debug)]
+pub struct ByteLimit(pub usize);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for ByteLimit {
+    type Error = PyErr;
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let max = (usize::MAX as u64).min(i64::MAX as u64);
+        int_in(obj, "max_bytes", 1, max).map(|n| ByteLimit(n as usize))
+    }
+}
+
+/// A `str` argument that must be UTF-8 text: a lone surrogate is a `ValueError`, not the
+/// `UnicodeEncodeError` of the conversion to a Rust string.
+#[derive(Clone, Debug)]
+pub struct Text(pub String);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Text {
+    type Error = PyErr;
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let s = obj.cast::<pyo3::types::PyString>().map_err(|_| {
+            let kind = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+            PyTypeError::new_err(format!("expected str, not {kind}"))
+        })?;
+        s.to_str().map(|t| Text(t.to_owned())).map_err(|_| PyValueError::new_err("the text is not valid UTF-8 (lone surrogates)"))
+    }
+}

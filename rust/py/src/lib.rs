@@ -187,8 +187,9 @@ mod _core {
 
     /// Decodes an x402 payment header (base64 JSON, or JSON text) into a dict, strictly.
     #[pyfunction]
-    #[pyo3(signature = (value, *, max_bytes = x402_verify_core::x402::verify::DEFAULT_MAX_PAYLOAD_BYTES))]
-    fn decode_payment_header<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, max_bytes: usize) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (value, *, max_bytes = args::ByteLimit(x402_verify_core::x402::verify::DEFAULT_MAX_PAYLOAD_BYTES)))]
+    fn decode_payment_header<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, max_bytes: args::ByteLimit) -> PyResult<Bound<'py, PyAny>> {
+        let max_bytes = max_bytes.0;
         let bytes = if let Ok(s) = value.cast::<PyString>() {
             let text = s.to_str().map_err(|_| to_pyerr(Error::new(Code::InvalidPayload, "the header is not valid UTF-8 text (lone surrogates)")))?;
             text.as_bytes().to_vec()

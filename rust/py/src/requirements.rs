@@ -16,6 +16,7 @@ use x402_verify_core::primitives::checksum;
 use x402_verify_core::x402::{parse_requirements, requirements_error, PaymentRequirements};
 use x402_verify_core::{Code, Error, Result as CoreResult};
 
+use crate::args::ByteLimit;
 use crate::convert;
 use crate::errors::to_pyerr;
 
@@ -49,8 +50,9 @@ impl Requirements {
 impl Requirements {
     /// Reads x402 PaymentRequirements (v2 when they carry `amount`, v1 `maxAmountRequired`).
     #[new]
-    #[pyo3(signature = (requirements, *, max_bytes = x402_verify_core::x402::verify::DEFAULT_MAX_PAYLOAD_BYTES))]
-    fn new(requirements: &Bound<'_, PyAny>, max_bytes: usize) -> PyResult<Self> {
+    #[pyo3(signature = (requirements, *, max_bytes = ByteLimit(x402_verify_core::x402::verify::DEFAULT_MAX_PAYLOAD_BYTES)))]
+    fn new(requirements: &Bound<'_, PyAny>, max_bytes: ByteLimit) -> PyResult<Self> {
+        let max_bytes = max_bytes.0;
         if let Ok(r) = requirements.cast::<Requirements>() {
             return Ok(Requirements { parsed: r.get().parsed.clone() });
         }
