@@ -65,11 +65,11 @@ mod _core {
     #[pymodule_export]
     use super::SignaturePolicy;
     #[pymodule_export]
+    use crate::requirements::Requirements;
+    #[pymodule_export]
     use crate::response::{PaymentAuthorization, VerifyResponse};
     #[pymodule_export]
     use crate::store::MemoryNonceStore;
-    #[pymodule_export]
-    use crate::requirements::Requirements;
     #[pymodule_export]
     use crate::verifier::VerifierCore;
 

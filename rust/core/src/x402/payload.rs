@@ -227,8 +227,7 @@ fn timeout(o: &Object) -> Result<u64> {
     match member(o, "maxTimeoutSeconds")? {
         // Past u64 it is "for ever" all the same; the window check saturates.
         Value::Int(Int { negative: false, mag: Some(m) }) => Ok(u64::try_from(*m).unwrap_or(u64::MAX)),
-        v => Err(Error::new(Code::InvalidValueType, format!("maxTimeoutSeconds must be a non-negative integer, got {}", v.kind()))
-            .at_key("maxTimeoutSeconds")),
+        v => Err(Error::new(Code::InvalidValueType, format!("maxTimeoutSeconds must be a non-negative integer, got {}", v.kind())).at_key("maxTimeoutSeconds")),
     }
 }
 
