@@ -413,14 +413,18 @@ def random_nonce(kind: str) -> int | str:
 
 
 def sign_payment(
-    kind: str, now: int, *, valid_for: int = 300, amount: int = 10_000, nonce: int | bytes | None = None, max_timeout: int | None = None
+    kind: str, now: int, *, valid_for: int = 300, amount: int = 10_000, nonce: int | bytes | None = None, max_timeout: int | None = None,
+    spender: str | None = None,
 ) -> Payment:
     """A fresh, valid x402 v2 payment of ``kind`` (``eip3009`` | ``permit2`` | ``upto``) by
     STORE_PAYER at ``now``, valid until ``now + valid_for``, with a random nonce unless one is given.
     The route's ``maxTimeoutSeconds`` is ``max_timeout``, by default what the client signs
-    (``valid_for``, at least 300), as an SDK client signs validBefore = now + maxTimeoutSeconds."""
+    (``valid_for``, at least 300), as an SDK client signs validBefore = now + maxTimeoutSeconds.
+    For Permit2, ``spender`` stands instead of the scheme's proxy when given."""
     spelled = random_nonce(kind) if nonce is None else "0x" + nonce.hex() if isinstance(nonce, bytes) else nonce
     f = fields(kind, from_=STORE_PAYER.address, amount=amount, valid_after=now - 60, valid_before=now + valid_for, nonce=spelled)
+    if spender is not None:
+        f["spender"] = spender
     req = requirements(kind, amount, max_timeout=max(300, valid_for) if max_timeout is None else max_timeout)
     doc = envelope(kind, req, signed_payload(kind, f, acct=STORE_PAYER), resource=False)
     sig = bytes.fromhex(doc["payload"]["signature"][2:])

@@ -1120,6 +1120,7 @@ AMBIGUOUS = "a payload carrying both authorization kinds is refused (ambiguous_p
 ROUTING = "the server's requirements choose the flow (verify.rs cascade: requirements.scheme, then extra.assetTransferMethod); the SDK routes by the payload's accepted.scheme, and its exact mechanisms never read requirements.scheme"
 TRANSFER_METHOD = "requirements.extra.assetTransferMethod names the contract the server settles with; a payment for the other one is unsupported_payload_type (the SDK verifies whichever shape arrives)"
 UPTO_NO_FACILITATOR = "label only: under upto requirements a Permit2 witness without facilitator names no facilitator (upto_facilitator_mismatch); the SDK calls the shape unsupported"
+WINDOW_BOUND = "validity bound (verify.rs window, issue 10 item 4): validBefore / deadline at most now + maxTimeoutSeconds + clock_skew_seconds (600), so a reservation cannot live for ever; the SDK takes any far deadline"
 V1_CAIP2 = "documented leniency (verify.rs chain_id): a v1 requirements network may also be CAIP-2; the signature is over that chain id, so it settles there. The SDK's v1 mechanism knows only its name table"
 
 D = Divergence
@@ -1210,6 +1211,8 @@ DIVERGENCES: list[Divergence] = [
     D("requirements_scheme_other", ("permit2",), "valid", "invalid_upto_evm_scheme", ROUTING),
     D("requirements_scheme_other", ("upto",), "invalid_upto_evm_scheme", "unsupported_scheme", ROUTING),
     D("requirements_transfer_method_mismatch", V2_KINDS, "valid", "unsupported_payload_type", TRANSFER_METHOD),
+    # -- time -------------------------------------------------------------------------------------
+    D("resigned_valid_before_max_uint256", ALL, "valid", "authorization_window_too_long", WINDOW_BOUND),
 ]
 
 

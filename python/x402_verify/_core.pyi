@@ -10,6 +10,7 @@ __all__ = [
     "PaymentAuthorization",
     "VerifyResponse",
     "MemoryNonceStore",
+    "Requirements",
     "VerifierCore",
     "store_refusals",
     "store_now_arg",
@@ -38,6 +39,9 @@ _BytesLike = bytes | bytearray | str
 
 _Json = dict[str, Any] | str | bytes
 """A payment payload or requirements object: a dict, or JSON / header text."""
+
+_Req = Requirements | dict[str, Any] | str | bytes
+"""Payment requirements: compiled, a dict, or JSON text."""
 
 DEFAULT_MAX_TYPED_DATA_BYTES: Final[int]
 DEFAULT_MAX_PAYLOAD_BYTES: Final[int]
@@ -119,7 +123,44 @@ def error_codes() -> list[tuple[str, str, str]]:
     """Every stable error code as ``(code, kind, description)``."""
 
 def decode_payment_header(value: str | bytes, *, max_bytes: int = ...) -> Any:
-    """The JSON value of an X-PAYMENT header (base64 JSON, or bare JSON text)."""
+    """The JSON value of an X-PAYMENT header (base64 JSON, or bare JSON text).
+
+    Raises:
+        PaymentError / TypedDataError: the header is not base64 of strict JSON, is over
+            ``max_bytes``, or is not valid UTF-8 text (``invalid_payload``).
+        TypeError: ``value`` is neither str nor bytes.
+    """
+
+@final
+class Requirements:
+    """Compiled x402 PaymentRequirements: read and checked once (the x402 SDK's v2 schema when
+    they carry ``amount``, v1 when ``maxAmountRequired``), immutable, reusable by any number
+    of ``verify`` / ``verify_batch`` calls.
+
+    Raises:
+        PaymentError: ``invalid_payment_requirements``, naming the member at fault.
+        TypeError: ``requirements`` is not a dict, str, bytes or ``Requirements``.
+    """
+
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+    def __new__(cls, requirements: _Req, *, max_bytes: int = ...) -> Requirements: ...
+    @property
+    def x402_version(self) -> int:
+        """1 (``maxAmountRequired``) or 2 (``amount``): the schema they were read by."""
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def network(self) -> str: ...
+    @property
+    def amount(self) -> int:
+        """``amount`` (v2) or ``maxAmountRequired`` (v1)."""
+    @property
+    def asset(self) -> str: ...
+    @property
+    def pay_to(self) -> str: ...
+    @property
+    def max_timeout_seconds(self) -> int: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
 @final
 class PaymentAuthorization:
@@ -284,15 +325,16 @@ class VerifierCore:
         upto_permit2_proxies: Sequence[str],
         facilitator_addresses: Sequence[str],
         time_buffer: int,
+        clock_skew_seconds: int,
         max_validity_seconds: int | None,
         max_payload_bytes: int,
         eip3009_policy: SignaturePolicy,
         permit2_policy: SignaturePolicy,
         threads: int | None,
     ) -> VerifierCore: ...
-    def verify(self, payload: _Json, requirements: _Json, *, now: int | None = None) -> VerifyResponse:
+    def verify(self, payload: _Json, requirements: _Req, *, now: int | None = None) -> VerifyResponse:
         """Verifies one payment. Never raises for a bad payment: the verdict says why."""
     def verify_batch(
-        self, items: Iterable[tuple[_Json, _Json]], *, now: int | None = None, threads: int | None = None
+        self, items: Iterable[tuple[_Json, _Req]], *, now: int | None = None, threads: int | None = None
     ) -> list[VerifyResponse]:
         """Verifies ``(payload, requirements)`` pairs in order, in parallel, with the GIL released."""

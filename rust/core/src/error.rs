@@ -92,11 +92,11 @@ codes! {
     InvalidBase64 = "invalid_base64", Payment, "the payment header is not standard base64 (RFC 4648, + and /, = padding)";
     InvalidX402Version = "invalid_x402_version", Payment, "x402Version is missing or not 1 or 2";
     InvalidPayload = "invalid_payload", Payment, "the payment payload does not have the x402 shape for its version and scheme";
-    InvalidPaymentRequirements = "invalid_payment_requirements", Payment, "the payment requirements are malformed (missing amount, asset, payTo or network)";
+    InvalidPaymentRequirements = "invalid_payment_requirements", Payment, "the payment requirements break the x402 schema: a required member missing or of the wrong type (the message names it)";
     InvalidNetwork = "invalid_network", Payment, "the network is not one this verifier accepts";
     UnsupportedPayloadType = "unsupported_payload_type", Payment, "the payload's authorization kind does not fit the scheme or the requirements' assetTransferMethod";
     AmbiguousPayload = "ambiguous_payload", Payment, "the payload carries both an EIP-3009 authorization and a Permit2 authorization";
-    AuthorizationWindowTooLong = "authorization_window_too_long", Payment, "validBefore / deadline lies further ahead than the verifier's max_validity_seconds";
+    AuthorizationWindowTooLong = "authorization_window_too_long", Payment, "validBefore / deadline lies further ahead than maxTimeoutSeconds plus the clock-skew allowance (or max_validity_seconds)";
     NeedsChainCheck = "needs_chain_check", Payment, "the signature is a smart-wallet form (ERC-6492 wrapper or a length ECDSA cannot have); only a chain check can decide it";
     // --- x402 Python SDK 2.25 reasons, same strings --------------------------------------------
     UnsupportedScheme = "unsupported_scheme", Payment, "the scheme is not exact (SDK: ERR_UNSUPPORTED_SCHEME)";

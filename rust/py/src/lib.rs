@@ -1,9 +1,11 @@
 //! PyO3 bindings: the private module `x402_verify._core`. Argument handling and GIL release
 //! only; every rule lives in `x402-verify-core`.
 
+mod args;
 mod convert;
 mod errors;
 mod policy;
+mod requirements;
 mod response;
 mod store;
 mod verifier;
@@ -66,7 +68,6 @@ macro_rules! count_arg {
 }
 
 count_arg!(MaxBytes, "max_bytes");
-count_arg!(Threads, "threads");
 
 fn count(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
     if obj.cast::<PyBool>().is_ok() || obj.cast::<PyInt>().is_err() {
@@ -77,14 +78,6 @@ fn count(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
         Ok(v) => Ok(usize::try_from(v).unwrap_or(usize::MAX)),
         Err(_) if obj.lt(0i32).unwrap_or(false) => Err(value_error(format!("{name} must not be negative"))),
         Err(_) => Err(value_error(format!("{name} must be below 2**64"))),
-    }
-}
-
-pub(crate) fn check_threads(threads: Option<usize>) -> PyResult<Option<usize>> {
-    match threads {
-        Some(0) => Err(value_error("threads must be at least 1 (or None for every core)")),
-        Some(n) if n > x402_verify_core::batch::MAX_THREADS => Err(value_error(format!("threads must be at most {}", x402_verify_core::batch::MAX_THREADS))),
-        t => Ok(t),
     }
 }
 
@@ -108,6 +101,8 @@ fn results_to_list<'py>(py: Python<'py>, results: Vec<CoreResult<Address>>) -> P
 mod _core {
     #[pymodule_export]
     use super::SignaturePolicy;
+    #[pymodule_export]
+    use crate::requirements::Requirements;
     #[pymodule_export]
     use crate::response::{PaymentAuthorization, VerifyResponse};
     #[pymodule_export]
@@ -163,11 +158,11 @@ mod _core {
         py: Python<'py>,
         items: &Bound<'py, PyAny>,
         policy: Option<&SignaturePolicy>,
-        threads: Option<Threads>,
+        threads: Option<args::Threads>,
         max_bytes: MaxBytes,
     ) -> PyResult<Bound<'py, PyList>> {
         let max_bytes = max_bytes.0;
-        let threads = check_threads(threads.map(|t| t.0))?;
+        let threads = args::threads(threads);
         let policy = policy::resolve(policy);
         let mut inputs: Vec<CoreResult<(Doc, Vec<u8>)>> = Vec::new();
         for item in items.try_iter()? {
@@ -193,9 +188,9 @@ mod _core {
         py: Python<'py>,
         items: &Bound<'py, PyAny>,
         policy: Option<&SignaturePolicy>,
-        threads: Option<Threads>,
+        threads: Option<args::Threads>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let threads = check_threads(threads.map(|t| t.0))?;
+        let threads = args::threads(threads);
         let policy = policy::resolve(policy);
         let mut inputs: Vec<CoreResult<(Vec<u8>, Vec<u8>)>> = Vec::new();
         for item in items.try_iter()? {
@@ -232,10 +227,12 @@ mod _core {
 
     /// Decodes an x402 payment header (base64 JSON, or JSON text) into a dict, strictly.
     #[pyfunction]
-    #[pyo3(signature = (value, *, max_bytes = x402_verify_core::x402::verify::DEFAULT_MAX_PAYLOAD_BYTES))]
-    fn decode_payment_header<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, max_bytes: usize) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (value, *, max_bytes = args::ByteLimit(x402_verify_core::x402::verify::DEFAULT_MAX_PAYLOAD_BYTES)))]
+    fn decode_payment_header<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, max_bytes: args::ByteLimit) -> PyResult<Bound<'py, PyAny>> {
+        let max_bytes = max_bytes.0;
         let bytes = if let Ok(s) = value.cast::<PyString>() {
-            s.to_str()?.as_bytes().to_vec()
+            let text = s.to_str().map_err(|_| to_pyerr(Error::new(Code::InvalidPayload, "the header is not valid UTF-8 text (lone surrogates)")))?;
+            text.as_bytes().to_vec()
         } else if let Ok(b) = value.cast::<PyBytes>() {
             b.as_bytes().to_vec()
         } else {

@@ -790,7 +790,7 @@ pub fn check_x402(data: &[u8]) {
                             assert_eq!(text, got, "Text and Value input disagree");
                         }
                         check_verdict(&got, &PayloadInput::Value(v), p, Some(req), t, cfg);
-                        if in_window(&p.authorization, t, cfg) {
+                        if in_window(&p.authorization, t, req, cfg) {
                             match &inside {
                                 None => inside = Some(got),
                                 Some(first) => assert_eq!(&got, first, "inside the validity window the verdict changed with now (t={t})"),
@@ -952,14 +952,16 @@ fn window_of(auth: &Authorization) -> (U256, U256) {
 }
 
 /// Whether `t` passes the time checks: validAfter <= t, validBefore / deadline >= t + buffer
-/// (and > t for EIP-3009: USDC's own rule), and within max_validity_seconds of t.
-fn in_window(auth: &Authorization, t: u64, cfg: &VerifyConfig) -> bool {
+/// (and > t for EIP-3009: USDC's own rule), no later than t + maxTimeoutSeconds + the clock-skew
+/// allowance, and within max_validity_seconds of t.
+fn in_window(auth: &Authorization, t: u64, req: &PaymentRequirements, cfg: &VerifyConfig) -> bool {
     let (after, before) = window_of(auth);
     let now = U256::from(t);
     let strict_after = matches!(auth, Authorization::Eip3009(_));
     after <= now
         && before >= now + U256::from(cfg.time_buffer)
         && (!strict_after || before > now)
+        && before <= now + U256::from(req.max_timeout_seconds) + U256::from(cfg.clock_skew_seconds)
         && cfg.max_validity_seconds.is_none_or(|m| before <= now + U256::from(m))
 }
 
@@ -991,7 +993,7 @@ fn check_verdict(v: &Verdict, input: &PayloadInput<'_>, p: &PaymentPayload, req:
     assert!(v.replay.is_some(), "a valid verdict has no replay key");
     let chain = v.chain_id.expect("a valid verdict has a chain");
     assert!(cfg.allowed_chain_ids.as_ref().is_none_or(|ids| ids.contains(&chain)), "valid on a chain the config does not allow");
-    assert!(in_window(auth, t, cfg), "valid at t={t} outside the window");
+    assert!(in_window(auth, t, req, cfg), "valid at t={t} outside the window");
     assert_eq!(p.network, req.network, "valid with another network");
     assert_eq!(p.scheme, req.scheme, "valid with another scheme");
     let sig = sig_bytes.expect("valid with a signature that is not hex");
@@ -1084,14 +1086,16 @@ fn render_requirements(r: &PaymentRequirements) -> String {
     if let Some(f) = &r.facilitator_address {
         extra.push(format!(r#""facilitatorAddress":"{}""#, checksum(f)));
     }
-    let timeout = r.max_timeout_seconds.map(|t| format!(r#","maxTimeoutSeconds":{t}"#)).unwrap_or_default();
+    let amount = if r.x402_version == 1 { r#""maxAmountRequired":""# } else { r#""amount":""# };
+    let v1_only = if r.x402_version == 1 { r#","resource":"https://api.example/x""# } else { "" };
     format!(
-        r#"{{"scheme":{},"network":{},"amount":"{}","asset":"{}","payTo":"{}"{timeout},"extra":{{{}}}}}"#,
+        r#"{{"scheme":{},"network":{},{amount}{}","asset":"{}","payTo":"{}","maxTimeoutSeconds":{}{v1_only},"extra":{{{}}}}}"#,
         q(&r.scheme),
         q(&r.network),
         r.amount,
         checksum(&r.asset),
         checksum(&r.pay_to),
+        r.max_timeout_seconds,
         extra.join(",")
     )
 }
