@@ -317,6 +317,107 @@ def _positive(text: str) -> int:
     return n
 
 
+# --- x402-verify serve ---------------------------------------------------------------------
+
+# (flag, field, type, help): each flag's default comes from X402_VERIFY_<FIELD> when set.
+SERVE_OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
+    ("--host", "host", str, "address to listen on"),
+    ("--port", "port", int, "port to listen on (0: any free port; the address is printed once ready)"),
+    ("--workers", "workers", int, "worker processes (the memory store is refused above 1)"),
+    ("--network", "networks", str, "accepted networks, CAIP-2 or v1 names (repeatable or comma-separated)"),
+    ("--store", "store", str, "reservations and settlements: sqlite://PATH, redis://HOST:PORT/DB, redis+cluster://HOST:PORT, memory://"),
+    ("--upstream", "upstream", str, "the x402 facilitator that settles on-chain (its base URL); none: /settle answers no_settler"),
+    ("--upstream-token", "upstream_token", str, "bearer token sent to the upstream facilitator"),
+    ("--facilitator-address", "facilitator_addresses", str, "addresses an upto witness may name (repeatable; default: the upstream's signers)"),
+    ("--auth-token", "auth_token", str, "require 'Authorization: Bearer TOKEN' on /verify, /settle, /release (and enable /release)"),
+    ("--max-body-bytes", "max_body_bytes", int, "largest request body read"),
+    ("--max-header-bytes", "max_header_bytes", int, "largest request head (all headers)"),
+    ("--max-json-depth", "max_json_depth", int, "deepest JSON nesting accepted"),
+    ("--verify-timeout", "verify_timeout", float, "seconds a /verify (and reading a body) may take"),
+    ("--settle-timeout", "settle_timeout", float, "seconds one upstream settle call may take"),
+    ("--max-upstream", "max_upstream", int, "concurrent upstream settle calls per worker"),
+    ("--max-batch", "max_batch", int, "most verifications in one verify_batch call"),
+    ("--max-connections", "max_connections", int, "concurrent connections per worker before the server answers 503"),
+    ("--log-level", "log_level", str, "server log level (critical, error, warning, info, debug)"),
+]
+LIST_FIELDS = {"networks", "facilitator_addresses"}
+SECRET_FIELDS = {"auth_token", "upstream_token"}
+
+
+def _env_name(name: str) -> str:
+    return "X402_VERIFY_" + name.upper()
+
+
+def _serve_parser(sub: Any) -> None:
+    from x402_verify.facilitator.server import ServeConfig
+
+    defaults = ServeConfig()
+    s = sub.add_parser(
+        "serve",
+        help="run the x402 facilitator service (/verify /settle /supported /health /metrics)",
+        description="Run the x402 facilitator service. Every flag can also be set by the environment variable named after it.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for flag, name, kind, text in SERVE_OPTIONS:
+        default = getattr(defaults, name)
+        shown = "none" if default in (None, []) else (",".join(default) if isinstance(default, list) else default)
+        if name in SECRET_FIELDS:
+            shown = "none"
+        env = _env_name(name)
+        raw = os.environ.get(env)
+        help_text = f"{text} (default: {shown}; env {env})"
+        if name in LIST_FIELDS:
+            s.add_argument(flag, dest=name, metavar=flag[2:].upper().replace("-", "_"), action="append", type=str, default=None, help=help_text)
+            s.set_defaults(**{f"{name}_env": raw})
+        else:
+            s.add_argument(flag, dest=name, metavar=flag[2:].upper().replace("-", "_"), type=kind, default=None, help=help_text)
+            s.set_defaults(**{f"{name}_env": raw})
+    s.set_defaults(func=_serve)
+
+
+def _serve_config(args: argparse.Namespace) -> Any:
+    from x402_verify.facilitator.server import ServeConfig
+
+    values: dict[str, Any] = {}
+    for flag, name, kind, _ in SERVE_OPTIONS:
+        given = getattr(args, name)
+        raw = getattr(args, f"{name}_env")
+        if name in LIST_FIELDS:
+            items = given if given is not None else ([raw] if raw else None)
+            if items is not None:
+                values[name] = [part.strip() for item in items for part in item.split(",") if part.strip()]
+            continue
+        if given is None and raw is not None and raw != "":
+            try:
+                given = kind(raw)
+            except ValueError as e:
+                raise CliError("usage_error", f"{_env_name(name)}={raw!r}: not a valid {flag} value") from e
+        if given is not None:
+            values[name] = given
+    try:
+        config = ServeConfig(**values)
+        if config.workers < 1 or not 0 <= config.port <= 65535:
+            raise ValueError("--workers must be >= 1 and --port in 0..65535")
+        config.limits()
+    except (TypeError, ValueError) as e:
+        raise CliError("usage_error", str(e)) from e
+    return config
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from x402_verify.facilitator.server import serve
+    except ImportError as e:
+        raise CliError("missing_dependency", f"the service needs its extra: pip install 'x402-verify[server]' ({e})") from e
+    config = _serve_config(args)
+    try:
+        return serve(config)
+    except (ValueError, ImportError) as e:
+        raise CliError("usage_error", str(e)) from e
+    except OSError as e:
+        raise CliError("io_error", f"cannot listen on {config.host}:{config.port}: {e.strerror or e}") from e
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="x402-verify", description="Verify x402 payment authorizations (EIP-712 typed data).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -355,6 +456,12 @@ def _parser() -> argparse.ArgumentParser:
         help="signature encodings to accept (default eip3009: 65 bytes, v 27/28, low s; permit2 adds EIP-2098 and high s)",
     )
     r.set_defaults(func=_recover)
+
+    try:
+        _serve_parser(sub)
+    except ImportError:  # without the [server] extra, serve explains what to install
+        sv = sub.add_parser("serve", help="run the x402 facilitator service (needs x402-verify[server])")
+        sv.set_defaults(func=_serve)
     return p
 
 
