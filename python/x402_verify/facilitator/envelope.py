@@ -8,6 +8,7 @@ A fault of the envelope is the caller's mistake (HTTP 400 with a JSON body namin
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,18 +66,26 @@ async def read_body(scope: MutableMapping[str, Any], receive: Receive, limit: in
             return b"".join(chunks)
 
 
-def _depth_within(value: Any, limit: int) -> bool:
-    """True when no container nests deeper than ``limit`` (iterative: a hostile document
-    cannot exhaust the stack here)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+# JSON strings (so brackets inside them do not count) and the brackets themselves.
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _nesting_within(body: bytes, limit: int) -> bool:
+    """True when no array or object nests deeper than ``limit``. Checked on the bytes before
+    parsing: the stdlib parser recurses on the C stack as deep as the recursion limit allows,
+    and libraries raise that limit (py_ecc, imported by eth-account, sets 100,000), which turns
+    a deep document into a crash instead of an error. A body with few brackets is not scanned."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return True
+    depth = 0
+    for match in _TOKENS.finditer(body):
+        token = match.group()
+        if token == b"[" or token == b"{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif token == b"]" or token == b"}":
+            depth -= 1
     return True
 
 
@@ -92,15 +101,19 @@ def parse(scope: MutableMapping[str, Any], body: bytes, max_depth: int) -> Envel
     if not _is_json(_header(scope, b"content-type")):
         raise EnvelopeError(400, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
     try:
-        doc = json.loads(body)
-    except RecursionError:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError(400, "invalid_json", f"the body is not UTF-8: {exc}"[:300]) from None
+    if not _nesting_within(body, max_depth):
+        raise EnvelopeError(400, "json_too_deep", f"the JSON nests deeper than {max_depth} levels")
+    try:
+        doc = json.loads(text)
+    except RecursionError:  # only if the scan above were wrong; never a crash or a 500
         raise EnvelopeError(400, "json_too_deep", f"the JSON nests deeper than {max_depth} levels") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         raise EnvelopeError(400, "invalid_json", f"the body is not JSON: {exc}"[:300]) from None
     if not isinstance(doc, dict):
-        raise EnvelopeError(400, "invalid_request", f"the body is a JSON {type(doc).__name__}, not an object")
-    if not _depth_within(doc, max_depth):
-        raise EnvelopeError(400, "json_too_deep", f"the JSON nests deeper than {max_depth} levels")
+        raise EnvelopeError(400, "invalid_request", f"the body is a JSON {_kind(doc)}, not an object")
     version = doc.get("x402Version")
     if "x402Version" not in doc:
         raise EnvelopeError(400, "missing_field", "x402Version is missing")
