@@ -60,14 +60,15 @@ def _supported(networks: Sequence[str], addresses: Sequence[str], upstream: Mapp
             if isinstance(address, str) and isinstance(kind.get("network"), str):
                 upto_extra[kind["network"]] = address
     v1_names = {chain: name for name, chain in V1_NETWORK_NAMES.items()}
+    chains = list(dict.fromkeys(_chain_id(n, V1_NETWORK_NAMES) for n in networks))
     kinds: list[dict[str, Any]] = []
-    for network in networks:
+    for network in (f"eip155:{chain}" for chain in chains):  # v2 names networks by CAIP-2
         kinds.append({"x402Version": 2, "scheme": "exact", "network": network})
         address = upto_extra.get(network) or (addresses[0] if addresses else None)
         if address:
             kinds.append({"x402Version": 2, "scheme": "upto", "network": network, "extra": {"facilitatorAddress": address}})
-    for network in networks:
-        name = v1_names.get(_chain_id(network, V1_NETWORK_NAMES))
+    for chain in chains:
+        name = v1_names.get(chain)
         if name:
             kinds.append({"x402Version": 1, "scheme": "exact", "network": name})
     return {"kinds": kinds, "extensions": [], "signers": {"eip155:*": list(addresses)} if addresses else {}}
