@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 import x402_verify as xv
+from redis_servers import RedisCluster, redis_cluster  # noqa: F401  (fixture)
 from test_stores import FAC, REPLAY_REASON, Payment, sign_payment
 from x402_verify.facilitator import DUPLICATE_SETTLEMENT, Limits, create_app
 from x402_verify.settlers import CallbackSettler
@@ -345,3 +346,15 @@ def test_memory_store_refused_with_several_workers() -> None:
         create_app(networks=["nowhere"], store="memory://")
     app = create_app(networks=NETWORKS, store="memory://", workers=1)
     assert isinstance(app.service.store, xv.MemoryNonceStore)
+
+
+@pytest.mark.parametrize("kind", ["eip3009", "permit2"])
+def test_redis_cluster_store(tmp_path: Path, redis_cluster: RedisCluster, kind: str) -> None:
+    """On a Redis Cluster: reservations spread over the nodes, the ledger in one slot."""
+    app, up = app_and_upstream(tmp_path, store="redis+cluster://" + redis_cluster.url.split("://", 1)[1])
+    p = sign_payment(kind, int(time.time()))
+    assert post(app, "/verify", body(p)).json()["isValid"] is True
+    assert post(app, "/verify", body(p)).json()["invalidReason"] == REPLAY_REASON[kind]
+    assert post(app, "/settle", body(p)).json()["success"] is True
+    assert post(app, "/settle", body(p)).json()["errorReason"] == DUPLICATE_SETTLEMENT
+    assert len(up.calls) == 1
