@@ -133,22 +133,24 @@ def _env() -> dict[str, str]:
 
 
 @contextmanager
-def ours(workers: int, store: str | None = None, server: str = "uvicorn") -> Iterator[str]:
-    """``x402-verify serve`` (uvicorn), or our app factory under granian for the server choice."""
+def ours(workers: int, store: str | None = None, server: str = "granian") -> Iterator[str]:
+    """``x402-verify serve`` (granian); ``server="uvicorn"`` runs the same app factory under
+    uvicorn instead, for the server choice."""
     tmp = tempfile.mkdtemp(prefix="x402-bench-")
     store = store or f"sqlite://{tmp}/nonces.db"
     args = ["--workers", str(workers), "--store", store, "--network", "eip155:84532", "--network", "eip155:8453", "--facilitator-address", FAC]
     port = free_port()
-    if server == "uvicorn":
+    if server == "granian":
         cmd = [sys.executable, "-m", "x402_verify", "serve", "--port", str(port), *args]
         env = _env()
     else:
-        from x402_verify.cli import _parser, _serve_config
         from dataclasses import asdict
+
+        from x402_verify.cli import _parser, _serve_config
 
         config = _serve_config(_parser().parse_args(["serve", "--port", str(port), *args]))
         env = {**_env(), "X402_VERIFY__SERVE_CONFIG": json.dumps(asdict(config))}
-        cmd = _granian("x402_verify.facilitator.server:app_from_env", port, workers)
+        cmd = _uvicorn("x402_verify.facilitator.server:app_from_env", port, workers)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=tmp)
     try:
         _wait_health(f"http://127.0.0.1:{port}", proc)
@@ -158,21 +160,23 @@ def ours(workers: int, store: str | None = None, server: str = "uvicorn") -> Ite
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _uvicorn(target: str, port: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "--factory", target, "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "--no-access-log", "--log-level", "warning", "--backlog", "2048"]  # fmt: skip
+
+
 def _granian(target: str, port: int, workers: int) -> list[str]:
     return [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers), "--loop", "uvloop", "--no-access-log", "--log-level", "warning", target]  # fmt: skip
+            "--workers", str(workers), "--loop", "uvloop", "--http", "1", "--no-ws", "--backpressure", "1024",
+            "--no-access-log", "--log-level", "warning", target]  # fmt: skip
 
 
 @contextmanager
-def anchor(factory: str, workers: int, server: str = "uvicorn") -> Iterator[str]:
+def anchor(factory: str, workers: int, server: str = "granian") -> Iterator[str]:
     """``facilitator_apps:<factory>`` under the same server and worker count as ours."""
     port = free_port()
     target = f"facilitator_apps:{factory}"
-    if server == "uvicorn":
-        cmd = [sys.executable, "-m", "uvicorn", "--factory", target, "--host", "127.0.0.1", "--port", str(port),
-               "--workers", str(workers), "--no-access-log", "--log-level", "warning", "--backlog", "2048"]  # fmt: skip
-    else:
-        cmd = _granian(target, port, workers)
+    cmd = _uvicorn(target, port, workers) if server == "uvicorn" else _granian(target, port, workers)
     proc = subprocess.Popen(cmd, env=_env(), cwd=BENCHES, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_health(f"http://127.0.0.1:{port}", proc)
@@ -203,7 +207,7 @@ function request()
 end
 function response(status, headers, body)
   if status ~= 200 then other = other + 1
-  elseif string.find(body, '"isValid": true', 1, true) then valid = valid + 1
+  elseif string.find(body, '"isValid": true', 1, true) or string.find(body, '"isValid":true', 1, true) then valid = valid + 1
   else invalid = invalid + 1 end
 end
 function done(summary, latency, requests)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from x402_verify.facilitator import envelope
-from x402_verify.facilitator.envelope import EnvelopeError
+from x402_verify.facilitator.envelope import EnvelopeError, bounded, dumps
 from x402_verify.facilitator.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from x402_verify.facilitator.metrics import Metrics
 from x402_verify.facilitator.service import UNEXPECTED_SETTLE_ERROR, UNEXPECTED_VERIFY_ERROR, Service
@@ -47,6 +46,7 @@ class FacilitatorApp:
         self.limits = service.limits
         self._supported = supported
         self._health = health
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._token = None if not auth_token else b"Bearer " + auth_token.encode()
         self._routes: dict[str, tuple[str, Callable[..., Awaitable[dict[str, Any]]] | None, bool]] = {
             "/verify": ("POST", service.verify, True),
@@ -86,7 +86,7 @@ class FacilitatorApp:
             status, body, ctype = await self._answer(scope, receive, path)
         except EnvelopeError as exc:
             self.metrics.envelope_errors.labels(exc.code).inc()
-            status, body = exc.status, json.dumps(exc.body()).encode()
+            status, body = exc.status, dumps(exc.body())
         except Exception:  # never a 500 or a traceback on the wire
             log.exception("unexpected fault answering %s", path)
             status = 200
@@ -95,14 +95,17 @@ class FacilitatorApp:
                 if path == "/settle"
                 else {"isValid": False, "invalidReason": UNEXPECTED_VERIFY_ERROR, "invalidMessage": "internal fault; refused"}
             )
-            body = json.dumps(answer).encode()
+            body = dumps(answer)
         headers = [*ctype, (b"content-length", str(len(body)).encode())]
         if status == 401:
             headers.append((b"www-authenticate", b"Bearer"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        self.metrics.requests.labels(route, str(status)).inc()
-        self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+        counted = self._children.get((route, status))
+        if counted is None:  # labels() takes a lock and builds a key: once per pair
+            counted = self._children[(route, status)] = (self.metrics.requests.labels(route, str(status)), self.metrics.latency.labels(route))
+        counted[0].inc()
+        counted[1].observe(time.perf_counter() - start)
 
     def _authorized(self, scope: Scope) -> bool:
         assert self._token is not None
@@ -127,14 +130,14 @@ class FacilitatorApp:
                 return 200, self.metrics.render(), [(b"content-type", METRICS_CONTENT_TYPE.encode())]
             if path == "/health":
                 answer = await self._health()
-                return (200 if answer.get("status") == "ok" else 503), json.dumps(answer).encode(), _JSON
-            return 200, json.dumps(await self._supported()).encode(), _JSON
+                return (200 if answer.get("status") == "ok" else 503), dumps(answer), _JSON
+            return 200, dumps(await self._supported()), _JSON
         if protected and self._token is not None and not self._authorized(scope):
             raise EnvelopeError(401, "unauthorized", "a valid bearer token is required")
         try:
-            body = await asyncio.wait_for(envelope.read_body(scope, receive, self.limits.max_body_bytes), self.limits.verify_timeout)
+            body = await bounded(envelope.read_body(scope, receive, self.limits.max_body_bytes), self.limits.verify_timeout)
         except asyncio.TimeoutError:
             raise EnvelopeError(400, "body_timeout", f"the body did not arrive within {self.limits.verify_timeout} s") from None
         env = envelope.parse(scope, body, self.limits.max_json_depth)
         assert handler is not None
-        return 200, json.dumps(await handler(env)).encode(), _JSON
+        return 200, dumps(await handler(env)), _JSON

@@ -7,11 +7,39 @@ A fault of the envelope is the caller's mistake (HTTP 400 with a JSON body namin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+try:  # 3-5x the stdlib's speed on a request body; same documents accepted (bar NaN and
+    # integers past 64 bits, which no x402 envelope holds: amounts are strings)
+    import orjson
+
+    _loads: Callable[[bytes], Any] = orjson.loads
+    dumps: Callable[[Any], bytes] = orjson.dumps
+    _JSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError)
+except ImportError:  # pragma: no cover - orjson is in the [server] extra
+    _loads = json.loads
+
+    def dumps(doc: Any) -> bytes:
+        return json.dumps(doc).encode()
+
+    _JSON_ERRORS = (ValueError,)
+
+T = TypeVar("T")
+
+
+async def bounded(awaitable: Coroutine[Any, Any, T], seconds: float) -> T:
+    """``await`` with a deadline, without the extra task ``asyncio.wait_for`` makes on 3.10
+    (one per request adds up); raises ``asyncio.TimeoutError``."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
@@ -101,16 +129,16 @@ def parse(scope: MutableMapping[str, Any], body: bytes, max_depth: int) -> Envel
     if not _is_json(_header(scope, b"content-type")):
         raise EnvelopeError(400, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
     try:
-        text = body.decode("utf-8")
+        body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise EnvelopeError(400, "invalid_json", f"the body is not UTF-8: {exc}"[:300]) from None
     if not _nesting_within(body, max_depth):
         raise EnvelopeError(400, "json_too_deep", f"the JSON nests deeper than {max_depth} levels")
     try:
-        doc = json.loads(text)
+        doc = _loads(body)
     except RecursionError:  # only if the scan above were wrong; never a crash or a 500
         raise EnvelopeError(400, "json_too_deep", f"the JSON nests deeper than {max_depth} levels") from None
-    except ValueError as exc:
+    except _JSON_ERRORS as exc:
         raise EnvelopeError(400, "invalid_json", f"the body is not JSON: {exc}"[:300]) from None
     if not isinstance(doc, dict):
         raise EnvelopeError(400, "invalid_request", f"the body is a JSON {_kind(doc)}, not an object")

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from x402_verify._batching import MicroBatcher
 from x402_verify._core import VerifyResponse
 from x402_verify.errors import NonceStoreError, ReservationError
-from x402_verify.facilitator.envelope import Envelope
+from x402_verify.facilitator.envelope import Envelope, bounded
 from x402_verify.facilitator.metrics import Metrics
 from x402_verify.ledger import FAILED, SETTLED, SETTLING, Ledger
 from x402_verify.settlers import SettlementResult, Settler, settle_with_retry
@@ -134,6 +134,7 @@ class Service:
         self.metrics = metrics
         self._upstream: asyncio.Semaphore | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._counted: dict[tuple[str, str, str], Any] = {}
         self.batcher: MicroBatcher[tuple[dict[str, Any], dict[str, Any]], VerifyResponse] = MicroBatcher(
             self._verify_batch, max_batch=limits.max_batch, on_orphan=self._release_orphan
         )
@@ -156,12 +157,16 @@ class Service:
     async def _verify_one(self, payload: dict[str, Any], requirements: dict[str, Any]) -> VerifyResponse | None:
         """The verdict, or None when it did not come within the verify timeout."""
         try:
-            return await asyncio.wait_for(self.batcher.submit((payload, requirements)), self.limits.verify_timeout)
+            return await bounded(self.batcher.submit((payload, requirements)), self.limits.verify_timeout)
         except asyncio.TimeoutError:
             return None
 
     def _count(self, endpoint: str, resp: VerifyResponse) -> None:
-        self.metrics.verifications.labels(endpoint, resp.scheme or "unknown", "valid" if resp.is_valid else (resp.invalid_reason or "")).inc()
+        key = (endpoint, resp.scheme or "unknown", "valid" if resp.is_valid else (resp.invalid_reason or ""))
+        child = self._counted.get(key)
+        if child is None:  # reasons are a closed catalogue: the cache stays small
+            child = self._counted[key] = self.metrics.verifications.labels(*key)
+        child.inc()
 
     async def _store(self, op: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A blocking store / ledger call, off the event loop, timed and counted."""
