@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from typing import Any, NamedTuple
 
 from x402_verify.ledger import MemoryLedger, RedisLedger
@@ -45,7 +48,8 @@ def open_stores(url: str, *, workers: int = 1, redis_timeout: float = 0.5) -> St
             raise ValueError("sqlite:// needs a path: sqlite:///absolute/path.db or sqlite://relative.db")
         from x402_verify.facilitator.sqlite_ledger import SqliteLedger
 
-        return Stores(SqliteNonceStore(rest), SqliteLedger(rest), True)
+        lock = rest + ".lock"
+        return Stores(WriterLock(SqliteNonceStore(rest), lock), WriterLock(SqliteLedger(rest), lock), True)
     if scheme in ("redis", "rediss"):
         return Stores(RedisNonceStore(url, timeout=redis_timeout), RedisLedger(url, timeout=redis_timeout), True)
     if scheme in ("redis+cluster", "rediss+cluster"):
@@ -62,3 +66,40 @@ def _cluster_ledger(url: str, timeout: float) -> Any:
     # every ledger key in one slot (settlements are few next to verifications; the nonce
     # store's keys stay spread over the cluster).
     return RedisLedger(url, client=client, prefix="x402l:{ledger}:")
+
+
+class WriterLock:
+    """A SQLite store whose writes take an exclusive ``flock`` on a file beside the database
+    first. SQLite lets one writer in at a time anyway; its busy handler makes the others
+    sleep and poll (1, 2, 5 ... 100 ms steps), which under several workers put the p99 of
+    /verify in the hundreds of milliseconds. A blocked ``flock`` is woken by the kernel the
+    moment the holder is done. Reads pass straight through."""
+
+    WRITES = frozenset({"reserve_many", "settle", "release", "charge", "acquire", "finish", "sweep"})
+
+    def __init__(self, inner: Any, path: str) -> None:
+        self._inner = inner
+        self._path = path
+        self._local = threading.local()  # one descriptor per thread: flock is per open file
+        self._fd()
+
+    def _fd(self) -> int:
+        fd: int | None = getattr(self._local, "fd", None)
+        if fd is None:
+            fd = self._local.fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        return fd
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name not in self.WRITES:
+            return attr
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            fd = self._fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+        return locked
