@@ -299,3 +299,37 @@ def test_verify_argument_errors() -> None:
     assert run("verify", "e30=").returncode == 2  # --requirements missing
     assert run("verify", "--requirements", "-").returncode == 2  # HEADER missing
     assert run("verify", "e30=", "-r", "-", "--now", "soon").returncode == 2
+
+
+# --- x402-verify serve (the service itself: tests/test_facilitator_*.py) -----------------------
+
+
+def test_serve_help_lists_every_flag_with_its_default_and_variable() -> None:
+    p = run("serve", "--help")
+    assert p.returncode == 0, p.stderr
+    text = " ".join(p.stdout.split())
+    for flag, name, _, _ in cli.SERVE_OPTIONS:
+        assert flag in text and f"env {cli._env_name(name)}" in text, flag
+    for default in ("default: 127.0.0.1", "default: 8402", "default: eip155:8453,eip155:84532", "default: sqlite://x402-verify.sqlite3"):
+        assert default in text, default
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["--workers", "0"], {}, "--workers"),
+        (["--port", "70000"], {}, "--port"),
+        ([], {"X402_VERIFY_PORT": "eighty"}, "X402_VERIFY_PORT"),
+        (["--store", "postgres://db"], {}, "scheme"),
+        (["--network", "atlantis"], {}, "unknown network"),
+        (["--max-body-bytes", "0"], {}, "max_body_bytes"),
+    ],
+)
+def test_serve_usage_errors(tmp_path: Path, args: list[str], env: dict[str, str], needle: str) -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "x402_verify", "serve", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, **env},
+    )  # fmt: skip
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert p.stderr.startswith("error: usage_error: ") and needle in p.stderr, p.stderr
+    assert p.stdout == ""

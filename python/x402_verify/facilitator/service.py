@@ -11,7 +11,8 @@ Replay protection and settlement, in one place:
   keeps the reservation's owner token. Then the settlement ledger is claimed (one holder, under
   a lease), an upto charge is checked against the signed maximum by the store, the reservation
   is closed as settled (from here no ``/release`` can free it), and the payment goes to the
-  settler. The ledger keeps the answer.
+  settler. The ledger keeps the answer. Closing before the broadcast fails closed: a payment
+  whose settlement failed stays used here, and its payer signs a new one.
 - **A retry.** Only the first ``/settle`` of a payment can answer ``success: true``. Any later
   one gets ``success: false, errorReason: "duplicate_settlement"`` with the original
   ``transaction`` and ``network`` (so a resource server that lost the first answer can reconcile
