@@ -180,3 +180,67 @@ def run(coro: Any) -> Any:
 
 
 __all__ = ["FAC", "NETWORK", "PAY_TO", "USDC", "account", "chain", "decode", "facilitator_app", "free_port", "pay", "pay_v1", "sdk_facilitator", "serve"]
+
+
+# --- a gateway in its own process (two replicas sharing Redis) --------------------------------
+
+UPTO_COST = 10_000
+REPLICA_ROUTES: dict[str, Any] = {
+    "POST /chat": {"accepts": {"scheme": "upto", "network": NETWORK, "payTo": PAY_TO, "price": "$0.20", "cost": UPTO_COST}}
+}
+
+
+def replica_main(port: int, fac_url: str, redis_url: str) -> None:
+    """One gateway replica: upto sessions in Redis (nonce store and ledger), settling upstream."""
+    from starlette.responses import PlainTextResponse
+
+    from x402_verify.asgi import PaymentMiddleware, SessionConfig
+    from x402_verify.ledger import RedisLedger
+    from x402_verify.settlers import HTTPFacilitatorSettler
+
+    async def chat(request: Request) -> PlainTextResponse:
+        await asyncio.sleep(0.005)
+        return PlainTextResponse("ok")
+
+    app = PaymentMiddleware(
+        Starlette(routes=[Route("/chat", chat, methods=["POST"])]), routes=REPLICA_ROUTES, facilitator_address=FAC,
+        verifier=xv.Verifier(networks=[NETWORK], nonce_store=xv.RedisNonceStore(redis_url, timeout=5.0)),
+        ledger=RedisLedger(redis_url, timeout=5.0), settler=HTTPFacilitatorSettler(fac_url),
+        sessions=SessionConfig(idle_timeout=3600, reap_interval=0.05),
+    )  # fmt: skip
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+
+
+@contextmanager
+def replica(fac_url: str, redis_url: str, *, startup_timeout: float = 30.0) -> Iterator[str]:
+    """A gateway replica in a child process on a loopback port; yields its URL."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    port = free_port()
+    code = f"import http_servers; http_servers.replica_main({port}, {fac_url!r}, {redis_url!r})"
+    env = {**os.environ, "PYTHONPATH": str(here)}
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=here, env=env)
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"replica exited with {proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("replica did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

@@ -28,6 +28,7 @@ ROUTES: dict[str, Any] = {
     "POST /chat": {"accepts": UPTO},
     "POST /other": {"accepts": UPTO},
     "POST /idle": {"accepts": {**UPTO, "price": "$1"}},
+    "POST /metered": {"accepts": {**UPTO, "price": "$1", "hold": 5000, "cost": lambda info: 1234 if info["status"] == 200 else 0}},
     "POST /tokens": {"accepts": {**UPTO, "price": "$0.0025", "cost": None, "streamCost": lambda chunk: 100 * chunk.count(b"tok")}},
 }
 
@@ -48,6 +49,8 @@ def gw() -> Iterator[tuple[Any, list[tuple[str, dict[str, Any]]], Counter[str], 
 
     async def handler(request: Request) -> Any:
         runs[request.url.path] += 1
+        if request.url.path == "/metered" and request.headers.get("x-fail"):
+            return JSONResponse({"error": "model down"}, status_code=503)
         if request.url.path == "/tokens":
 
             async def gen() -> Any:
@@ -58,7 +61,7 @@ def gw() -> Iterator[tuple[Any, list[tuple[str, dict[str, Any]]], Counter[str], 
             return StreamingResponse(gen(), media_type="text/plain")
         return JSONResponse({"n": runs[request.url.path]})
 
-    app = Starlette(routes=[Route(p, handler, methods=["POST"]) for p in ("/chat", "/other", "/idle", "/tokens")])
+    app = Starlette(routes=[Route(p, handler, methods=["POST"]) for p in ("/chat", "/other", "/idle", "/tokens", "/metered")])
     with serve(facilitator_app(sdk_facilitator(signer), calls)) as fac_url:
         mw = PaymentMiddleware(
             app, routes=ROUTES, verifier=xv.Verifier(networks=[NETWORK]), settler=HTTPFacilitatorSettler(fac_url),
@@ -68,8 +71,9 @@ def gw() -> Iterator[tuple[Any, list[tuple[str, dict[str, Any]]], Counter[str], 
             yield signer, calls, runs, url
 
 
-def settles(calls: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    return [b for k, b in calls if k == "settle"]
+def settles(calls: list[tuple[str, dict[str, Any]]], header: str | None = None) -> list[dict[str, Any]]:
+    """Settle bodies, or those of one session's payment (other tests' sessions settle meanwhile)."""
+    return [b for k, b in calls if k == "settle" and (header is None or b["paymentPayload"] == decode(header))]
 
 
 def open_session(c: httpx.Client, url: str, path: str, seed: int) -> str:
@@ -80,7 +84,6 @@ def open_session(c: httpx.Client, url: str, path: str, seed: int) -> str:
 
 def test_twenty_requests_charged_the_21st_refused_one_settle_with_the_total(gw: Any) -> None:
     signer, calls, runs, url = gw
-    before = len(settles(calls))
     with httpx.Client() as c:
         header = open_session(c, url, "/chat", 100)
         r = c.post(url + "/chat", headers={"PAYMENT-SIGNATURE": header})
@@ -96,30 +99,33 @@ def test_twenty_requests_charged_the_21st_refused_one_settle_with_the_total(gw: 
         assert r.status_code == 402
         assert decode(r.headers["payment-required"])["error"] == "invalid_upto_evm_payload_settlement_exceeds_amount"
         assert runs["/chat"] == 20
-        wait_for(lambda: len(settles(calls)) > before)
+        wait_for(lambda: len(settles(calls, header)) > 0)
         r = c.post(url + "/chat", headers={"PAYMENT-SIGNATURE": header})
         assert r.status_code == 402
     time.sleep(0.3)  # a few reaper passes: still one settlement
-    new = settles(calls)[before:]
+    new = settles(calls, header)
     assert len(new) == 1
     assert new[0]["paymentRequirements"]["amount"] == str(20 * COST)
-    assert new[0]["paymentPayload"] == decode(header)
-    proxy_settles = [w for w in signer.writes if w[0] == xv.UPTO_PERMIT2_PROXY]
-    assert proxy_settles[-1][2][1] == 20 * COST  # settle(permit, amount, owner, witness, sig)
+    # the chain write: settle(permit, amount, owner, witness, sig) on the upto proxy
+    nonce = int(decode(header)["payload"]["permit2Authorization"]["nonce"])
+
+    def writes() -> list[int]:
+        return [w[2][1] for w in signer.writes if w[0] == xv.UPTO_PERMIT2_PROXY and w[2][0][1] == nonce]
+
+    wait_for(lambda: bool(writes()))
+    assert writes() == [20 * COST]
 
 
 def test_an_idle_session_is_settled_once_with_what_it_was_charged(gw: Any) -> None:
     _signer, calls, runs, url = gw
-    before = len(settles(calls))
     with httpx.Client() as c:
         header = open_session(c, url, "/idle", 101)
         for _ in range(3):
             assert c.post(url + "/idle", headers={"PAYMENT-SIGNATURE": header}).status_code == 200
-        wait_for(lambda: len(settles(calls)) > before)
+        wait_for(lambda: len(settles(calls, header)) > 0)
         r = c.post(url + "/idle", headers={"PAYMENT-SIGNATURE": header})
         assert r.status_code == 402 and decode(r.headers["payment-required"])["error"] == "reservation_closed"
-    new = settles(calls)[before:]
-    assert [b["paymentRequirements"]["amount"] for b in new] == [str(3 * COST)]
+    assert [b["paymentRequirements"]["amount"] for b in settles(calls, header)] == [str(3 * COST)]
 
 
 def test_a_session_is_bound_to_its_route(gw: Any) -> None:
@@ -140,11 +146,22 @@ def test_a_session_is_bound_to_its_route(gw: Any) -> None:
 
 def test_a_stream_is_cut_at_the_cap(gw: Any) -> None:
     _signer, calls, _runs, url = gw
-    before = len(settles(calls))
     with httpx.Client() as c:
         header = open_session(c, url, "/tokens", 103)
         r = c.post(url + "/tokens", headers={"PAYMENT-SIGNATURE": header})
         assert r.status_code == 200
         assert r.content == b"tok\n" * 25  # 25 chunks paid (2500 of 2500), not one more
-        wait_for(lambda: len(settles(calls)) > before)
-    assert settles(calls)[before]["paymentRequirements"]["amount"] == "2500"
+        wait_for(lambda: len(settles(calls, header)) > 0)
+    assert [b["paymentRequirements"]["amount"] for b in settles(calls, header)] == ["2500"]
+
+
+def test_holds_are_trued_down_to_the_cost_and_refunded_on_failure(gw: Any) -> None:
+    _signer, calls, runs, url = gw
+    with httpx.Client() as c:
+        header = open_session(c, url, "/metered", 104)
+        for _ in range(3):
+            assert c.post(url + "/metered", headers={"PAYMENT-SIGNATURE": header}).status_code == 200
+        r = c.post(url + "/metered", headers={"PAYMENT-SIGNATURE": header, "X-Fail": "1"})
+        assert r.status_code == 503  # passed through; its hold refunded
+        wait_for(lambda: len(settles(calls, header)) > 0)  # idle (1 s) then settled
+    assert [b["paymentRequirements"]["amount"] for b in settles(calls, header)] == [str(3 * 1234)]

@@ -445,9 +445,18 @@ class PaymentMiddleware:
                 ex.body_started = ex.body_started or bool(message.get("body"))
                 await send(message)
                 if not more and ex.streamed and ex.status < 400 and ex.settled is None:
-                    await settle_now()
+                    await settle_detached()
                 return
             await send(message)
+
+        async def settle_detached() -> None:
+            # Once the last byte is out, frameworks cancel the app's task (Starlette's
+            # StreamingResponse does when the server reports the finished response as a
+            # disconnect): the settlement runs in its own task and outlives that.
+            task = asyncio.get_running_loop().create_task(settle_now())
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+            await asyncio.shield(task)
 
         async def refuse() -> None:
             ex.refused = True
@@ -461,14 +470,14 @@ class PaymentMiddleware:
             if not ex.started:
                 await release()
             elif ex.status < 400 and ex.settled is None:
-                await settle_now()  # part of the body went out: it was served
+                await settle_detached()  # part of the body went out: it was served
             raise
         if ex.held_start is not None:  # a start with no body message: send it as an empty answer
             await wrapped({"type": "http.response.body", "body": b"", "more_body": False})
         elif not ex.started and not ex.refused:
             await release()
         elif ex.status < 400 and ex.settled is None and ex.started:
-            await settle_now()  # a stream the app ended without a final message
+            await settle_detached()  # a stream the app ended without a final message
 
     # --- upto sessions ----------------------------------------------------------------------
 

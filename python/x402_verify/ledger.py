@@ -66,8 +66,11 @@ class MemoryLedger:
     """The in-process ledger: a dict under a lock; finished records are kept until their
     ``keep_until`` (the authorization's deadline) and swept as the ledger is used."""
 
-    def __init__(self, *, max_records: int = 1_000_000) -> None:
+    def __init__(self, *, max_records: int = 1_000_000, keep_finished_seconds: float = 60.0) -> None:
         self.max_records = max_records
+        # Nothing here survives the process, and the nonce store already refuses the payment
+        # again, so a finished record is kept only briefly (for a late duplicate's answer).
+        self.keep_finished_seconds = keep_finished_seconds
         self._lock = threading.Lock()
         self._records: dict[str, dict[str, str]] = {}
         self._due: dict[str, float] = {}
@@ -158,6 +161,7 @@ class MemoryLedger:
             # What settlement needed is no longer needed; the outcome and binding stay.
             rec.pop("payload", None)
             rec.pop("requirements", None)
+            rec["keep_until"] = repr(min(float(rec["keep_until"]), time.time() + self.keep_finished_seconds))
             self._due.pop(key, None)
             return True
 
@@ -248,7 +252,7 @@ return 1
         if not ok:
             return False
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self._rec(key), mapping=fields)
+        pipe.hset(self._rec(key), mapping=dict(fields))  # type: ignore[arg-type]  # redis-py's Mapping is invariant in its keys
         pipe.pexpireat(self._rec(key), int(keep_until * 1000))
         pipe.zadd(self._due_key, {key: float(fields.get("due_at", "0"))})
         if fields.get("session"):
