@@ -143,16 +143,13 @@ def test_two_hundred_hostile_requests_never_a_5xx(server: facilitator_proc.Serve
     assert len(requests) == 200
     valid = [sign_payment(kind, int(time.time())) for kind in ("eip3009", "permit2", "upto") for _ in range(8)]
     answered_valid: list[bool] = []
-    stop = threading.Event()
 
     def keep_verifying() -> None:
         with httpx.Client(timeout=30) as c:
-            for p in valid:  # bounded: 24 requests
-                if stop.is_set():
-                    return
+            for p in valid:  # bounded: 24 requests, all sent whether the hostile ones are done or not
                 doc = {"x402Version": 2, "paymentPayload": p.payload, "paymentRequirements": p.requirements}
                 r = c.post(server.url + "/verify", json=doc)
-                answered_valid.append(r.status_code == 200 and r.json()["isValid"] is True if p.kind != "upto" else r.status_code == 200)
+                answered_valid.append(r.status_code == 200 and r.json()["isValid"] is True)
                 time.sleep(0.02)
 
     worker = threading.Thread(target=keep_verifying)
@@ -172,7 +169,6 @@ def test_two_hundred_hostile_requests_never_a_5xx(server: facilitator_proc.Serve
                 if not ok:
                     problems.append((label, path, r.status_code, r.text[:200]))
     finally:
-        stop.set()
         worker.join(timeout=120)
     assert problems == []
     assert len(answered_valid) == len(valid) and all(answered_valid)

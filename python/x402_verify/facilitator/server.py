@@ -1,12 +1,14 @@
 """Running the facilitator under an ASGI server (``x402-verify serve``).
 
-granian serves it. Measured on this app (benches/test_bench_facilitator.py, one worker, the
-same wrk load, two alternating rounds on the 2-core host): granian answered /verify at about
-2,500-3,300 requests/s where uvicorn (uvloop, httptools) answered 700-1,400, and its own
-ceiling (an endpoint doing nothing) was as high or higher. Its HTTP layer runs in Rust threads
-outside the GIL, while our verification releases the GIL, so the two overlap. The x402 SDK's
-facilitator also ran faster under granian (about 400 vs 190 requests/s), so the comparison in
-the benchmark uses granian for both.
+granian serves it, by measurement (benches/test_bench_facilitator.py ``test_server_choice``:
+the bare app and ours, one worker, the same wrk load, on the shared 2-core host). Two runs:
+first granian ~2.5-3.3k requests/s on /verify against uvicorn's (uvloop, httptools)
+0.7-1.4k, the bare ceilings level; second, under heavier load from other jobs, level
+(ours 1.1k vs 1.3k, bare 2.9k vs 3.4k). Its HTTP layer runs in Rust threads outside the GIL
+while our verification releases the GIL, which is where the first run's gap came from; and
+with two workers on this host it was never behind. The x402 SDK's facilitator ran faster
+under granian too (~400 vs ~190 requests/s), so the benchmark compares both under granian.
+Revisit on a quiet machine.
 
 Settings travel to the worker processes as JSON in ``X402_VERIFY__SERVE_CONFIG`` (built from
 the same flags and ``X402_VERIFY_*`` variables), so every process builds the same app. The
