@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from x402_verify._batching import MicroBatcher
 from x402_verify._core import VerifyResponse
 from x402_verify.errors import NonceStoreError, ReservationError
-from x402_verify.facilitator.envelope import Envelope, bounded
+from x402_verify.facilitator.envelope import Envelope, bounded, dumps
 from x402_verify.facilitator.metrics import Metrics
 from x402_verify.ledger import FAILED, SETTLED, SETTLING, Ledger
 from x402_verify.settlers import SettlementResult, Settler, settle_with_retry
@@ -136,13 +136,14 @@ class Service:
         self._upstream: asyncio.Semaphore | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._counted: dict[tuple[str, str, str], Any] = {}
-        self.batcher: MicroBatcher[tuple[dict[str, Any], dict[str, Any]], VerifyResponse] = MicroBatcher(
+        self._requirements: dict[bytes, dict[str, Any]] = {}
+        self.batcher: MicroBatcher[tuple[bytes, dict[str, Any]], VerifyResponse] = MicroBatcher(
             self._verify_batch, max_batch=limits.max_batch, on_orphan=self._release_orphan
         )
 
     # --- verification -------------------------------------------------------------------------
 
-    def _verify_batch(self, items: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[VerifyResponse]:
+    def _verify_batch(self, items: list[tuple[bytes, dict[str, Any]]]) -> list[VerifyResponse]:
         self.metrics.batch_size.observe(len(items))
         return self.verifier.verify_batch(items)
 
@@ -156,11 +157,25 @@ class Service:
                 log.warning("could not free an orphaned reservation: %s", exc)
 
     async def _verify_one(self, payload: dict[str, Any], requirements: dict[str, Any]) -> VerifyResponse | None:
-        """The verdict, or None when it did not come within the verify timeout."""
+        """The verdict, or None when it did not come within the verify timeout. The payload
+        goes to the verifier as JSON bytes: the core copies bytes and parses them with the GIL
+        released, in parallel, where a dict is walked under the GIL, stalling the event loop."""
         try:
-            return await bounded(self.batcher.submit((payload, requirements)), self.limits.verify_timeout)
+            return await bounded(self.batcher.submit((dumps(payload), self._shared(requirements))), self.limits.verify_timeout)
         except asyncio.TimeoutError:
             return None
+
+    def _shared(self, requirements: dict[str, Any]) -> dict[str, Any]:
+        """One object for equal requirements: a route's requirements arrive as a fresh dict on
+        every request, and the verifier reads each distinct object once per batch (under the
+        GIL), so equal ones are handed over as the same object. Bounded: cleared when full."""
+        key = dumps(requirements)
+        found = self._requirements.get(key)
+        if found is None:
+            if len(self._requirements) >= 1024:
+                self._requirements.clear()
+            found = self._requirements[key] = requirements
+        return found
 
     def _count(self, endpoint: str, resp: VerifyResponse) -> None:
         key = (endpoint, resp.scheme or "unknown", "valid" if resp.is_valid else (resp.invalid_reason or ""))
