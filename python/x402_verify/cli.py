@@ -337,6 +337,7 @@ SERVE_OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--settle-timeout", "settle_timeout", float, "seconds one upstream settle call may take"),
     ("--max-upstream", "max_upstream", int, "concurrent upstream settle calls per worker"),
     ("--max-batch", "max_batch", int, "most verifications in one verify_batch call"),
+    ("--max-inflight", "max_inflight", int, "verify_batch calls (with their store write) running at once per worker"),
     ("--max-connections", "max_connections", int, "requests in progress per worker; more wait (granian backpressure)"),
     ("--log-level", "log_level", str, "server log level (critical, error, warning, info, debug)"),
 ]

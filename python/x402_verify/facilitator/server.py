@@ -49,6 +49,7 @@ class ServeConfig:
     settle_timeout: float = Limits.settle_timeout
     max_upstream: int = Limits.max_upstream
     max_batch: int = Limits.max_batch
+    max_inflight: int = Limits.max_inflight
     max_connections: int = 1024  # requests in progress per worker (granian's backpressure)
     log_level: str = "warning"
 

@@ -68,10 +68,11 @@ class Limits:
     settle_timeout: float = 60.0
     max_upstream: int = 16  # concurrent calls to the settler
     max_batch: int = 256  # items per verify_batch call
+    max_inflight: int = 2  # verify_batch calls running at once per worker (the batcher's threads)
     settle_attempts: int = 3  # calls per settlement while the settler answers settlement_pending
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_header_bytes", "max_json_depth", "max_upstream", "max_batch", "settle_attempts"):
+        for name in ("max_body_bytes", "max_header_bytes", "max_json_depth", "max_upstream", "max_batch", "max_inflight", "settle_attempts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         for name in ("verify_timeout", "settle_timeout"):
@@ -138,7 +139,7 @@ class Service:
         self._counted: dict[tuple[str, str, str], Any] = {}
         self._requirements: dict[bytes, dict[str, Any]] = {}
         self.batcher: MicroBatcher[tuple[bytes, dict[str, Any]], VerifyResponse] = MicroBatcher(
-            self._verify_batch, max_batch=limits.max_batch, on_orphan=self._release_orphan
+            self._verify_batch, max_batch=limits.max_batch, max_inflight=limits.max_inflight, on_orphan=self._release_orphan
         )
 
     # --- verification -------------------------------------------------------------------------
