@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -142,6 +143,6 @@ def create_app(
             await asyncio.wait_for(asyncio.to_thread(nonce_store.state, probe_key), 2.0)
         except Exception as exc:
             return {"status": "unavailable", "store": f"{type(exc).__name__}: {exc}"[:200]}
-        return {"status": "ok", "store": "ok", "storeSeconds": round(time.perf_counter() - start, 6)}
+        return {"status": "ok", "store": "ok", "storeSeconds": round(time.perf_counter() - start, 6), "worker": os.getpid()}
 
     return FacilitatorApp(service, metrics, get_supported, health, auth_token=auth_token)
