@@ -123,24 +123,21 @@ def facilitator_app(fac: x402Facilitator, calls: list[tuple[str, dict[str, Any]]
             return PaymentPayloadV1.model_validate(body["paymentPayload"]), PaymentRequirementsV1.model_validate(body["paymentRequirements"])
         return PaymentPayload.model_validate(body["paymentPayload"]), PaymentRequirements.model_validate(body["paymentRequirements"])
 
-    async def verify(request: Request) -> JSONResponse:
-        body = await request.json()
-        if calls is not None:
-            calls.append(("verify", body))
-        result = await fac.verify(*models(body))
-        return JSONResponse(result.model_dump(by_alias=True, exclude_none=True))
+    def endpoint(name: str) -> Any:
+        # /verify and /settle differ only in the facilitator method they call.
+        async def handle(request: Request) -> JSONResponse:
+            body = await request.json()
+            if calls is not None:
+                calls.append((name, body))
+            result = await getattr(fac, name)(*models(body))
+            return JSONResponse(result.model_dump(by_alias=True, exclude_none=True))
 
-    async def settle(request: Request) -> JSONResponse:
-        body = await request.json()
-        if calls is not None:
-            calls.append(("settle", body))
-        result = await fac.settle(*models(body))
-        return JSONResponse(result.model_dump(by_alias=True, exclude_none=True))
+        return handle
 
     async def supported(request: Request) -> JSONResponse:
         return JSONResponse(fac.get_supported().model_dump(by_alias=True, exclude_none=True))
 
-    return Starlette(routes=[Route("/verify", verify, methods=["POST"]), Route("/settle", settle, methods=["POST"]), Route("/supported", supported)])
+    return Starlette(routes=[Route("/verify", endpoint("verify"), methods=["POST"]), Route("/settle", endpoint("settle"), methods=["POST"]), Route("/supported", supported)])
 
 
 def account(seed: int) -> LocalAccount:
