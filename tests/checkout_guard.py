@@ -71,9 +71,27 @@ violations: list[str] = []
 _busy = threading.local()
 
 
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+_TMP = os.path.realpath(tempfile.gettempdir())
+_PARENT = os.path.dirname(REPO_ROOT)
+# A clone that itself sits in the temporary folder (/tmp/x/checkout) would otherwise let the
+# temporary-folder root allow what lies beside it (/tmp/x/shared): that folder stays refused.
+_BESIDE = _PARENT if _PARENT != _TMP and _within(_PARENT, _TMP) else None
+_ROOTS_BUT_TMP = tuple(root for root in ALLOWED_ROOTS if os.path.realpath(root) != _TMP)
+
+
 def is_allowed(path: str) -> bool:
     resolved = os.path.realpath(path)
-    return any(resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep) for root in ALLOWED_ROOTS)
+    if _within(resolved, REPO_ROOT):
+        return True
+    if any(_within(resolved, root) for root in _ROOTS_BUT_TMP):
+        return True
+    if _BESIDE is not None and _within(resolved, _BESIDE):
+        return False
+    return any(_within(resolved, root) for root in ALLOWED_ROOTS)
 
 
 def _on_import_path(path: str) -> bool:
