@@ -247,7 +247,11 @@ def test_integer_forms_are_mixed() -> None:
     top of uint256 (issue 9's acceptance)."""
     biggest = [0]
 
-    @settings(max_examples=400, database=None, phases=[Phase.generate], deadline=None, suppress_health_check=list(HealthCheck))
+    # A fixed sample (derandomize): the mix is a property of the generator, and a random
+    # sample of 400 documents missed the one boundary literal in some runs.
+    @settings(
+        max_examples=400, database=None, phases=[Phase.generate], deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(doc=typed_documents())
     def sample(doc: dict[str, Any]) -> None:
         biggest[0] = max([biggest[0], *(v for v in _leaves(doc) if type(v) is int)])
