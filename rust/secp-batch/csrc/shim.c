@@ -1,0 +1,288 @@
+/* Batch verification of ECDSA signatures against known public keys, over libsecp256k1's own
+ * internals (field, scalar, group, ecmult_multi_var). See ../src/lib.rs for the contract.
+ *
+ * Every libsecp256k1 function included here is `static`, so this object carries a private copy
+ * of what it uses and exports nothing of the library's. The only external symbols libsecp256k1
+ * headers declare are the G tables of ecmult; they are renamed to this shim's prefix below so
+ * they cannot collide with secp256k1-sys's copy in the same link. Exported functions: x402b_*.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define rustsecp256k1_v0_14_pre_g x402b_pre_g
+#define rustsecp256k1_v0_14_pre_g_128 x402b_pre_g_128
+
+#include "util.h"
+#include "field_impl.h"
+#include "scalar_impl.h"
+#include "group_impl.h"
+#include "ecmult_impl.h"
+#include "int128_impl.h"
+#include "scratch_impl.h"
+
+/* ECMULT_WINDOW_SIZE is 2 (build.rs): the G tables hold one entry each, G and 2^128*G, copied
+ * from libsecp256k1's generated precomputed_ecmult.c. x402b_check never passes a G scalar to
+ * ecmult_multi_var (G goes in as an ordinary point), so the tables are only there to satisfy
+ * the link; x402b_selftest checks their contents anyway. */
+#define S(a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p) SECP256K1_GE_STORAGE_CONST(0x##a##u,0x##b##u,0x##c##u,0x##d##u,0x##e##u,0x##f##u,0x##g##u,0x##h##u,0x##i##u,0x##j##u,0x##k##u,0x##l##u,0x##m##u,0x##n##u,0x##o##u,0x##p##u)
+const rustsecp256k1_v0_14_ge_storage x402b_pre_g[ECMULT_TABLE_SIZE(WINDOW_G)] = {
+ S(79be667e,f9dcbbac,55a06295,ce870b07,29bfcdb,2dce28d9,59f2815b,16f81798,483ada77,26a3c465,5da4fbfc,e1108a8,fd17b448,a6855419,9c47d08f,fb10d4b8)
+};
+const rustsecp256k1_v0_14_ge_storage x402b_pre_g_128[ECMULT_TABLE_SIZE(WINDOW_G)] = {
+ S(8f68b9d2,f63b5f33,9239c1ad,981f162e,e88c5678,723ea335,1b7b444c,9ec4c0da,662a9f2d,ba063986,de1d90c2,b6be215d,bbea2cfe,95510bfd,f23cbf79,501fff82)
+};
+#undef S
+
+typedef rustsecp256k1_v0_14_fe fe;
+typedef rustsecp256k1_v0_14_ge ge;
+typedef rustsecp256k1_v0_14_gej gej;
+typedef rustsecp256k1_v0_14_scalar scalar;
+
+static void x402b_abort_fn(const char *text, void *data) {
+    (void)text;
+    (void)data;
+    abort();
+}
+/* Called by libsecp256k1 only on a failed malloc or a corrupted scratch space (an internal
+ * bug): there is no verdict to give then, and Rust aborts on a failed allocation too. */
+static const rustsecp256k1_v0_14_callback x402b_abort = { x402b_abort_fn, NULL };
+
+/* Layouts shared with src/lib.rs (#[repr(C)], byte arrays only: alignment 1, no padding). */
+typedef struct {
+    unsigned char r[32];
+    unsigned char s[32];
+    unsigned char z[32];
+    unsigned char odd;
+} x402b_sig;
+
+typedef struct {
+    unsigned char rx[32];
+    unsigned char ry[32];
+    unsigned char u1[32];
+    unsigned char u2[32];
+} x402b_prepared;
+
+/* Reads 64 bytes x || y into an affine point on the curve; 0 if either coordinate is not below
+ * p or the point is not on the curve. */
+static int x402b_ge_read(ge *out, const unsigned char *xy) {
+    fe x, y;
+    if (!rustsecp256k1_v0_14_fe_set_b32_limit(&x, xy) || !rustsecp256k1_v0_14_fe_set_b32_limit(&y, xy + 32)) {
+        return 0;
+    }
+    rustsecp256k1_v0_14_ge_set_xy(out, &x, &y);
+    return rustsecp256k1_v0_14_ge_is_valid_var(out);
+}
+
+static void x402b_ge_write(unsigned char *xy, ge *p) {
+    rustsecp256k1_v0_14_fe_normalize_var(&p->x);
+    rustsecp256k1_v0_14_fe_normalize_var(&p->y);
+    rustsecp256k1_v0_14_fe_get_b32(xy, &p->x);
+    rustsecp256k1_v0_14_fe_get_b32(xy + 32, &p->y);
+}
+
+/* 1 iff the 64 bytes are a point on the curve (a usable public key). */
+int x402b_point_valid(const unsigned char *xy64) {
+    ge p;
+    return x402b_ge_read(&p, xy64);
+}
+
+/* For each of n signatures: R = the point with x = r and y of parity odd (what ecrecover and
+ * libsecp256k1's recovery lift for v = 27/28), u1 = z/s, u2 = r/s, all mod n. ok[i] = 1 when
+ * r and s lie in [1, n-1] and R exists; otherwise 0 and out[i] is zeroed. One scalar inversion
+ * serves all the 1/s (Montgomery's trick). Returns 0 only if memory ran out (then nothing
+ * in out / ok is meaningful). */
+int x402b_prepare(const x402b_sig *in, size_t n, x402b_prepared *out, unsigned char *ok) {
+    scalar *acc;
+    scalar inv, one;
+    size_t i;
+    if (n == 0) {
+        return 1;
+    }
+    acc = (scalar *)malloc(n * sizeof(scalar));
+    if (acc == NULL) {
+        return 0;
+    }
+    rustsecp256k1_v0_14_scalar_set_int(&one, 1);
+    /* Pass 1: ranges and R; prefix products of the s of usable items. */
+    for (i = 0; i < n; i++) {
+        scalar r, s;
+        fe x;
+        ge R;
+        int overflow_r = 0, overflow_s = 0;
+        const scalar *prev = i == 0 ? &one : &acc[i - 1];
+        memset(&out[i], 0, sizeof(out[i]));
+        ok[i] = 0;
+        rustsecp256k1_v0_14_scalar_set_b32(&r, in[i].r, &overflow_r);
+        rustsecp256k1_v0_14_scalar_set_b32(&s, in[i].s, &overflow_s);
+        if (!overflow_r && !overflow_s && !rustsecp256k1_v0_14_scalar_is_zero(&r) && !rustsecp256k1_v0_14_scalar_is_zero(&s)
+            /* r < n < p, so this read cannot fail; kept so the invariant is checked here. */
+            && rustsecp256k1_v0_14_fe_set_b32_limit(&x, in[i].r) && rustsecp256k1_v0_14_ge_set_xo_var(&R, &x, in[i].odd != 0)) {
+            ok[i] = 1;
+            x402b_ge_write(out[i].rx, &R);
+            rustsecp256k1_v0_14_scalar_mul(&acc[i], prev, &s);
+        } else {
+            acc[i] = *prev;
+        }
+    }
+    /* acc[n-1] is a product of nonzero scalars mod the prime n, so it is invertible. */
+    rustsecp256k1_v0_14_scalar_inverse_var(&inv, &acc[n - 1]);
+    /* Pass 2, backwards: inv holds 1 / (product of the usable s up to i). */
+    for (i = n; i-- > 0;) {
+        scalar r, s, z, sinv, u;
+        int overflow = 0;
+        if (!ok[i]) {
+            continue;
+        }
+        rustsecp256k1_v0_14_scalar_set_b32(&s, in[i].s, &overflow);
+        rustsecp256k1_v0_14_scalar_set_b32(&r, in[i].r, &overflow);
+        /* z is the digest read as an integer mod n, as libsecp256k1's recovery reads it. */
+        rustsecp256k1_v0_14_scalar_set_b32(&z, in[i].z, &overflow);
+        if (i == 0) {
+            sinv = inv;
+        } else {
+            rustsecp256k1_v0_14_scalar_mul(&sinv, &inv, &acc[i - 1]);
+        }
+        rustsecp256k1_v0_14_scalar_mul(&inv, &inv, &s);
+        rustsecp256k1_v0_14_scalar_mul(&u, &z, &sinv);
+        rustsecp256k1_v0_14_scalar_get_b32(out[i].u1, &u);
+        rustsecp256k1_v0_14_scalar_mul(&u, &r, &sinv);
+        rustsecp256k1_v0_14_scalar_get_b32(out[i].u2, &u);
+    }
+    free(acc);
+    return 1;
+}
+
+typedef struct {
+    const ge *points;
+    const scalar *scalars;
+} x402b_msm;
+
+static int x402b_msm_cb(scalar *sc, ge *pt, size_t idx, void *data) {
+    const x402b_msm *m = (const x402b_msm *)data;
+    *sc = m->scalars[idx];
+    *pt = m->points[idx];
+    return 1;
+}
+
+/* The randomized batch equation over n prepared items and n_keys public keys:
+ *   sum_i a_i*R_i - (sum_i a_i*u1_i)*G - sum_j (sum_{i: key[i] = j} a_i*u2_i)*Q_j == O
+ * a_i are 16-byte big-endian randomizers (the caller draws them). Returns 1 if the sum is the
+ * point at infinity, 0 if not, -1 if an input is malformed (a point not on the curve, a key
+ * index out of range, a scalar not below n), -2 if memory ran out. */
+int x402b_check(const x402b_prepared *items, const uint32_t *key, const unsigned char *a16, size_t n, const unsigned char *keys64, size_t n_keys,
+                size_t *points_out) {
+    size_t total, i, used = 0, scratch_size;
+    ge *points;
+    scalar *scalars, *key_sc, g_sc;
+    rustsecp256k1_v0_14_scratch scratch;
+    gej sum;
+    x402b_msm m;
+    int result = -1;
+
+    *points_out = 0;
+    if (n > (SIZE_MAX / 4) || n_keys > (SIZE_MAX / 4)) {
+        return -1;
+    }
+    total = n + n_keys + 1;
+    points = (ge *)malloc(total * sizeof(ge));
+    scalars = (scalar *)malloc(total * sizeof(scalar));
+    key_sc = (scalar *)malloc((n_keys + 1) * sizeof(scalar));
+    if (points == NULL || scalars == NULL || key_sc == NULL) {
+        free(points);
+        free(scalars);
+        free(key_sc);
+        return -2;
+    }
+    rustsecp256k1_v0_14_scalar_set_int(&g_sc, 0);
+    for (i = 0; i < n_keys; i++) {
+        rustsecp256k1_v0_14_scalar_set_int(&key_sc[i], 0);
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char a32[32] = {0};
+        scalar a, u1, u2;
+        int overflow = 0;
+        if (key[i] >= n_keys) {
+            goto done;
+        }
+        memcpy(a32 + 16, a16 + 16 * i, 16);
+        rustsecp256k1_v0_14_scalar_set_b32(&a, a32, &overflow);
+        rustsecp256k1_v0_14_scalar_set_b32(&u1, items[i].u1, &overflow);
+        if (overflow) {
+            goto done;
+        }
+        rustsecp256k1_v0_14_scalar_set_b32(&u2, items[i].u2, &overflow);
+        if (overflow || !x402b_ge_read(&points[used], items[i].rx)) {
+            goto done;
+        }
+        scalars[used] = a;
+        used++;
+        rustsecp256k1_v0_14_scalar_mul(&u1, &u1, &a);
+        rustsecp256k1_v0_14_scalar_add(&g_sc, &g_sc, &u1);
+        rustsecp256k1_v0_14_scalar_mul(&u2, &u2, &a);
+        rustsecp256k1_v0_14_scalar_add(&key_sc[key[i]], &key_sc[key[i]], &u2);
+    }
+    for (i = 0; i < n_keys; i++) {
+        if (!x402b_ge_read(&points[used], keys64 + 64 * i)) {
+            goto done;
+        }
+        /* A key no item uses has scalar 0; ecmult skips it, so it is not counted. */
+        if (!rustsecp256k1_v0_14_scalar_is_zero(&key_sc[i])) {
+            rustsecp256k1_v0_14_scalar_negate(&scalars[used], &key_sc[i]);
+            used++;
+        }
+    }
+    /* G as an ordinary point (see the tables above). */
+    points[used] = rustsecp256k1_v0_14_ge_const_g;
+    rustsecp256k1_v0_14_scalar_negate(&scalars[used], &g_sc);
+    used++;
+
+    /* Room for either algorithm over all points in one pass (ecmult_multi_var picks Strauss
+     * below ECMULT_PIPPENGER_THRESHOLD points, else Pippenger, and splits into several
+     * passes only if the scratch space is short). */
+    scratch_size = rustsecp256k1_v0_14_strauss_scratch_size(used) + STRAUSS_SCRATCH_OBJECTS * ALIGNMENT;
+    {
+        size_t pip = rustsecp256k1_v0_14_pippenger_scratch_size(used, rustsecp256k1_v0_14_pippenger_bucket_window(used)) + PIPPENGER_SCRATCH_OBJECTS * ALIGNMENT;
+        if (pip > scratch_size) {
+            scratch_size = pip;
+        }
+    }
+    /* secp256k1-sys strips the library's scratch_create/destroy (they allocate); this is
+     * what they do: a "scratch" magic, a malloc'd data area, nothing allocated yet. */
+    memset(&scratch, 0, sizeof(scratch));
+    memcpy(scratch.magic, "scratch", 8);
+    scratch.data = malloc(scratch_size);
+    scratch.max_size = scratch_size;
+    if (scratch.data == NULL) {
+        result = -2;
+        goto done;
+    }
+    m.points = points;
+    m.scalars = scalars;
+    if (!rustsecp256k1_v0_14_ecmult_multi_var(&x402b_abort, &scratch, &sum, NULL, x402b_msm_cb, &m, used)) {
+        result = -2;
+    } else {
+        result = rustsecp256k1_v0_14_gej_is_infinity(&sum) ? 1 : 0;
+        *points_out = used;
+    }
+    free(scratch.data);
+done:
+    free(points);
+    free(scalars);
+    free(key_sc);
+    return result;
+}
+
+/* 1 iff the G tables hold G and 2^128*G. */
+int x402b_selftest(void) {
+    ge g, g128;
+    gej j;
+    int i;
+    rustsecp256k1_v0_14_ge_from_storage(&g, &x402b_pre_g[0]);
+    rustsecp256k1_v0_14_ge_from_storage(&g128, &x402b_pre_g_128[0]);
+    rustsecp256k1_v0_14_gej_set_ge(&j, &rustsecp256k1_v0_14_ge_const_g);
+    for (i = 0; i < 128; i++) {
+        rustsecp256k1_v0_14_gej_double_var(&j, &j, NULL);
+    }
+    return rustsecp256k1_v0_14_ge_eq_var(&g, &rustsecp256k1_v0_14_ge_const_g) && rustsecp256k1_v0_14_gej_eq_ge_var(&j, &g128);
+}
