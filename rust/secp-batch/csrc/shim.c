@@ -1,6 +1,10 @@
 /* Batch verification of ECDSA signatures against known public keys, over libsecp256k1's own
  * internals (field, scalar, group, ecmult_multi_var). See ../src/lib.rs for the contract.
  *
+ * The sum is computed by libsecp256k1's Pippenger bucket method (ecmult_pippenger_wnaf) with
+ * the library's endomorphism split; the driver below differs from ecmult_multi_var's only in
+ * not splitting scalars that are already below 2^128 (see x402b_pippenger).
+ *
  * Every libsecp256k1 function included here is `static`, so this object carries a private copy
  * of what it uses and exports nothing of the library's. The only external symbols libsecp256k1
  * headers declare are the G tables of ecmult; they are renamed to this shim's prefix below so
@@ -19,7 +23,7 @@
 #include "group_impl.h"
 #include "ecmult_impl.h"
 #include "int128_impl.h"
-#include "scratch_impl.h"
+#include "scratch_impl.h" /* declared by ecmult.h; unused here */
 
 /* ECMULT_WINDOW_SIZE is 2 (build.rs): the G tables hold one entry each, G and 2^128*G, copied
  * from libsecp256k1's generated precomputed_ecmult.c. x402b_check never passes a G scalar to
@@ -38,15 +42,6 @@ typedef rustsecp256k1_v0_14_fe fe;
 typedef rustsecp256k1_v0_14_ge ge;
 typedef rustsecp256k1_v0_14_gej gej;
 typedef rustsecp256k1_v0_14_scalar scalar;
-
-static void x402b_abort_fn(const char *text, void *data) {
-    (void)text;
-    (void)data;
-    abort();
-}
-/* Called by libsecp256k1 only on a failed malloc or a corrupted scratch space (an internal
- * bug): there is no verdict to give then, and Rust aborts on a failed allocation too. */
-static const rustsecp256k1_v0_14_callback x402b_abort = { x402b_abort_fn, NULL };
 
 /* Layouts shared with src/lib.rs (#[repr(C)], byte arrays only: alignment 1, no padding). */
 typedef struct {
@@ -153,46 +148,63 @@ int x402b_prepare(const x402b_sig *in, size_t n, x402b_prepared *out, unsigned c
     return 1;
 }
 
-typedef struct {
-    const ge *points;
-    const scalar *scalars;
-} x402b_msm;
+/* sum of sc[i]*pt[i] over `entries` points whose scalars are all below 2^128, with
+ * libsecp256k1's Pippenger (ecmult_pippenger_wnaf). This is ecmult_pippenger_batch without
+ * its unconditional endomorphism split, so that 128-bit scalars (the randomizers on the R_i)
+ * cost one bucket entry, not two; the caller splits the full-size scalars itself with the
+ * library's ecmult_endo_split. Returns 0 if memory ran out. */
+static int x402b_pippenger(gej *r, const ge *pt, const scalar *sc, size_t entries) {
+    /* The library tunes its window for n points that split into 2n half-size entries. */
+    int w = rustsecp256k1_v0_14_pippenger_bucket_window((entries + 1) / 2);
+    size_t n_wnaf = WNAF_SIZE(w + 1);
+    struct rustsecp256k1_v0_14_pippenger_state state;
+    gej *buckets = (gej *)malloc(sizeof(gej) << w);
+    int ok;
+    state.ps = (struct rustsecp256k1_v0_14_pippenger_point_state *)malloc(entries * sizeof(*state.ps));
+    state.wnaf_na = (int *)malloc(entries * n_wnaf * sizeof(int));
+    ok = buckets != NULL && state.ps != NULL && state.wnaf_na != NULL;
+    if (ok) {
+        rustsecp256k1_v0_14_ecmult_pippenger_wnaf(buckets, w, &state, r, sc, pt, entries);
+    }
+    free(buckets);
+    free(state.ps);
+    free(state.wnaf_na);
+    return ok;
+}
 
-static int x402b_msm_cb(scalar *sc, ge *pt, size_t idx, void *data) {
-    const x402b_msm *m = (const x402b_msm *)data;
-    *sc = m->scalars[idx];
-    *pt = m->points[idx];
-    return 1;
+/* Appends s*p as two entries below 2^128 (s = s1 + s2*lambda, p2 = lambda*p). */
+static void x402b_push_split(ge *points, scalar *scalars, size_t *used, const ge *p, const scalar *s) {
+    points[*used] = *p;
+    scalars[*used] = *s;
+    rustsecp256k1_v0_14_ecmult_endo_split(&scalars[*used], &scalars[*used + 1], &points[*used], &points[*used + 1]);
+    *used += 2;
 }
 
 /* The randomized batch equation over n prepared items and n_keys public keys:
  *   sum_i a_i*R_i - (sum_i a_i*u1_i)*G - sum_j (sum_{i: key[i] = j} a_i*u2_i)*Q_j == O
  * a_i are 16-byte big-endian randomizers (the caller draws them). Returns 1 if the sum is the
  * point at infinity, 0 if not, -1 if an input is malformed (a point not on the curve, a key
- * index out of range, a scalar not below n), -2 if memory ran out. */
+ * index out of range, a scalar not below n), -2 if memory ran out. *points_out is the number
+ * of points multiplied (items, keys with a nonzero scalar, G). */
 int x402b_check(const x402b_prepared *items, const uint32_t *key, const unsigned char *a16, size_t n, const unsigned char *keys64, size_t n_keys,
                 size_t *points_out) {
-    size_t total, i, used = 0, scratch_size;
+    size_t cap, i, used = 0, npoints;
     ge *points;
     scalar *scalars, *key_sc, g_sc;
-    rustsecp256k1_v0_14_scratch scratch;
     gej sum;
-    x402b_msm m;
     int result = -1;
 
     *points_out = 0;
-    if (n > (SIZE_MAX / 4) || n_keys > (SIZE_MAX / 4)) {
+    if (n > (SIZE_MAX / 4) / sizeof(ge) || n_keys > (SIZE_MAX / 4) / sizeof(ge)) {
         return -1;
     }
-    total = n + n_keys + 1;
-    points = (ge *)malloc(total * sizeof(ge));
-    scalars = (scalar *)malloc(total * sizeof(scalar));
+    cap = n + 2 * (n_keys + 1);
+    points = (ge *)malloc(cap * sizeof(ge));
+    scalars = (scalar *)malloc(cap * sizeof(scalar));
     key_sc = (scalar *)malloc((n_keys + 1) * sizeof(scalar));
     if (points == NULL || scalars == NULL || key_sc == NULL) {
-        free(points);
-        free(scalars);
-        free(key_sc);
-        return -2;
+        result = -2;
+        goto done;
     }
     rustsecp256k1_v0_14_scalar_set_int(&g_sc, 0);
     for (i = 0; i < n_keys; i++) {
@@ -205,6 +217,7 @@ int x402b_check(const x402b_prepared *items, const uint32_t *key, const unsigned
         if (key[i] >= n_keys) {
             goto done;
         }
+        /* a < 2^128: one Pippenger entry, no split. */
         memcpy(a32 + 16, a16 + 16 * i, 16);
         rustsecp256k1_v0_14_scalar_set_b32(&a, a32, &overflow);
         rustsecp256k1_v0_14_scalar_set_b32(&u1, items[i].u1, &overflow);
@@ -222,50 +235,29 @@ int x402b_check(const x402b_prepared *items, const uint32_t *key, const unsigned
         rustsecp256k1_v0_14_scalar_mul(&u2, &u2, &a);
         rustsecp256k1_v0_14_scalar_add(&key_sc[key[i]], &key_sc[key[i]], &u2);
     }
+    npoints = n;
     for (i = 0; i < n_keys; i++) {
-        if (!x402b_ge_read(&points[used], keys64 + 64 * i)) {
+        ge q;
+        if (!x402b_ge_read(&q, keys64 + 64 * i)) {
             goto done;
         }
-        /* A key no item uses has scalar 0; ecmult skips it, so it is not counted. */
+        /* A key no item uses has scalar 0: left out, and not counted. */
         if (!rustsecp256k1_v0_14_scalar_is_zero(&key_sc[i])) {
-            rustsecp256k1_v0_14_scalar_negate(&scalars[used], &key_sc[i]);
-            used++;
+            rustsecp256k1_v0_14_scalar_negate(&key_sc[i], &key_sc[i]);
+            x402b_push_split(points, scalars, &used, &q, &key_sc[i]);
+            npoints++;
         }
     }
-    /* G as an ordinary point (see the tables above). */
-    points[used] = rustsecp256k1_v0_14_ge_const_g;
-    rustsecp256k1_v0_14_scalar_negate(&scalars[used], &g_sc);
-    used++;
+    rustsecp256k1_v0_14_scalar_negate(&g_sc, &g_sc);
+    x402b_push_split(points, scalars, &used, &rustsecp256k1_v0_14_ge_const_g, &g_sc);
+    npoints++;
 
-    /* Room for either algorithm over all points in one pass (ecmult_multi_var picks Strauss
-     * below ECMULT_PIPPENGER_THRESHOLD points, else Pippenger, and splits into several
-     * passes only if the scratch space is short). */
-    scratch_size = rustsecp256k1_v0_14_strauss_scratch_size(used) + STRAUSS_SCRATCH_OBJECTS * ALIGNMENT;
-    {
-        size_t pip = rustsecp256k1_v0_14_pippenger_scratch_size(used, rustsecp256k1_v0_14_pippenger_bucket_window(used)) + PIPPENGER_SCRATCH_OBJECTS * ALIGNMENT;
-        if (pip > scratch_size) {
-            scratch_size = pip;
-        }
-    }
-    /* secp256k1-sys strips the library's scratch_create/destroy (they allocate); this is
-     * what they do: a "scratch" magic, a malloc'd data area, nothing allocated yet. */
-    memset(&scratch, 0, sizeof(scratch));
-    memcpy(scratch.magic, "scratch", 8);
-    scratch.data = malloc(scratch_size);
-    scratch.max_size = scratch_size;
-    if (scratch.data == NULL) {
-        result = -2;
-        goto done;
-    }
-    m.points = points;
-    m.scalars = scalars;
-    if (!rustsecp256k1_v0_14_ecmult_multi_var(&x402b_abort, &scratch, &sum, NULL, x402b_msm_cb, &m, used)) {
+    if (!x402b_pippenger(&sum, points, scalars, used)) {
         result = -2;
     } else {
         result = rustsecp256k1_v0_14_gej_is_infinity(&sum) ? 1 : 0;
-        *points_out = used;
+        *points_out = npoints;
     }
-    free(scratch.data);
 done:
     free(points);
     free(scalars);
