@@ -180,29 +180,19 @@ static void x402b_push_split(ge *points, scalar *scalars, size_t *used, const ge
     *used += 2;
 }
 
-/* The randomized batch equation over n prepared items and n_keys public keys:
- *   sum_i a_i*R_i - (sum_i a_i*u1_i)*G - sum_j (sum_{i: key[i] = j} a_i*u2_i)*Q_j == O
- * a_i are 16-byte big-endian randomizers (the caller draws them). Returns 1 if the sum is the
- * point at infinity, 0 if not, -1 if an input is malformed (a point not on the curve, a key
- * index out of range, a scalar not below n), -2 if memory ran out. *points_out is the number
- * of points multiplied (items, keys with a nonzero scalar, G). */
-int x402b_check(const x402b_prepared *items, const uint32_t *key, const unsigned char *a16, size_t n, const unsigned char *keys64, size_t n_keys,
-                size_t *points_out) {
-    size_t cap, i, used = 0, npoints;
-    ge *points;
-    scalar *scalars, *key_sc, g_sc;
-    gej sum;
+/* sum_i w_i*(R_i - u1_i*G - u2_i*Q_key[i]) into *out, for weights w_i below 2^128, gathered
+ * as sum w_i*R_i - (sum w_i*u1_i)*G - sum_j (sum_{i of key j} w_i*u2_i)*Q_j: one entry per
+ * item, two per key used and two for G. Returns 1, or -1 on a malformed input, -2 when memory
+ * ran out. *points = items + keys used + 1. */
+static int x402b_sum(gej *out, const x402b_prepared *items, const uint32_t *key, const scalar *w, size_t n, const unsigned char *keys64, size_t n_keys,
+                     size_t *points) {
+    size_t cap = n + 2 * (n_keys + 1), i, used = 0, npoints = n;
+    ge *pts = (ge *)malloc(cap * sizeof(ge));
+    scalar *sc = (scalar *)malloc(cap * sizeof(scalar));
+    scalar *key_sc = (scalar *)malloc((n_keys + 1) * sizeof(scalar));
+    scalar g_sc;
     int result = -1;
-
-    *points_out = 0;
-    if (n > (SIZE_MAX / 4) / sizeof(ge) || n_keys > (SIZE_MAX / 4) / sizeof(ge)) {
-        return -1;
-    }
-    cap = n + 2 * (n_keys + 1);
-    points = (ge *)malloc(cap * sizeof(ge));
-    scalars = (scalar *)malloc(cap * sizeof(scalar));
-    key_sc = (scalar *)malloc((n_keys + 1) * sizeof(scalar));
-    if (points == NULL || scalars == NULL || key_sc == NULL) {
+    if (pts == NULL || sc == NULL || key_sc == NULL) {
         result = -2;
         goto done;
     }
@@ -211,31 +201,27 @@ int x402b_check(const x402b_prepared *items, const uint32_t *key, const unsigned
         rustsecp256k1_v0_14_scalar_set_int(&key_sc[i], 0);
     }
     for (i = 0; i < n; i++) {
-        unsigned char a32[32] = {0};
-        scalar a, u1, u2;
+        scalar u1, u2;
         int overflow = 0;
         if (key[i] >= n_keys) {
             goto done;
         }
-        /* a < 2^128: one Pippenger entry, no split. */
-        memcpy(a32 + 16, a16 + 16 * i, 16);
-        rustsecp256k1_v0_14_scalar_set_b32(&a, a32, &overflow);
         rustsecp256k1_v0_14_scalar_set_b32(&u1, items[i].u1, &overflow);
         if (overflow) {
             goto done;
         }
         rustsecp256k1_v0_14_scalar_set_b32(&u2, items[i].u2, &overflow);
-        if (overflow || !x402b_ge_read(&points[used], items[i].rx)) {
+        if (overflow || !x402b_ge_read(&pts[used], items[i].rx)) {
             goto done;
         }
-        scalars[used] = a;
+        /* w_i < 2^128: one Pippenger entry, no split. */
+        sc[used] = w[i];
         used++;
-        rustsecp256k1_v0_14_scalar_mul(&u1, &u1, &a);
+        rustsecp256k1_v0_14_scalar_mul(&u1, &u1, &w[i]);
         rustsecp256k1_v0_14_scalar_add(&g_sc, &g_sc, &u1);
-        rustsecp256k1_v0_14_scalar_mul(&u2, &u2, &a);
+        rustsecp256k1_v0_14_scalar_mul(&u2, &u2, &w[i]);
         rustsecp256k1_v0_14_scalar_add(&key_sc[key[i]], &key_sc[key[i]], &u2);
     }
-    npoints = n;
     for (i = 0; i < n_keys; i++) {
         ge q;
         if (!x402b_ge_read(&q, keys64 + 64 * i)) {
@@ -244,25 +230,92 @@ int x402b_check(const x402b_prepared *items, const uint32_t *key, const unsigned
         /* A key no item uses has scalar 0: left out, and not counted. */
         if (!rustsecp256k1_v0_14_scalar_is_zero(&key_sc[i])) {
             rustsecp256k1_v0_14_scalar_negate(&key_sc[i], &key_sc[i]);
-            x402b_push_split(points, scalars, &used, &q, &key_sc[i]);
+            x402b_push_split(pts, sc, &used, &q, &key_sc[i]);
             npoints++;
         }
     }
     rustsecp256k1_v0_14_scalar_negate(&g_sc, &g_sc);
-    x402b_push_split(points, scalars, &used, &rustsecp256k1_v0_14_ge_const_g, &g_sc);
+    x402b_push_split(pts, sc, &used, &rustsecp256k1_v0_14_ge_const_g, &g_sc);
     npoints++;
-
-    if (!x402b_pippenger(&sum, points, scalars, used)) {
+    if (!x402b_pippenger(out, pts, sc, used)) {
         result = -2;
-    } else {
-        result = rustsecp256k1_v0_14_gej_is_infinity(&sum) ? 1 : 0;
-        *points_out = npoints;
+        goto done;
     }
+    *points += npoints;
+    result = 1;
 done:
-    free(points);
-    free(scalars);
+    free(pts);
+    free(sc);
     free(key_sc);
     return result;
+}
+
+/* The randomized batch equation over n prepared items and n_keys public keys:
+ *   P = sum_i a_i*R_i - (sum_i a_i*u1_i)*G - sum_j (sum_{i: key[i] = j} a_i*u2_i)*Q_j == O ?
+ * a_i are 16-byte big-endian randomizers below 2^118 (the caller draws them).
+ *
+ * When P != O and `locate` is set (n <= 1024), also computes P' = the same sum with weights
+ * (i+1)*a_i (below 2^128) and looks for the k in [1, n] with P' = k*P. Item k-1 is then the one
+ * bad item: if exactly one item is bad, P = a_b*T_b and P' = (b+1)*P, so k = b+1, and no other
+ * k matches (the group has prime order n > 1024); if two or more are bad, a k matches only with
+ * probability <= n*2^-118 over the a_i. *bad_out is that index, or -1.
+ *
+ * Returns 1 if P = O, 0 if not, -1 if an input is malformed (a point not on the curve, a key
+ * index out of range, a scalar not below n, a randomizer too wide), -2 if memory ran out.
+ * *points_out is the number of points multiplied (items, keys used, G; per sum computed). */
+int x402b_check(const x402b_prepared *items, const uint32_t *key, const unsigned char *a16, size_t n, const unsigned char *keys64, size_t n_keys,
+                int locate, size_t *points_out, int64_t *bad_out) {
+    scalar *w;
+    gej sum;
+    size_t i;
+    int r;
+    *points_out = 0;
+    *bad_out = -1;
+    if (n > (SIZE_MAX / 4) / sizeof(ge) || n_keys > (SIZE_MAX / 4) / sizeof(ge) || (locate && n > 1024)) {
+        return -1;
+    }
+    w = (scalar *)malloc((n + 1) * sizeof(scalar));
+    if (w == NULL) {
+        return -2;
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char a32[32] = {0};
+        int overflow = 0;
+        if (a16[16 * i] != 0 || (a16[16 * i + 1] >> 6) != 0) { /* not below 2^118 */
+            free(w);
+            return -1;
+        }
+        memcpy(a32 + 16, a16 + 16 * i, 16);
+        rustsecp256k1_v0_14_scalar_set_b32(&w[i], a32, &overflow);
+    }
+    r = x402b_sum(&sum, items, key, w, n, keys64, n_keys, points_out);
+    if (r == 1 && rustsecp256k1_v0_14_gej_is_infinity(&sum)) {
+        free(w);
+        return 1;
+    }
+    if (r == 1 && locate) {
+        gej sum2, acc;
+        ge target;
+        for (i = 0; i < n; i++) {
+            scalar k;
+            rustsecp256k1_v0_14_scalar_set_int(&k, (unsigned int)(i + 1));
+            rustsecp256k1_v0_14_scalar_mul(&w[i], &w[i], &k);
+        }
+        r = x402b_sum(&sum2, items, key, w, n, keys64, n_keys, points_out);
+        if (r == 1 && !rustsecp256k1_v0_14_gej_is_infinity(&sum2)) {
+            rustsecp256k1_v0_14_ge_set_gej_var(&target, &sum2);
+            acc = sum;
+            for (i = 0; i < n; i++) {
+                if (rustsecp256k1_v0_14_gej_eq_ge_var(&acc, &target)) {
+                    *bad_out = (int64_t)i;
+                    break;
+                }
+                rustsecp256k1_v0_14_gej_add_var(&acc, &acc, &sum, NULL);
+            }
+        }
+    }
+    free(w);
+    return r == 1 ? 0 : r;
 }
 
 /* 1 iff the G tables hold G and 2^128*G. */

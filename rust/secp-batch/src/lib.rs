@@ -13,8 +13,13 @@
 //! ```
 //!
 //! holds for sure when every item's equation holds, and, when some item's does not, with
-//! probability at most 2⁻¹²⁷ (the group has prime order; fixing all other aᵢ, at most one value of
-//! a bad item's aᵢ zeroes the sum). A `false` names no culprit: the caller bisects.
+//! probability at most 2⁻¹¹⁸ over aᵢ uniform in [1, 2¹¹⁸) (the group has prime order; fixing
+//! all other aᵢ, at most one value of a bad item's aᵢ zeroes the sum).
+//!
+//! A failed check can also name its one bad item (`locate`): the same sum with weights
+//! (i+1)·aᵢ, P', equals (b+1)·P when b is the only bad item, and equals k·P for no k ≤ n when
+//! two or more are bad, except with probability at most n·2⁻¹¹⁸ (≤ 2⁻¹⁰⁸ for n ≤ 1024). That is
+//! why the aᵢ have 118 bits: (i+1)·aᵢ stays below 2¹²⁸, one Pippenger entry per item.
 //!
 //! The arithmetic is libsecp256k1's own (field, scalar, group, and the Pippenger bucket method
 //! of `ecmult_multi_var`), compiled from the headers secp256k1-sys ships (vendored in
@@ -112,11 +117,17 @@ impl std::error::Error for Error {}
 /// The outcome of one randomized check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// Every item recovers to its key (up to the 2⁻¹²⁷ chance above).
+    /// Every item recovers to its key (up to the 2⁻¹¹⁸ chance above).
     pub holds: bool,
-    /// Points in the multi-scalar multiplication: items + keys used + G.
+    /// Points multiplied: items + keys used + G, for each sum computed (two when locating).
     pub points: usize,
+    /// When asked to locate and the check failed: the index of the one bad item, if exactly
+    /// one is bad (up to the n·2⁻¹¹⁸ chance above); `None` when two or more are.
+    pub bad: Option<usize>,
 }
+
+/// The most items `check` can locate a bad one among.
+pub const MAX_LOCATE: usize = 1024;
 
 /// Prepares signatures for `check`: `None` for one whose r or s is not in [1, n-1] or whose r
 /// is the x of no curve point (recovery fails on those too). One shared inversion serves every
@@ -135,46 +146,54 @@ pub fn prepare(sigs: &[SigInput]) -> Result<Vec<Option<Prepared>>, Error> {
 }
 
 /// Checks the randomized batch equation for `items`, item i against `keys[key_of[i]]`, with
-/// fresh OS randomizers. An empty batch holds.
+/// fresh OS randomizers; with `locate`, a failed check also names its one bad item (see the
+/// crate docs). An empty batch holds.
 ///
 /// # Panics
-/// If `key_of` is not as long as `items`, or names a key outside `keys` (caller bugs).
-pub fn check(items: &[Prepared], key_of: &[u32], keys: &[PublicKey]) -> Result<Outcome, Error> {
-    assert_eq!(items.len(), key_of.len(), "one key index per item");
-    assert!(key_of.iter().all(|&k| (k as usize) < keys.len()), "key index out of range");
-    if items.is_empty() {
-        return Ok(Outcome { holds: true, points: 0 });
-    }
+/// If `key_of` is not as long as `items`, names a key outside `keys`, or `locate` is asked for
+/// more than `MAX_LOCATE` items (caller bugs).
+pub fn check(items: &[Prepared], key_of: &[u32], keys: &[PublicKey], locate: bool) -> Result<Outcome, Error> {
     let mut a = vec![0u8; 16 * items.len()];
     getrandom::fill(&mut a).map_err(|e| Error::Randomness(e.to_string()))?;
-    for chunk in a.chunks_exact_mut(16) {
-        // A zero randomizer would drop its item from the sum; 2⁻¹²⁸ likely, but free to rule out.
-        if chunk.iter().all(|&b| b == 0) {
-            chunk[15] = 1;
+    for w in a.chunks_exact_mut(16) {
+        // Uniform in [1, 2^118): the top 10 of 128 bits cleared; a zero weight would drop its
+        // item from the sum (2^-118 likely, but free to rule out).
+        w[0] = 0;
+        w[1] &= 0x3f;
+        if w.iter().all(|&b| b == 0) {
+            w[15] = 1;
         }
     }
-    check_with(items, key_of, keys, &a)
+    check_with(items, key_of, keys, locate, &a)
 }
 
-/// `check` with caller-chosen randomizers: only for tests of this crate, which need to show
-/// what fixed (bad) randomizers would let through.
+/// `check` with caller-chosen randomizers: only for this crate's tests, which show what fixed
+/// (predictable) randomizers would let through.
 #[cfg(test)]
 fn check_fixed(items: &[Prepared], key_of: &[u32], keys: &[PublicKey], a: &[u8]) -> Result<Outcome, Error> {
-    check_with(items, key_of, keys, a)
+    check_with(items, key_of, keys, false, a)
 }
 
-fn check_with(items: &[Prepared], key_of: &[u32], keys: &[PublicKey], a: &[u8]) -> Result<Outcome, Error> {
+fn check_with(items: &[Prepared], key_of: &[u32], keys: &[PublicKey], locate: bool, a: &[u8]) -> Result<Outcome, Error> {
+    assert_eq!(items.len(), key_of.len(), "one key index per item");
+    assert!(key_of.iter().all(|&k| (k as usize) < keys.len()), "key index out of range");
+    assert!(!locate || items.len() <= MAX_LOCATE, "locate takes at most MAX_LOCATE items");
     assert_eq!(a.len(), 16 * items.len());
+    if items.is_empty() {
+        return Ok(Outcome { holds: true, points: 0, bad: None });
+    }
     let key_bytes: Vec<u8> = keys.iter().flat_map(|k| k.0).collect();
     let mut points = 0usize;
+    let mut bad = -1i64;
     // SAFETY: `items` and `key_of` hold n elements, `a` 16n bytes, `key_bytes` 64·keys.len()
-    // bytes (asserted above); the C function reads only those and writes only `points`.
+    // bytes (asserted above); the C function reads only those and writes only `points`, `bad`.
     let r = unsafe {
-        ffi::x402b_check(items.as_ptr(), key_of.as_ptr(), a.as_ptr(), items.len(), key_bytes.as_ptr(), keys.len(), &mut points)
+        ffi::x402b_check(items.as_ptr(), key_of.as_ptr(), a.as_ptr(), items.len(), key_bytes.as_ptr(), keys.len(), i32::from(locate), &mut points, &mut bad)
     };
+    let bad = usize::try_from(bad).ok().filter(|&b| b < items.len());
     match r {
-        1 => Ok(Outcome { holds: true, points }),
-        0 => Ok(Outcome { holds: false, points }),
+        1 => Ok(Outcome { holds: true, points, bad: None }),
+        0 => Ok(Outcome { holds: false, points, bad }),
         -2 => Err(Error::OutOfMemory),
         _ => Err(Error::Malformed),
     }
@@ -190,7 +209,17 @@ mod ffi {
     extern "C" {
         pub fn x402b_point_valid(xy64: *const u8) -> i32;
         pub fn x402b_prepare(sigs: *const SigInput, n: usize, out: *mut Prepared, ok: *mut u8) -> i32;
-        pub fn x402b_check(items: *const Prepared, key: *const u32, a16: *const u8, n: usize, keys64: *const u8, n_keys: usize, points: *mut usize) -> i32;
+        pub fn x402b_check(
+            items: *const Prepared,
+            key: *const u32,
+            a16: *const u8,
+            n: usize,
+            keys64: *const u8,
+            n_keys: usize,
+            locate: i32,
+            points: *mut usize,
+            bad: *mut i64,
+        ) -> i32;
         pub fn x402b_selftest() -> i32;
     }
 }

@@ -61,7 +61,7 @@ fn valid_batches_hold_and_count_their_points() {
     for n in [1usize, 2, 3, 16, 87, 88, 89, 200] {
         let key_of: Vec<u32> = (0..n as u32).map(|i| i % 5).collect();
         let sigs: Vec<SigInput> = (0..n as u32).map(|i| sign(i % 5, digest(i))).collect();
-        let out = check(&prepared(&sigs), &key_of, &keys).unwrap();
+        let out = check(&prepared(&sigs), &key_of, &keys, false).unwrap();
         assert!(out.holds, "n={n}");
         assert_eq!(out.points, n + n.min(5) + 1, "n={n}");
     }
@@ -89,14 +89,14 @@ fn every_kind_of_bad_item_fails_the_batch_alone_and_among_good_ones() {
     for (name, bad, holds) in [("flipped v", flipped, false), ("corrupted digest", corrupt_digest, false), ("other key", other_key, false), ("s twin", s_twin, true)] {
         // Recovery's view, the reference.
         assert_eq!(recover(&bad) == Some(*keys[1].as_xy()), holds, "{name}");
-        let alone = check(&prepared(&[bad]), &[1], &keys).unwrap();
+        let alone = check(&prepared(&[bad]), &[1], &keys, false).unwrap();
         assert_eq!(alone.holds, holds, "{name} alone");
         for at in [0usize, 17, 40] {
             let mut sigs = good.clone();
             let mut ks = key_of.clone();
             sigs.insert(at, bad);
             ks.insert(at, 1);
-            assert_eq!(check(&prepared(&sigs), &ks, &keys).unwrap().holds, holds, "{name} at {at}");
+            assert_eq!(check(&prepared(&sigs), &ks, &keys, false).unwrap().holds, holds, "{name} at {at}");
         }
     }
 }
@@ -127,7 +127,7 @@ fn unliftable_and_out_of_range_r_s_do_not_prepare() {
     let out = prepare(&cases).unwrap();
     assert_eq!(out.iter().map(Option::is_some).collect::<Vec<_>>(), [false, false, false, false, false, true]);
     // The one good item among failures still got its own 1/s from the shared inversion.
-    assert!(check(&[out[5].unwrap()], &[0], &[key(0)]).unwrap().holds);
+    assert!(check(&[out[5].unwrap()], &[0], &[key(0)], false).unwrap().holds);
 }
 
 #[test]
@@ -137,8 +137,8 @@ fn prepare_matches_recovery_on_many_signatures() {
     let sigs: Vec<SigInput> = (0..64).map(|i| sign(i % 7, digest(i))).collect();
     let p = prepared(&sigs);
     for (i, item) in p.iter().enumerate() {
-        assert!(check(&[*item], &[(i % 7) as u32], &keys).unwrap().holds, "item {i}");
-        assert!(!check(&[*item], &[((i + 1) % 7) as u32], &keys).unwrap().holds, "item {i} against another key");
+        assert!(check(&[*item], &[(i % 7) as u32], &keys, false).unwrap().holds, "item {i}");
+        assert!(!check(&[*item], &[((i + 1) % 7) as u32], &keys, false).unwrap().holds, "item {i} against another key");
     }
 }
 
@@ -179,15 +179,15 @@ fn fixed_randomizers_would_let_cancelling_items_through() {
     bump(&mut p[1].u1, false);
     let mut ones = vec![0u8; 32];
     ones[15] = 1;
-    ones[31] = 1;
+    ones[31] = 1; // weights (1, 1)
     assert!(check_fixed(&p, &[0, 0], &keys, &ones).unwrap().holds);
-    assert!(!check(&p, &[0, 0], &keys).unwrap().holds);
-    assert!(!check(&p[..1], &[0], &keys).unwrap().holds);
+    assert!(!check(&p, &[0, 0], &keys, false).unwrap().holds);
+    assert!(!check(&p[..1], &[0], &keys, false).unwrap().holds);
 }
 
 #[test]
 fn empty_batch_holds() {
-    assert_eq!(check(&[], &[], &[]).unwrap(), Outcome { holds: true, points: 0 });
+    assert_eq!(check(&[], &[], &[], true).unwrap(), Outcome { holds: true, points: 0, bad: None });
     assert_eq!(prepare(&[]).unwrap(), vec![]);
 }
 
@@ -201,9 +201,64 @@ fn threads_check_at_once() {
         for _ in 0..4 {
             s.spawn(|| {
                 for _ in 0..20 {
-                    assert!(check(&p, &key_of, &keys).unwrap().holds);
+                    assert!(check(&p, &key_of, &keys, false).unwrap().holds);
                 }
             });
         }
     });
+}
+
+#[test]
+fn a_failed_check_names_its_one_bad_item_and_only_then() {
+    let keys: Vec<PublicKey> = (0..4).map(key).collect();
+    let n = 100usize;
+    let sigs: Vec<SigInput> = (0..n as u32).map(|i| sign(i % 4, digest(i))).collect();
+    let key_of: Vec<u32> = (0..n as u32).map(|i| i % 4).collect();
+    let good = prepared(&sigs);
+    let clean = check(&good, &key_of, &keys, true).unwrap();
+    assert_eq!((clean.holds, clean.points, clean.bad), (true, n + 4 + 1, None), "a passing check computes one sum");
+    for b in [0usize, 1, 37, 99] {
+        let mut s = sigs.clone();
+        s[b].y_odd = !s[b].y_odd;
+        let out = check(&prepared(&s), &key_of, &keys, true).unwrap();
+        assert_eq!((out.holds, out.bad), (false, Some(b)), "bad at {b}");
+        assert_eq!(out.points, 2 * (n + 4 + 1), "locating computes a second sum");
+        // Without locate: no name, one sum.
+        let plain = check(&prepared(&s), &key_of, &keys, false).unwrap();
+        assert_eq!((plain.holds, plain.bad, plain.points), (false, None, n + 4 + 1));
+    }
+    // Two bad items: no single culprit is named.
+    for (b1, b2) in [(0usize, 1usize), (5, 90), (98, 99)] {
+        let mut s = sigs.clone();
+        s[b1].z[0] ^= 0x80;
+        s[b2] = sign((b2 as u32 + 1) % 4, digest(b2 as u32));
+        let out = check(&prepared(&s), &key_of, &keys, true).unwrap();
+        assert_eq!((out.holds, out.bad), (false, None), "bad at {b1} and {b2}");
+    }
+}
+
+#[test]
+fn locate_at_its_largest_size() {
+    let keys = [key(0), key(1)];
+    let mut sigs: Vec<SigInput> = (0..MAX_LOCATE as u32).map(|i| sign(i % 2, digest(i))).collect();
+    let key_of: Vec<u32> = (0..MAX_LOCATE as u32).map(|i| i % 2).collect();
+    sigs[MAX_LOCATE - 1].y_odd = !sigs[MAX_LOCATE - 1].y_odd;
+    let out = check(&prepared(&sigs), &key_of, &keys, true).unwrap();
+    assert_eq!(out.bad, Some(MAX_LOCATE - 1));
+}
+
+#[test]
+#[should_panic(expected = "MAX_LOCATE")]
+fn locate_refuses_more_than_it_can_name() {
+    let p = prepared(&[sign(0, digest(0))]);
+    let items = vec![p[0]; MAX_LOCATE + 1];
+    let _ = check(&items, &vec![0; MAX_LOCATE + 1], &[key(0)], true);
+}
+
+#[test]
+fn wide_randomizers_are_refused_by_the_c_side() {
+    let p = prepared(&[sign(0, digest(0))]);
+    let mut a = vec![0u8; 16];
+    a[0] = 1; // 2^120: wider than 118 bits
+    assert_eq!(check_with(&p, &[0], &[key(0)], false, &a), Err(Error::Malformed));
 }
