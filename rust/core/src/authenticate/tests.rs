@@ -1,0 +1,181 @@
+//! Cost and behaviour of the batch path on fixed mixes (the differential check over random
+//! mixes is `check_authenticate` in tests/common/fuzz_checks.rs).
+
+use super::*;
+use crate::signature::SignaturePolicy;
+
+struct Payer {
+    sk: secp256k1::SecretKey,
+    address: Address,
+}
+
+fn payer(i: u32) -> Payer {
+    let mut b = [0x22u8; 32];
+    b[28..].copy_from_slice(&i.to_be_bytes());
+    let sk = secp256k1::SecretKey::from_secret_bytes(b).unwrap();
+    let full = secp256k1::PublicKey::from_secret_key(&sk).serialize_uncompressed();
+    Payer { sk, address: Address::from_raw_public_key(&full[1..]) }
+}
+
+fn item(p: &Payer, j: u32) -> SigItem {
+    use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
+    let d = keccak256([p.address.as_slice(), &j.to_be_bytes()].concat());
+    let (id, rs) = RecoverableSignature::sign_ecdsa_recoverable(secp256k1::Message::from_digest(d.0), &p.sk).serialize_compact();
+    let mut b = [0u8; 65];
+    b[..64].copy_from_slice(&rs);
+    b[64] = 27 + u8::from(id == RecoveryId::One);
+    SigItem { digest: Digest(d), signature: Signature::parse(&b, &SignaturePolicy::permit2()).unwrap(), claimed: p.address }
+}
+
+fn flip_v(it: &SigItem) -> SigItem {
+    let mut b = it.signature.to_rsv_bytes();
+    b[64] ^= 27 ^ 28;
+    SigItem { signature: Signature::parse(&b, &SignaturePolicy::permit2()).unwrap(), ..*it }
+}
+
+fn batch(payers: &[Payer], n: usize) -> Vec<SigItem> {
+    (0..n).map(|i| item(&payers[i % payers.len()], i as u32)).collect()
+}
+
+fn reference(items: &[SigItem]) -> Vec<Result<Address>> {
+    items.iter().map(|it| it.signature.recover_address_from_prehash(&it.digest)).collect()
+}
+
+/// Runs a batch on a cache warmed with every payer's key, and returns the work it did.
+fn warm_run(payers: &[Payer], items: &[SigItem]) -> Stats {
+    let auth = Authenticator::new(1024);
+    let warmup: Vec<SigItem> = payers.iter().map(|p| item(p, 1_000_000)).collect();
+    auth.authenticate(&warmup);
+    let before = auth.stats();
+    assert_eq!(auth.authenticate(items), reference(items));
+    let after = auth.stats();
+    Stats {
+        key_cache_hits: after.key_cache_hits - before.key_cache_hits,
+        key_cache_misses: after.key_cache_misses - before.key_cache_misses,
+        key_cache_size: after.key_cache_size,
+        batch_verified: after.batch_verified - before.batch_verified,
+        recovered: after.recovered - before.recovered,
+        batch_checks: after.batch_checks - before.batch_checks,
+        failed_checks: after.failed_checks - before.failed_checks,
+        bisections: after.bisections - before.bisections,
+        located: after.located - before.located,
+        points_multiplied: after.points_multiplied - before.points_multiplied,
+        fallbacks: after.fallbacks - before.fallbacks,
+    }
+}
+
+#[test]
+fn cold_cache_recovers_and_learns_then_batches() {
+    let payers: Vec<Payer> = (0..4).map(payer).collect();
+    let items = batch(&payers, 40);
+    let auth = Authenticator::new(16);
+    assert_eq!(auth.authenticate(&items), reference(&items));
+    let s = auth.stats();
+    assert_eq!((s.recovered, s.batch_verified, s.key_cache_size), (40, 0, 4));
+    assert_eq!(auth.authenticate(&items), reference(&items));
+    let s = auth.stats();
+    assert_eq!((s.recovered, s.batch_verified, s.batch_checks), (40, 40, 1));
+}
+
+#[test]
+fn off_means_recovery_only() {
+    let payers: Vec<Payer> = (0..2).map(payer).collect();
+    let items = batch(&payers, 20);
+    let auth = Authenticator::new(0);
+    for _ in 0..2 {
+        assert_eq!(auth.authenticate(&items), reference(&items));
+    }
+    let s = auth.stats();
+    assert_eq!((s.recovered, s.batch_verified, s.key_cache_size, s.key_cache_hits), (40, 0, 0, 0));
+}
+
+#[test]
+fn failed_recoveries_and_mismatches_never_enter_the_cache() {
+    let payers: Vec<Payer> = (0..3).map(payer).collect();
+    let mut items = batch(&payers, 12);
+    for it in items.iter_mut().take(6) {
+        *it = flip_v(it); // recovers to some other key
+    }
+    items[7].claimed = Address::repeat_byte(7); // good signature, claimed for an unrelated payer
+    let auth = Authenticator::new(64);
+    assert_eq!(auth.authenticate(&items), reference(&items));
+    // Only the payers with an item that recovered to them are cached.
+    let learned: Vec<bool> = payers.iter().map(|p| auth.keys().get(&p.address).is_some()).collect();
+    let expected: Vec<bool> = payers.iter().map(|p| items.iter().skip(6).any(|it| it.claimed == p.address)).collect();
+    assert_eq!(learned, expected);
+    assert!(auth.keys().get(&Address::repeat_byte(7)).is_none());
+    assert_eq!(auth.keys().len(), expected.iter().filter(|b| **b).count());
+}
+
+#[test]
+fn clean_batch_is_one_check_of_n_plus_keys_plus_g_points() {
+    let payers: Vec<Payer> = (0..16).map(payer).collect();
+    let items = batch(&payers, 256);
+    let s = warm_run(&payers, &items);
+    // The probe (16 items of one payer after sorting) and the rest: two checks, no recovery.
+    assert_eq!((s.recovered, s.batch_verified, s.batch_checks, s.failed_checks), (0, 256, 2, 0));
+    assert_eq!(s.points_multiplied, (16 + 1 + 1) + (240 + 15 + 1));
+}
+
+#[test]
+fn one_bad_item_in_256_is_named_by_one_extra_sum() {
+    let payers: Vec<Payer> = (0..16).map(payer).collect();
+    for bad in [3usize, 100, 255] {
+        let mut items = batch(&payers, 256);
+        items[bad] = flip_v(&items[bad]);
+        let s = warm_run(&payers, &items);
+        assert_eq!((s.recovered, s.batch_verified, s.located, s.bisections), (1, 255, 1, 0), "bad at {bad}");
+        // At most: probe + rest, one of them twice (the locating sum).
+        assert!(s.points_multiplied <= 2 * (16 + 1 + 1) + (240 + 15 + 1) * 2, "bad at {bad}: {s:?}");
+    }
+}
+
+#[test]
+fn half_bad_costs_recovery_plus_the_probe() {
+    let payers: Vec<Payer> = (0..16).map(payer).collect();
+    let mut items = batch(&payers, 256);
+    for i in (0..256).step_by(2) {
+        items[i] = flip_v(&items[i]);
+    }
+    let s = warm_run(&payers, &items);
+    // The probe finds two or more bad and everything is recovered: the only extra work is
+    // the probe's two sums over 16 items.
+    assert_eq!((s.recovered, s.batch_verified, s.failed_checks, s.bisections), (256, 0, 1, 0));
+    assert_eq!(s.points_multiplied, 2 * (16 + 1 + 1));
+    assert_eq!(s.fallbacks, 256);
+}
+
+#[test]
+fn planted_bad_items_cannot_force_more_than_the_budget() {
+    // Two bad items in every 32 after a clean probe: the adversary's best case for bisection.
+    let payers: Vec<Payer> = (0..4).map(payer).collect();
+    let mut items = batch(&payers, 512);
+    let mut order: Vec<usize> = (0..512).collect();
+    order.sort_by_key(|&i| i % 4); // the order the batch path sorts into (by payer)
+    for (pos, &i) in order.iter().enumerate() {
+        if pos >= 16 && pos % 32 < 2 {
+            items[i] = flip_v(&items[i]);
+        }
+    }
+    let s = warm_run(&payers, &items);
+    let cached = 512u64;
+    // Failed checks may cost at most the budget plus the one check that crossed it.
+    assert!(s.points_multiplied <= (16 + 2) * 2 + BUDGET_POINTS_PER_ITEM * cached + 2 * (496 + 4 + 1) + 2 * (496 + 5), "{s:?}");
+    assert!(s.fallbacks > 0, "{s:?}");
+}
+
+#[test]
+fn small_batches_and_unliftable_r_go_to_recovery() {
+    let payers: Vec<Payer> = (0..2).map(payer).collect();
+    let items = batch(&payers, MIN_BATCH - 1);
+    let s = warm_run(&payers, &items);
+    assert_eq!((s.recovered, s.batch_checks), (MIN_BATCH as u64 - 1, 0));
+    // r = 5 is no point's x: recovery gives the error, the rest still batch.
+    let mut items = batch(&payers, 20);
+    let mut b = items[4].signature.to_rsv_bytes();
+    b[..32].fill(0);
+    b[31] = 5;
+    items[4].signature = Signature::parse(&b, &SignaturePolicy::permit2()).unwrap();
+    let s = warm_run(&payers, &items);
+    assert_eq!((s.recovered, s.batch_verified), (1, 19));
+}
