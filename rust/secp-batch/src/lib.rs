@@ -167,6 +167,12 @@ pub fn check(items: &[Prepared], key_of: &[u32], keys: &[PublicKey], locate: boo
     check_with(items, key_of, keys, locate, &a)
 }
 
+/// A uniform random u64 from the OS source the randomizers come from (for callers choosing
+/// which items to check first, so that an adversary cannot place bad items around them).
+pub fn random_u64() -> Result<u64, Error> {
+    getrandom::u64().map_err(|e| Error::Randomness(e.to_string()))
+}
+
 /// `check` with caller-chosen randomizers: only for this crate's tests, which show what fixed
 /// (predictable) randomizers would let through.
 #[cfg(test)]

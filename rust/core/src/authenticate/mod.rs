@@ -32,7 +32,8 @@ pub const DEFAULT_KEY_CACHE: usize = 65_536;
 
 /// Below this many cached items a check costs about what recovering them does.
 const MIN_BATCH: usize = 8;
-/// Items checked first, alone, when there are at least `PROBE_FROM` (see `run`).
+/// Items checked first, alone, when there are at least `PROBE_FROM` (see `run`): a batch
+/// whose probe holds two or more bad items is recovered whole.
 const PROBE: usize = 16;
 const PROBE_FROM: usize = 64;
 /// A range this small is recovered rather than checked again.
@@ -169,16 +170,21 @@ impl Authenticator {
         // Items of one payer side by side: a sub-range then names few keys.
         batch.members.sort_by_key(|m| m.key);
         let mut budget = BUDGET_POINTS_PER_ITEM * batch.members.len() as u64;
-        let (probe, rest) = if batch.members.len() >= PROBE_FROM { batch.members.split_at(PROBE) } else { (&[][..], &batch.members[..]) };
-        if !probe.is_empty() {
-            let prepared = self.prepare(items, probe);
-            // Two or more bad among the first few: most of the batch is likely bad, and checks
+        if batch.members.len() >= PROBE_FROM {
+            // The probe is a run at a random place in that order: one or two payers, so a
+            // cheap check, and a place an adversary cannot plan bad items around.
+            let Ok(r) = secp_batch::random_u64() else { return };
+            let at = (r % (batch.members.len() - PROBE + 1) as u64) as usize;
+            let probe: Vec<Member> = batch.members.drain(at..at + PROBE).collect();
+            let prepared = self.prepare(items, &probe);
+            // Two or more bad among the probe: much of the batch is likely bad, and checks
             // would cost more than recovering it. One bad is named and recovered.
             if !self.check(items, &prepared, &batch.keys, &mut budget, out, true) {
-                bump(&self.counters.fallbacks, rest.len() as u64);
+                bump(&self.counters.fallbacks, batch.members.len() as u64);
                 return;
             }
         }
+        let rest = &batch.members[..];
         let prepared = self.prepare(items, rest);
         for chunk in prepared.chunks(secp_batch::MAX_LOCATE) {
             self.resolve(items, chunk, &batch.keys, &mut budget, out);

@@ -112,9 +112,10 @@ fn clean_batch_is_one_check_of_n_plus_keys_plus_g_points() {
     let payers: Vec<Payer> = (0..16).map(payer).collect();
     let items = batch(&payers, 256);
     let s = warm_run(&payers, &items);
-    // The probe (16 items of one payer after sorting) and the rest: two checks, no recovery.
+    // The probe (a run of 16 in payer order: one or two payers) and the rest: two checks, no
+    // recovery, each point multiplied once.
     assert_eq!((s.recovered, s.batch_verified, s.batch_checks, s.failed_checks), (0, 256, 2, 0));
-    assert_eq!(s.points_multiplied, (16 + 1 + 1) + (240 + 15 + 1));
+    assert!((256 + 16 + 2..=256 + 16 + 4).contains(&s.points_multiplied), "{s:?}");
 }
 
 #[test]
@@ -126,7 +127,7 @@ fn one_bad_item_in_256_is_named_by_one_extra_sum() {
         let s = warm_run(&payers, &items);
         assert_eq!((s.recovered, s.batch_verified, s.located, s.bisections), (1, 255, 1, 0), "bad at {bad}");
         // At most: probe + rest, one of them twice (the locating sum).
-        assert!(s.points_multiplied <= 2 * (16 + 1 + 1) + (240 + 15 + 1) * 2, "bad at {bad}: {s:?}");
+        assert!(s.points_multiplied <= 2 * (16 + 2 + 1) + 2 * (240 + 16 + 1), "bad at {bad}: {s:?}");
     }
 }
 
@@ -134,26 +135,27 @@ fn one_bad_item_in_256_is_named_by_one_extra_sum() {
 fn half_bad_costs_recovery_plus_the_probe() {
     let payers: Vec<Payer> = (0..16).map(payer).collect();
     let mut items = batch(&payers, 256);
-    for i in (0..256).step_by(2) {
+    // Every other item of each payer (so of any run in payer order) is bad.
+    for i in (0..256).filter(|i| (i / 16) % 2 == 0) {
         items[i] = flip_v(&items[i]);
     }
     let s = warm_run(&payers, &items);
     // The probe finds two or more bad and everything is recovered: the only extra work is
     // the probe's two sums over 16 items.
     assert_eq!((s.recovered, s.batch_verified, s.failed_checks, s.bisections), (256, 0, 1, 0));
-    assert_eq!(s.points_multiplied, 2 * (16 + 1 + 1));
+    assert!(s.points_multiplied <= 2 * (16 + 2 + 1), "{s:?}");
     assert_eq!(s.fallbacks, 256);
 }
 
 #[test]
 fn planted_bad_items_cannot_force_more_than_the_budget() {
-    // Two bad items in every 32 after a clean probe: the adversary's best case for bisection.
+    // Two bad items in every 32: the adversary's best case for bisection.
     let payers: Vec<Payer> = (0..4).map(payer).collect();
     let mut items = batch(&payers, 512);
     let mut order: Vec<usize> = (0..512).collect();
     order.sort_by_key(|&i| i % 4); // the order the batch path sorts into (by payer)
     for (pos, &i) in order.iter().enumerate() {
-        if pos >= 16 && pos % 32 < 2 {
+        if pos % 32 < 2 {
             items[i] = flip_v(&items[i]);
         }
     }
