@@ -61,3 +61,52 @@ fn every_bad_kind_among_good_items() {
     let all_good: Vec<(u8, u8, bool, u8, u8)> = (0..1024u32).map(|i| ((i % 6) as u8, (i / 6) as u8, false, 0, 0)).collect();
     check_authenticate(&input(1, 3, 0b111111, &all_good));
 }
+
+/// Whole x402 verdicts: every committed x402 corpus input (and the valid seeds repeated, so
+/// their payers' keys are cached and batched), against each fixed requirements document, gives
+/// the same verdict through `verify_deferred` + `batch_verify::finish_all` as through `verify`,
+/// on a cold cache, a warm one, and with the cache off.
+#[test]
+fn x402_batches_match_per_item_verify() {
+    use common::fuzz_checks::{X402_NOW, X402_REQUIREMENTS};
+    use x402_verify_core::authenticate::Authenticator;
+    use x402_verify_core::json;
+    use x402_verify_core::x402::batch_verify::finish_all;
+    use x402_verify_core::x402::{parse_requirements, verify, verify_deferred, PayloadInput, VerifyConfig};
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/x402");
+    let mut inputs: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    inputs.sort();
+    let valid: Vec<(String, Vec<u8>)> = inputs.iter().filter(|(n, _)| n.starts_with("valid_")).cloned().collect();
+    assert!(!valid.is_empty());
+    for _ in 0..12 {
+        inputs.extend(valid.iter().cloned());
+    }
+    let cfg = VerifyConfig::default();
+    let reqs: Vec<_> = X402_REQUIREMENTS.iter().map(|t| parse_requirements(&json::parse(t.as_bytes()).unwrap())).collect();
+    for cache in [0usize, 64] {
+        let auth = Authenticator::new(cache);
+        for pass in 0..2 {
+            for req in &reqs {
+                let want: Vec<_> = inputs.iter().map(|(_, b)| verify(&PayloadInput::Text(b), req, X402_NOW, &cfg)).collect();
+                let staged: Vec<_> = inputs.iter().map(|(_, b)| verify_deferred(&PayloadInput::Text(b), req, X402_NOW, &cfg)).collect();
+                for threads in [Some(1), Some(2)] {
+                    let got = finish_all(staged.clone(), &auth, threads);
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(g, w, "cache {cache}, pass {pass}, threads {threads:?}: {}", inputs[i].0);
+                    }
+                }
+            }
+        }
+        let s = auth.stats();
+        if cache > 0 {
+            assert!(s.batch_verified > 0, "the valid seeds were batched: {s:?}");
+        } else {
+            assert_eq!(s.batch_verified, 0);
+        }
+    }
+}

@@ -28,7 +28,7 @@ use crate::primitives::Digest;
 use crate::signature::Signature;
 
 /// Default number of payer keys a verifier keeps (a gateway's active payers).
-pub const DEFAULT_KEY_CACHE: usize = 65_536;
+pub const DEFAULT_KEY_CACHE: usize = 16_384;
 
 /// Below this many cached items a check costs about what recovering them does.
 const MIN_BATCH: usize = 8;
