@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from x402_verify._core import DEFAULT_MAX_PAYLOAD_BYTES, SignaturePolicy, VerifierCore, VerifyResponse
+from x402_verify._core import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PAYER_KEY_CACHE, SignaturePolicy, VerifierCore, VerifyResponse
 
 __all__ = [
     "EXACT_PERMIT2_PROXY",
@@ -88,6 +88,8 @@ class Verifier:
         eip3009_policy: signature rules for EIP-3009 (default: USDC's; 65 bytes, v 27/28, low s).
         permit2_policy: signature rules for Permit2 (default: Permit2's; 64/65 bytes, any s).
         threads: worker threads for ``verify_batch`` (default: every core).
+        payer_key_cache: public keys of this many recent payers kept, so that ``verify_batch``
+            checks their signatures together instead of recovering each; 0 turns it off.
         nonce_store: replay protection (see ``x402_verify.stores``).
     """
 
@@ -104,6 +106,7 @@ class Verifier:
         eip3009_policy: SignaturePolicy | None = None,
         permit2_policy: SignaturePolicy | None = None,
         threads: int | None = None,
+        payer_key_cache: int = DEFAULT_PAYER_KEY_CACHE,
         nonce_store: Any = _UNSET,
     ) -> None:
         names = dict(V1_NETWORK_NAMES)
@@ -112,6 +115,8 @@ class Verifier:
         exact, upto = _proxies(permit2_proxies)
         if time_buffer < 0:
             raise ValueError("time_buffer must be >= 0")
+        if isinstance(payer_key_cache, bool) or not isinstance(payer_key_cache, int) or not 0 <= payer_key_cache <= 1 << 24:
+            raise ValueError("payer_key_cache must be an int from 0 (off) to 16777216")
         self._core = VerifierCore(
             network_names=names,
             allowed_chain_ids=allowed,
@@ -124,6 +129,7 @@ class Verifier:
             eip3009_policy=eip3009_policy or SignaturePolicy.eip3009(),
             permit2_policy=permit2_policy or SignaturePolicy.permit2(),
             threads=threads,
+            payer_key_cache=payer_key_cache,
         )
         self._threads = threads
         if nonce_store is _UNSET:
@@ -156,6 +162,13 @@ class Verifier:
 
             results = reserve_verified(self.nonce_store, results, now)
         return results
+
+    def stats(self) -> dict[str, int]:
+        """Work counters since construction (deterministic, not timings): ``key_cache_hits``,
+        ``key_cache_misses``, ``key_cache_size``, ``batch_verified`` and ``recovered``
+        signatures, ``batch_checks``, ``failed_checks``, ``bisections``, ``located`` bad items,
+        ``points_multiplied``, ``fallbacks`` to recovery."""
+        return self._core.stats()
 
     # --- the reservation's lifecycle -------------------------------------------------------
 
