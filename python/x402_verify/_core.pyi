@@ -244,7 +244,7 @@ class VerifierCore:
     def stats(self) -> dict[str, int]:
         """Work counters since construction: key-cache hits, misses and size, batch-verified and
         recovered signatures, batch checks (and failed ones), bisections, located bad items,
-        points multiplied, fallbacks to recovery."""
+        points multiplied, fallbacks to recovery, session-cache hits and size."""
     def verify(self, payload: _Json, requirements: _Json, *, now: int | None = None) -> VerifyResponse:
         """Verifies one payment. Never raises for a bad payment: the verdict says why."""
     def verify_batch(

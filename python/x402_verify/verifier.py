@@ -167,7 +167,9 @@ class Verifier:
         """Work counters since construction (deterministic, not timings): ``key_cache_hits``,
         ``key_cache_misses``, ``key_cache_size``, ``batch_verified`` and ``recovered``
         signatures, ``batch_checks``, ``failed_checks``, ``bisections``, ``located`` bad items,
-        ``points_multiplied``, ``fallbacks`` to recovery."""
+        ``points_multiplied``, ``fallbacks`` to recovery, ``session_hits`` (authorizations
+        presented again, accepted with no curve work after every other check) and
+        ``session_size``."""
         return self._core.stats()
 
     # --- the reservation's lifecycle -------------------------------------------------------

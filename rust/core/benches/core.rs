@@ -122,7 +122,7 @@ fn authenticate(c: &mut Criterion) {
         let mut b = [0u8; 65];
         b[..64].copy_from_slice(&rs);
         b[64] = 27 + u8::from((id == RecoveryId::One) != flip);
-        SigItem { digest: Digest(d), signature: Signature::parse(&b, &SignaturePolicy::permit2()).unwrap(), claimed: *addr }
+        SigItem { digest: Digest(d), signature: Signature::parse(&b, &SignaturePolicy::permit2()).unwrap(), claimed: *addr, session: None }
     };
     // (name, items, payers, bad every k-th item)
     for (name, n, payers, bad_every) in [

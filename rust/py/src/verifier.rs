@@ -132,7 +132,7 @@ impl VerifierCore {
 
     /// Work counters since construction: key-cache hits, misses and size, batch-verified and
     /// recovered signatures, batch checks (and failed ones), bisections, located bad items,
-    /// points multiplied, fallbacks to recovery.
+    /// points multiplied, fallbacks to recovery, session-cache hits and size.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.auth.as_ref().map(Authenticator::stats).unwrap_or_default();
         let d = PyDict::new(py);
@@ -148,6 +148,8 @@ impl VerifierCore {
             ("located", s.located),
             ("points_multiplied", s.points_multiplied),
             ("fallbacks", s.fallbacks),
+            ("session_hits", s.session_hits),
+            ("session_size", s.session_size),
         ] {
             d.set_item(k, v)?;
         }

@@ -14,6 +14,7 @@
 //! already holds two bad items (most of the batch is likely bad), what is left is recovered.
 
 mod cache;
+mod sessions;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,9 +39,11 @@ const PROBE: usize = 16;
 const PROBE_FROM: usize = 64;
 /// A range this small is recovered rather than checked again.
 const LEAF: usize = 2;
-/// Points of failed checks allowed per cached item before the rest is recovered: about two
-/// extra passes over the batch.
-const BUDGET_POINTS_PER_ITEM: u64 = 2;
+/// Points of failed checks allowed, per point of one check over the whole batch, before the
+/// rest is recovered: enough to name a few bad items (a failed locating check is two passes;
+/// each half after a split, two more), and a bound on what planted bad items can cost (a point
+/// is about a sixth of a recovery).
+const BUDGET_PASSES: u64 = 4;
 
 /// One signature to authenticate: its digest, the signature parsed under the policy, and the
 /// signer the payment claims.
@@ -49,6 +52,16 @@ pub struct SigItem {
     pub digest: Digest,
     pub signature: Signature,
     pub claimed: Address,
+    /// When set, a signature authenticated for `claimed` is remembered until the deadline, and
+    /// one remembered is accepted with no curve work while the deadline is not past.
+    pub session: Option<Session>,
+}
+
+/// The clock of the verification, and the authorization's deadline (validBefore / deadline).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub now: u64,
+    pub expires: u64,
 }
 
 /// Deterministic work counters (what was done, not how long it took).
@@ -72,6 +85,9 @@ pub struct Stats {
     pub points_multiplied: u64,
     /// Items recovered because the failure budget ran out or the probe found the batch bad.
     pub fallbacks: u64,
+    /// Items accepted from the session cache (no curve work), and its size.
+    pub session_hits: u64,
+    pub session_size: u64,
 }
 
 #[derive(Default)]
@@ -84,6 +100,7 @@ struct Counters {
     located: AtomicU64,
     points_multiplied: AtomicU64,
     fallbacks: AtomicU64,
+    session_hits: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, by: u64) {
@@ -93,6 +110,7 @@ fn bump(c: &AtomicU64, by: u64) {
 /// The key cache and the counters one verifier shares across calls and threads.
 pub struct Authenticator {
     keys: KeyCache,
+    sessions: sessions::Sessions,
     counters: Counters,
 }
 
@@ -103,9 +121,10 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// `key_cache` keys at most; 0 turns the batch path off (every item is recovered).
+    /// `key_cache` keys at most, and as many remembered session signatures; 0 turns both off
+    /// (every item is recovered).
     pub fn new(key_cache: usize) -> Self {
-        Authenticator { keys: KeyCache::new(key_cache), counters: Counters::default() }
+        Authenticator { keys: KeyCache::new(key_cache), sessions: sessions::Sessions::new(key_cache), counters: Counters::default() }
     }
 
     pub fn keys(&self) -> &KeyCache {
@@ -127,6 +146,8 @@ impl Authenticator {
             located: get(&c.located),
             points_multiplied: get(&c.points_multiplied),
             fallbacks: get(&c.fallbacks),
+            session_hits: get(&c.session_hits),
+            session_size: self.sessions.len() as u64,
         }
     }
 
@@ -136,6 +157,11 @@ impl Authenticator {
         let mut batch = Batch::default();
         if self.keys.capacity() > 0 {
             for (i, item) in items.iter().enumerate() {
+                if item.session.is_some_and(|s| self.sessions.known(item, s.now)) {
+                    bump(&self.counters.session_hits, 1);
+                    out[i] = Some(Ok(item.claimed));
+                    continue;
+                }
                 if let Some(key) = self.keys.get(&item.claimed) {
                     batch.add(i, item.claimed, key);
                 }
@@ -149,7 +175,15 @@ impl Authenticator {
                 *slot = Some(self.recover(&items[i]));
             }
         }
-        out.into_iter().map(|r| r.expect("every item resolved")).collect()
+        let out: Vec<Result<Address>> = out.into_iter().map(|r| r.expect("every item resolved")).collect();
+        for (item, r) in items.iter().zip(&out) {
+            if let (Some(s), Ok(a)) = (item.session, r) {
+                if *a == item.claimed {
+                    self.sessions.remember(item, s.expires);
+                }
+            }
+        }
+        out
     }
 
     /// Recovery, as the per-item path does it; a key that recovers to the claimed payer is
@@ -169,7 +203,7 @@ impl Authenticator {
     fn run(&self, items: &[SigItem], batch: &mut Batch, out: &mut [Option<Result<Address>>]) {
         // Items of one payer side by side: a sub-range then names few keys.
         batch.members.sort_by_key(|m| m.key);
-        let mut budget = BUDGET_POINTS_PER_ITEM * batch.members.len() as u64;
+        let mut budget = BUDGET_PASSES * (batch.members.len() + batch.keys.len() + 1) as u64;
         if batch.members.len() >= PROBE_FROM {
             // The probe is a run at a random place in that order: one or two payers, so a
             // cheap check, and a place an adversary cannot plan bad items around.

@@ -9,7 +9,7 @@ use super::digest::{eip3009_digest, eip3009_domain_separator, permit2_domain_sep
 use super::network::{default_names, parse_caip2};
 use super::payload::{parse_payload, Authorization, PaymentPayload, PaymentRequirements};
 use super::replay::{replay_key, ReplayKey};
-use crate::authenticate::SigItem;
+use crate::authenticate::{Session, SigItem};
 use crate::error::{Code, Error, Result};
 use crate::json::Value;
 use crate::primitives::{parse_hex_prefixed, Digest};
@@ -300,7 +300,8 @@ fn exact_eip3009(
     window(&a.valid_before, now, cfg)?;
     let domain = eip3009_domain_separator(name, version, chain, &req.asset);
     let digest = eip3009_digest(&domain, a);
-    signature_item(&p.signature, &digest, a.from, &cfg.eip3009_policy, Code::InvalidExactSignature)
+    let session = Session { now, expires: a.valid_before.saturating_to() };
+    signature_item(&p.signature, &digest, a.from, &cfg.eip3009_policy, Code::InvalidExactSignature, session)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -352,13 +353,14 @@ fn permit2(
     check(!a.to.is_zero(), Code::Permit2InvalidDestination, || "witness.to is the zero address".to_owned())?;
     window(&a.deadline, now, cfg)?;
     let digest = permit2_witness_digest(&permit2_domain_separator(chain), a);
-    signature_item(&p.signature, &digest, a.from, &cfg.permit2_policy, Code::InvalidPermit2Signature)
+    let session = Session { now, expires: a.deadline.saturating_to() };
+    signature_item(&p.signature, &digest, a.from, &cfg.permit2_policy, Code::InvalidPermit2Signature, session)
 }
 
 /// The signature step, up to authentication: smart-wallet forms are sent to a chain check,
 /// never recovered as EOA signatures; everything else must parse under the policy, and then
 /// recover to the claimed payer (`finish`).
-fn signature_item(text: &str, digest: &Digest, claimed: Address, policy: &SignaturePolicy, code: Code) -> Signed {
+fn signature_item(text: &str, digest: &Digest, claimed: Address, policy: &SignaturePolicy, code: Code, session: Session) -> Signed {
     if text.is_empty() || text == "0x" {
         return Err(fail_with(code, "the payload has no signature"));
     }
@@ -373,5 +375,5 @@ fn signature_item(text: &str, digest: &Digest, claimed: Address, policy: &Signat
         ));
     }
     let sig = Signature::parse(&bytes, policy).map_err(|e| (code, format!("{}: {}", e.code, e.message)))?;
-    Ok(PendingSignature { item: SigItem { digest: *digest, signature: sig, claimed }, code })
+    Ok(PendingSignature { item: SigItem { digest: *digest, signature: sig, claimed, session: Some(session) }, code })
 }

@@ -1381,7 +1381,7 @@ pub fn check_authenticate(data: &[u8]) {
         // Parse errors are the policy's, before any curve work; the rest is authenticated.
         let parsed: Vec<_> = items.iter().map(|(_, b, _)| Signature::parse(b, &policy)).collect();
         let sig_items: Vec<SigItem> =
-            items.iter().zip(&parsed).filter_map(|((d, _, c), p)| p.as_ref().ok().map(|s| SigItem { digest: *d, signature: *s, claimed: *c })).collect();
+            items.iter().zip(&parsed).filter_map(|((d, _, c), p)| p.as_ref().ok().map(|s| SigItem { digest: *d, signature: *s, claimed: *c, session: None })).collect();
         let mut results = auth.authenticate(&sig_items).into_iter();
         submitted += sig_items.len() as u64;
         for (i, p) in parsed.iter().enumerate() {
