@@ -1352,15 +1352,17 @@ fn auth_reference(digest: &Digest, bytes: &[u8], policy: &SignaturePolicy) -> Re
 }
 
 /// Batch authentication gives every item exactly what per-item recovery gives it, with the
-/// cache cold, warmed by a first pass, or filled by hand, at any capacity; each item is either
-/// batch-verified or recovered, once; the cache holds only keys whose address they hash to and
-/// never more than its capacity.
+/// cache cold, warmed by a first pass, or filled by hand, at any capacity, with and without the
+/// session cache (bit 3 of the first byte; the third pass runs past every deadline); each item
+/// is batch-verified, recovered or a session hit, once; the cache holds only keys whose address
+/// they hash to and never more than its capacity.
 pub fn check_authenticate(data: &[u8]) {
-    use x402_verify_core::authenticate::{Authenticator, SigItem};
+    use x402_verify_core::authenticate::{Authenticator, Session, SigItem};
     if data.len() < 2 {
         return;
     }
     let policy = all_policies()[data[0] as usize % 8];
+    let sessions = data[0] & 8 != 0;
     let capacity = [0usize, 1, 3, 64][data[1] as usize & 3];
     let warm = data[1] >> 2;
     let mut items: Vec<(Digest, Vec<u8>, x402_verify_core::Address)> = Vec::new();
@@ -1377,11 +1379,16 @@ pub fn check_authenticate(data: &[u8]) {
     }
     let reference: Vec<_> = items.iter().map(|(d, b, _)| auth_reference(d, b, &policy)).collect();
     let mut submitted = 0u64;
-    for pass in 0..2 {
+    for pass in 0..3u64 {
+        // Deadlines 1000 + (a digest byte): the third pass (now 2000) is past all of them.
+        let session = |d: &Digest| sessions.then(|| Session { now: [500, 900, 2000][pass as usize], expires: 1000 + u64::from(d.0[0]) });
         // Parse errors are the policy's, before any curve work; the rest is authenticated.
         let parsed: Vec<_> = items.iter().map(|(_, b, _)| Signature::parse(b, &policy)).collect();
-        let sig_items: Vec<SigItem> =
-            items.iter().zip(&parsed).filter_map(|((d, _, c), p)| p.as_ref().ok().map(|s| SigItem { digest: *d, signature: *s, claimed: *c, session: None })).collect();
+        let sig_items: Vec<SigItem> = items
+            .iter()
+            .zip(&parsed)
+            .filter_map(|((d, _, c), p)| p.as_ref().ok().map(|s| SigItem { digest: *d, signature: *s, claimed: *c, session: session(d) }))
+            .collect();
         let mut results = auth.authenticate(&sig_items).into_iter();
         submitted += sig_items.len() as u64;
         for (i, p) in parsed.iter().enumerate() {
@@ -1393,8 +1400,9 @@ pub fn check_authenticate(data: &[u8]) {
         }
     }
     let stats = auth.stats();
-    assert_eq!(stats.batch_verified + stats.recovered, submitted, "each item batch-verified or recovered, once: {stats:?}");
+    assert_eq!(stats.batch_verified + stats.recovered + stats.session_hits, submitted, "each item batch-verified, recovered or a session hit, once: {stats:?}");
     assert!(stats.key_cache_size as usize <= capacity);
+    assert!(sessions || stats.session_hits == 0);
     for k in 0..AUTH_KEYS {
         if let Some(key) = auth.keys().get(&pool.addresses[k]) {
             assert_eq!(key.as_xy(), &pool.keys[k], "the cache holds a wrong key for payer {k}");
