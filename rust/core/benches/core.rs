@@ -142,7 +142,9 @@ fn authenticate(c: &mut Criterion) {
         assert_eq!(auth.authenticate(&items), want);
         let mut g = c.benchmark_group(format!("authenticate/{name}"));
         g.throughput(Throughput::Elements(n as u64));
-        g.bench_function("recover", |b| b.iter(|| black_box(&items).iter().map(|it| it.signature.recover_address_from_prehash(&it.digest)).collect::<Vec<_>>()));
+        g.bench_function("recover", |b| {
+            b.iter(|| black_box(&items).iter().map(|it| it.signature.recover_address_from_prehash(&it.digest)).collect::<Vec<_>>())
+        });
         g.bench_function("batch", |b| b.iter(|| auth.authenticate(black_box(&items))));
         g.finish();
     }

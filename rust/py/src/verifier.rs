@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use x402_verify_core::authenticate::Authenticator;
 use x402_verify_core::json::Value;
 use x402_verify_core::primitives::parse_address;
-use x402_verify_core::authenticate::Authenticator;
 use x402_verify_core::x402::batch_verify::finish_all;
 use x402_verify_core::x402::{parse_requirements, requirements_error, verify, verify_deferred, PayloadInput, PaymentRequirements, Verdict, VerifyConfig};
 use x402_verify_core::{Address, Code, Error, Result as CoreResult};

@@ -86,7 +86,9 @@ fn every_kind_of_bad_item_fails_the_batch_alone_and_among_good_ones() {
         borrow = i16::from(d < 0);
     }
     s_twin.y_odd = !base.y_odd;
-    for (name, bad, holds) in [("flipped v", flipped, false), ("corrupted digest", corrupt_digest, false), ("other key", other_key, false), ("s twin", s_twin, true)] {
+    for (name, bad, holds) in
+        [("flipped v", flipped, false), ("corrupted digest", corrupt_digest, false), ("other key", other_key, false), ("s twin", s_twin, true)]
+    {
         // Recovery's view, the reference.
         assert_eq!(recover(&bad) == Some(*keys[1].as_xy()), holds, "{name}");
         let alone = check(&prepared(&[bad]), &[1], &keys, false).unwrap();

@@ -248,7 +248,15 @@ impl Authenticator {
     /// Checks `range`, narrowing a failure down until every item is accepted or left to
     /// recovery; returns false when the range held two or more bad items that were not
     /// narrowed down (only asked for the probe: `probe = true` stops there).
-    fn check(&self, items: &[SigItem], range: &[(Member, Prepared)], keys: &[PublicKey], budget: &mut u64, out: &mut [Option<Result<Address>>], probe: bool) -> bool {
+    fn check(
+        &self,
+        items: &[SigItem],
+        range: &[(Member, Prepared)],
+        keys: &[PublicKey],
+        budget: &mut u64,
+        out: &mut [Option<Result<Address>>],
+        probe: bool,
+    ) -> bool {
         if range.len() <= LEAF {
             return true; // left to recovery
         }

@@ -171,7 +171,12 @@ pub struct PendingSignature {
 
 /// `verify` up to the signature: the verdict so far, and the signature still to authenticate
 /// when every other check passed (the verdict is then valid until `finish` says otherwise).
-pub fn verify_deferred(input: &PayloadInput<'_>, requirements: &Result<PaymentRequirements>, now: u64, cfg: &VerifyConfig) -> (Verdict, Option<PendingSignature>) {
+pub fn verify_deferred(
+    input: &PayloadInput<'_>,
+    requirements: &Result<PaymentRequirements>,
+    now: u64,
+    cfg: &VerifyConfig,
+) -> (Verdict, Option<PendingSignature>) {
     let payload = match read_payload(input, cfg) {
         Ok(p) => p,
         Err(e) => return (Verdict::from_error(&e), None),
