@@ -4,7 +4,7 @@ coincurve's bare recovery and against the x402 SDK's own facilitator verify, tim
     python -m pytest benches/test_bench_verify.py --benchmark-enable -p no:cacheprovider -s
 
 Data: 500 distinct payments per kind (exact Permit2; exact EIP-3009), signed with eth-account by
-``tests/test_stores.py``'s ``sign_payment``, valid from NOW - 60 to NOW + 3600; our side runs
+``tests/payments.py``'s ``sign_payment``, valid from NOW - 60 to NOW + 3600; our side runs
 10,000 (base64 header, requirements dict) items a call, cycling them. Every item is checked to
 verify as valid once, outside the timed part.
 
@@ -41,7 +41,6 @@ verify as valid once, outside the timed part.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,15 +48,14 @@ from typing import Any
 import pytest
 
 import x402_verify as xv
-from conftest import TESTS_DIR, alternate, check_targets
+from conftest import alternate, check_targets
 
 coincurve = pytest.importorskip("coincurve")
 pytest.importorskip("eth_account")
 pytest.importorskip("x402")
 
-sys.path.insert(0, str(TESTS_DIR))
+from payments import OPG_BASE, PERMIT2, USDC_BASE_SEPOLIA, Payment, public_test_keys, sign_payment  # noqa: E402
 from sdk_stub import StubChainSigner  # noqa: E402
-from test_stores import OPG_BASE, PERMIT2, USDC_BASE_SEPOLIA, Payment, sign_payment  # noqa: E402
 
 from x402.http.utils import decode_payment_signature_header  # noqa: E402
 from x402.mechanisms.evm.exact import facilitator as sdk_exact_facilitator  # noqa: E402
@@ -100,7 +98,7 @@ def items(payments: dict[str, list[Payment]]) -> dict[str, list[tuple[str, dict[
 @pytest.fixture(scope="module")
 def digest_pairs(keccak: Callable[[bytes], bytes]) -> dict[str, Any]:
     """4,000 (digest, signature) pairs from 8 test keys: coincurve's form (recid) and ours (v)."""
-    keys = [coincurve.PrivateKey(keccak(f"x402-verify public test key #{i}".encode())) for i in range(8)]
+    keys = [coincurve.PrivateKey(k) for k in public_test_keys(8)]
     signers = [keccak(k.public_key.format(compressed=False)[1:])[12:] for k in keys]
     anchor, ours = [], []
     for i in range(N_COINCURVE):

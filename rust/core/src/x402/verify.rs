@@ -21,6 +21,11 @@ pub const EXACT_PERMIT2_PROXY: Address = address!("402085c248EeA27D92E8b30b2C58e
 pub const UPTO_PERMIT2_PROXY: Address = address!("4020A4f3b7b90ccA423B9fabCc0CE57C6C240002");
 /// The SDK's buffer on deadlines (about three blocks).
 pub const DEFAULT_TIME_BUFFER: u64 = 6;
+/// Default allowance for a client clock running ahead of ours, on top of the requirements'
+/// `maxTimeoutSeconds`: the x402 SDK clients sign validAfter = their now - 600, so a payment
+/// from a clock up to 600 s ahead passes the validAfter check; its validBefore / deadline
+/// (their now + maxTimeoutSeconds) passes the window check under the same allowance.
+pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 600;
 /// Largest decoded payment JSON accepted by default.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 16 * 1024;
 
@@ -45,7 +50,10 @@ pub struct VerifyConfig {
     /// `extra.facilitatorAddress` is the only one accepted.
     pub facilitator_addresses: Vec<Address>,
     pub time_buffer: u64,
-    /// When set, a validBefore/deadline further than this many seconds ahead is refused.
+    /// A validBefore/deadline later than now + the requirements' `maxTimeoutSeconds` + this is
+    /// refused (`authorization_window_too_long`), so every reservation has a bounded life.
+    pub clock_skew_seconds: u64,
+    /// When set, a validBefore/deadline further than this many seconds ahead is refused too.
     pub max_validity_seconds: Option<u64>,
     pub max_payload_bytes: usize,
     pub eip3009_policy: SignaturePolicy,
@@ -61,6 +69,7 @@ impl Default for VerifyConfig {
             upto_permit2_proxies: vec![UPTO_PERMIT2_PROXY],
             facilitator_addresses: Vec::new(),
             time_buffer: DEFAULT_TIME_BUFFER,
+            clock_skew_seconds: DEFAULT_CLOCK_SKEW_SECONDS,
             max_validity_seconds: None,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             eip3009_policy: SignaturePolicy::eip3009(),
@@ -270,9 +279,20 @@ fn network_allowed(chain: u64, cfg: &VerifyConfig) -> Step {
     check(ok, Code::InvalidNetwork, || format!("chain {chain} is not among this verifier's networks"))
 }
 
-fn window(valid_until: &U256, now: u64, cfg: &VerifyConfig) -> Step {
+/// How far ahead an authorization may stay valid: a client signs validBefore / deadline =
+/// its now + maxTimeoutSeconds, so later than that (plus its clock's allowance) is an
+/// authorization that would hold a reservation longer than the route ever needs, and a free
+/// way to fill the store (signing costs nothing).
+fn window(valid_until: &U256, now: u64, req: &PaymentRequirements, cfg: &VerifyConfig) -> Step {
+    let bound = U256::from(now) + U256::from(req.max_timeout_seconds) + U256::from(cfg.clock_skew_seconds);
+    check(*valid_until <= bound, Code::AuthorizationWindowTooLong, || {
+        format!(
+            "authorization is valid until {valid_until}, more than maxTimeoutSeconds ({}) + {} s of clock skew after now ({now})",
+            req.max_timeout_seconds, cfg.clock_skew_seconds
+        )
+    })?;
     match cfg.max_validity_seconds {
-        Some(max) => check(*valid_until <= U256::from(now.saturating_add(max)), Code::AuthorizationWindowTooLong, || {
+        Some(max) => check(*valid_until <= U256::from(now) + U256::from(max), Code::AuthorizationWindowTooLong, || {
             format!("authorization is valid until {valid_until}, more than {max} s after now ({now})")
         }),
         None => Ok(()),
@@ -302,7 +322,7 @@ fn exact_eip3009(
     let fresh = a.valid_before >= U256::from(now) + U256::from(cfg.time_buffer) && a.valid_before > U256::from(now);
     check(fresh, Code::ValidBeforeExpired, || format!("validBefore {} is before now + {} s ({now})", a.valid_before, cfg.time_buffer))?;
     check(a.valid_after <= U256::from(now), Code::ValidAfterFuture, || format!("validAfter {} is after now ({now})", a.valid_after))?;
-    window(&a.valid_before, now, cfg)?;
+    window(&a.valid_before, now, req, cfg)?;
     let domain = eip3009_domain_separator(name, version, chain, &req.asset);
     let digest = eip3009_digest(&domain, a);
     let session = Session { now, expires: a.valid_before.saturating_to() };
@@ -356,7 +376,7 @@ fn permit2(
     // an upto session may settle 0 (the facilitator then sends nothing).
     check(upto || !a.amount.is_zero(), Code::Permit2InvalidAmount, || "the exact Permit2 proxy cannot settle an amount of 0".to_owned())?;
     check(!a.to.is_zero(), Code::Permit2InvalidDestination, || "witness.to is the zero address".to_owned())?;
-    window(&a.deadline, now, cfg)?;
+    window(&a.deadline, now, req, cfg)?;
     let digest = permit2_witness_digest(&permit2_domain_separator(chain), a);
     let session = Session { now, expires: a.deadline.saturating_to() };
     signature_item(&p.signature, &digest, a.from, &cfg.permit2_policy, Code::InvalidPermit2Signature, session)

@@ -46,6 +46,7 @@ pub fn check(name: &str, data: &[u8]) {
 /// what it refuses that serde_json accepts is refused for a strictness reason, and an accepted
 /// value survives a print/parse round trip unchanged.
 pub fn check_json(data: &[u8]) {
+    check_json_exact(data);
     let ours = json::parse(data);
     let theirs = serde_json::from_slice::<serde_json::Value>(data);
     match &ours {
@@ -67,6 +68,38 @@ pub fn check_json(data: &[u8]) {
                 assert!(matches!(e.code, Code::InvalidJson | Code::InvalidJsonNumber | Code::DuplicateKey), "unexpected code {}", e.code);
             }
         }
+    }
+}
+
+/// `json::parse_with(_, Integers::Exact)` (typed data) differs from `json::parse` only where
+/// the latter says `invalid_json_number`: the same value or error otherwise; what it accepts
+/// serde_json accepts too, or refuses only as a number beyond any float; an accepted value
+/// whose integers are below 2^256 prints back and re-parses to itself.
+fn check_json_exact(data: &[u8]) {
+    let exact = json::parse_with(data, json::Integers::Exact);
+    match json::parse(data) {
+        Ok(v) => assert_eq!(exact.as_ref(), Ok(&v), "exact integers changed a value the plain reader accepts"),
+        Err(e) if e.code != Code::InvalidJsonNumber => assert_eq!(exact.as_ref().err(), Some(&e), "exact integers changed a non-number error"),
+        Err(_) => {}
+    }
+    if let Ok(v) = &exact {
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(data) {
+            assert!(e.to_string().starts_with("number out of range"), "exact reader accepted what serde_json refuses: {e}");
+        }
+        if all_ints_fit(v) {
+            let text = to_json_text(v);
+            let again = json::parse_with(text.as_bytes(), json::Integers::Exact).unwrap_or_else(|e| panic!("printed value does not re-parse: {e}; {text:?}"));
+            assert_eq!(&again, v, "print/parse round trip changed the value (exact integers)");
+        }
+    }
+}
+
+fn all_ints_fit(v: &Value) -> bool {
+    match v {
+        Value::Int(i) => i.mag.is_some(),
+        Value::Array(items) => items.iter().all(all_ints_fit),
+        Value::Object(o) => o.iter().all(|(_, x)| all_ints_fit(x)),
+        _ => true,
     }
 }
 
@@ -131,8 +164,8 @@ pub fn check_typed_data(data: &[u8]) {
     if let Some(less) = data.len().checked_sub(1) {
         assert_eq!(eip712::hash_typed_data_json(data, less).unwrap_err().code, Code::PayloadTooLarge);
     }
-    // The JSON entry point is parse + from_value + signing_digest, step by step.
-    match json::parse(data) {
+    // The JSON entry point is parse (integers exact) + from_value + signing_digest, step by step.
+    match json::parse_with(data, json::Integers::Exact) {
         Err(e) => assert_eq!(first.unwrap_err(), e, "a JSON error must be reported as is"),
         Ok(doc) => match eip712::TypedData::from_value(&doc) {
             Err(e) => assert_eq!(first.unwrap_err(), e, "from_value's error must be reported as is"),
@@ -440,7 +473,7 @@ fn gen_atomic(c: &mut Choices<'_>, a: &str) -> Gj {
         } else {
             U256::from(1u8) << width
         };
-        let s = c.pick(&["-1", "01", "0x10", " 1", "1e3", "-0", "+1", "1.0", ""]);
+        let s = c.pick(&["-1", "01", "0X10", " 1", "1e3", "-0", "+1", "1.0", "", "0x", "-0x1", "0x1_0", "0xg"]);
         let over = if !signed && width == 256 {
             "115792089237316195423570985008687907853269984665640564039457584007913129639936".to_owned()
         } else {
@@ -464,13 +497,14 @@ fn gen_atomic(c: &mut Choices<'_>, a: &str) -> Gj {
             (signed && c.rarely(2), U256::from_be_slice(&raw) & max)
         }
     };
-    let text = format!("{}{}", if negative && !mag.is_zero() { "-" } else { "" }, mag);
-    // Small values also go as JSON integers.
-    let fits_json = if negative { mag <= U256::from(1u64 << 63) } else { mag <= U256::from(u64::MAX) };
-    if fits_json && c.rarely(2) {
-        Gj::Raw(text)
-    } else {
-        jstr(&text)
+    let negative = negative && !mag.is_zero();
+    let text = format!("{}{}", if negative { "-" } else { "" }, mag);
+    // As a JSON integer literal (any size), a decimal string, or (non-negative) 0x hex.
+    match c.below(4) {
+        0 => Gj::Raw(text),
+        1 if !negative => jstr(&format!("0x{}{mag:x}", "0".repeat(c.below(3)))),
+        2 if !negative => jstr(&format!("0x{mag:X}")),
+        _ => jstr(&text),
     }
 }
 
@@ -757,7 +791,7 @@ pub fn check_x402(data: &[u8]) {
                             assert_eq!(text, got, "Text and Value input disagree");
                         }
                         check_verdict(&got, &PayloadInput::Value(v), p, Some(req), t, cfg);
-                        if in_window(&p.authorization, t, cfg) {
+                        if in_window(&p.authorization, t, req, cfg) {
                             match &inside {
                                 None => inside = Some(got),
                                 Some(first) => assert_eq!(&got, first, "inside the validity window the verdict changed with now (t={t})"),
@@ -919,14 +953,16 @@ fn window_of(auth: &Authorization) -> (U256, U256) {
 }
 
 /// Whether `t` passes the time checks: validAfter <= t, validBefore / deadline >= t + buffer
-/// (and > t for EIP-3009: USDC's own rule), and within max_validity_seconds of t.
-fn in_window(auth: &Authorization, t: u64, cfg: &VerifyConfig) -> bool {
+/// (and > t for EIP-3009: USDC's own rule), no later than t + maxTimeoutSeconds + the clock-skew
+/// allowance, and within max_validity_seconds of t.
+fn in_window(auth: &Authorization, t: u64, req: &PaymentRequirements, cfg: &VerifyConfig) -> bool {
     let (after, before) = window_of(auth);
     let now = U256::from(t);
     let strict_after = matches!(auth, Authorization::Eip3009(_));
     after <= now
         && before >= now + U256::from(cfg.time_buffer)
         && (!strict_after || before > now)
+        && before <= now + U256::from(req.max_timeout_seconds) + U256::from(cfg.clock_skew_seconds)
         && cfg.max_validity_seconds.is_none_or(|m| before <= now + U256::from(m))
 }
 
@@ -958,7 +994,7 @@ fn check_verdict(v: &Verdict, input: &PayloadInput<'_>, p: &PaymentPayload, req:
     assert!(v.replay.is_some(), "a valid verdict has no replay key");
     let chain = v.chain_id.expect("a valid verdict has a chain");
     assert!(cfg.allowed_chain_ids.as_ref().is_none_or(|ids| ids.contains(&chain)), "valid on a chain the config does not allow");
-    assert!(in_window(auth, t, cfg), "valid at t={t} outside the window");
+    assert!(in_window(auth, t, req, cfg), "valid at t={t} outside the window");
     assert_eq!(p.network, req.network, "valid with another network");
     assert_eq!(p.scheme, req.scheme, "valid with another scheme");
     let sig = sig_bytes.expect("valid with a signature that is not hex");
@@ -1051,14 +1087,16 @@ fn render_requirements(r: &PaymentRequirements) -> String {
     if let Some(f) = &r.facilitator_address {
         extra.push(format!(r#""facilitatorAddress":"{}""#, checksum(f)));
     }
-    let timeout = r.max_timeout_seconds.map(|t| format!(r#","maxTimeoutSeconds":{t}"#)).unwrap_or_default();
+    let amount = if r.x402_version == 1 { r#""maxAmountRequired":""# } else { r#""amount":""# };
+    let v1_only = if r.x402_version == 1 { r#","resource":"https://api.example/x""# } else { "" };
     format!(
-        r#"{{"scheme":{},"network":{},"amount":"{}","asset":"{}","payTo":"{}"{timeout},"extra":{{{}}}}}"#,
+        r#"{{"scheme":{},"network":{},{amount}{}","asset":"{}","payTo":"{}","maxTimeoutSeconds":{}{v1_only},"extra":{{{}}}}}"#,
         q(&r.scheme),
         q(&r.network),
         r.amount,
         checksum(&r.asset),
         checksum(&r.pay_to),
+        r.max_timeout_seconds,
         extra.join(",")
     )
 }
@@ -1135,10 +1173,10 @@ impl StoreModel {
             // Reserved by the caller: an idempotent retry. Anything else: a replay.
             return Ok(matches!(&e.state, State::Reserved { owner: o, .. } if o == owner));
         }
-        // Dead on arrival: granted, and nothing is kept.
+        // Dead on arrival: nothing would be kept, so it is refused, never acknowledged.
         if expires_at <= now {
             self.map.remove(&key);
-            return Ok(true);
+            return Err(StoreRefusal::Expired);
         }
         // Bounded: full means full of live entries.
         if self.live_count(now) >= self.max_entries {
@@ -1153,6 +1191,8 @@ impl StoreModel {
         match e.state.clone() {
             State::Reserved { owner: o, charged, .. } if o == owner => {
                 e.state = State::Settled { owner: o, total: charged };
+                // The nonce is spent: a settled key is kept for as long as the store lives.
+                e.expires_at = u64::MAX;
                 Ok(charged)
             }
             State::Settled { owner: o, total } if o == owner => Ok(total),
