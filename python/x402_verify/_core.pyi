@@ -27,6 +27,7 @@ __all__ = [
     "error_codes",
     "decode_payment_header",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DEFAULT_PAYER_KEY_CACHE",
     "DEFAULT_MAX_TYPED_DATA_BYTES",
 ]
 
@@ -45,6 +46,7 @@ _Req = Requirements | dict[str, Any] | str | bytes
 
 DEFAULT_MAX_TYPED_DATA_BYTES: Final[int]
 DEFAULT_MAX_PAYLOAD_BYTES: Final[int]
+DEFAULT_PAYER_KEY_CACHE: Final[int]
 
 @final
 class SignaturePolicy:
@@ -331,7 +333,12 @@ class VerifierCore:
         eip3009_policy: SignaturePolicy,
         permit2_policy: SignaturePolicy,
         threads: int | None,
+        payer_key_cache: int = ...,
     ) -> VerifierCore: ...
+    def stats(self) -> dict[str, int]:
+        """Work counters since construction: key-cache hits, misses and size, batch-verified and
+        recovered signatures, batch checks (and failed ones), bisections, located bad items,
+        points multiplied, fallbacks to recovery, session-cache hits and size."""
     def verify(self, payload: _Json, requirements: _Req, *, now: int | None = None) -> VerifyResponse:
         """Verifies one payment. Never raises for a bad payment: the verdict says why."""
     def verify_batch(

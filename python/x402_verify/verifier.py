@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from x402_verify._core import DEFAULT_MAX_PAYLOAD_BYTES, Requirements, SignaturePolicy, VerifierCore, VerifyResponse
+from x402_verify._core import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PAYER_KEY_CACHE, Requirements, SignaturePolicy, VerifierCore, VerifyResponse
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW_SECONDS",
@@ -156,6 +156,8 @@ class Verifier:
         permit2_policy: signature rules for Permit2 (default: Permit2's; 64/65 bytes, any s).
         threads: most worker threads a ``verify_batch`` uses, 1 to 256 (default: every core).
             All verifiers share one pool sized to the cores; this caps a batch's share of it.
+        payer_key_cache: public keys of this many recent payers kept, so that ``verify_batch``
+            checks their signatures together instead of recovering each; 0 turns it off.
         nonce_store: replay protection (see ``x402_verify.stores``).
     """
 
@@ -173,6 +175,7 @@ class Verifier:
         eip3009_policy: SignaturePolicy | None = None,
         permit2_policy: SignaturePolicy | None = None,
         threads: int | None = None,
+        payer_key_cache: int = DEFAULT_PAYER_KEY_CACHE,
         nonce_store: Any = _UNSET,
     ) -> None:
         names = _names(network_names)
@@ -181,6 +184,10 @@ class Verifier:
         for name, policy in (("eip3009_policy", eip3009_policy), ("permit2_policy", permit2_policy)):
             if policy is not None and not isinstance(policy, SignaturePolicy):
                 raise TypeError(f"{name} must be a SignaturePolicy or None, not {type(policy).__name__}")
+        if isinstance(payer_key_cache, bool) or not isinstance(payer_key_cache, int):
+            raise TypeError(f"payer_key_cache must be an int, not {type(payer_key_cache).__name__}")
+        if not 0 <= payer_key_cache <= 1 << 24:
+            raise ValueError("payer_key_cache must be an int from 0 (off) to 16777216")
         self._core = VerifierCore(
             network_names=names,
             allowed_chain_ids=allowed,
@@ -194,6 +201,7 @@ class Verifier:
             eip3009_policy=eip3009_policy or SignaturePolicy.eip3009(),
             permit2_policy=permit2_policy or SignaturePolicy.permit2(),
             threads=threads,
+            payer_key_cache=payer_key_cache,
         )
         if nonce_store is _UNSET:
             from x402_verify.stores import MemoryNonceStore
@@ -233,6 +241,15 @@ class Verifier:
 
             results = reserve_verified(self.nonce_store, results, now)
         return results
+
+    def stats(self) -> dict[str, int]:
+        """Work counters since construction (deterministic, not timings): ``key_cache_hits``,
+        ``key_cache_misses``, ``key_cache_size``, ``batch_verified`` and ``recovered``
+        signatures, ``batch_checks``, ``failed_checks``, ``bisections``, ``located`` bad items,
+        ``points_multiplied``, ``fallbacks`` to recovery, ``session_hits`` (authorizations
+        presented again, accepted with no curve work after every other check) and
+        ``session_size``."""
+        return self._core.stats()
 
     # --- the reservation's lifecycle -------------------------------------------------------
 

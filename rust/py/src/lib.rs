@@ -247,4 +247,7 @@ mod _core {
 
     #[pymodule_export]
     const DEFAULT_MAX_TYPED_DATA_BYTES: usize = DEFAULT_MAX_BYTES;
+
+    #[pymodule_export]
+    const DEFAULT_PAYER_KEY_CACHE: usize = x402_verify_core::authenticate::DEFAULT_KEY_CACHE;
 }

@@ -5,9 +5,11 @@ use std::collections::HashMap;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use x402_verify_core::authenticate::Authenticator;
 use x402_verify_core::json::Value;
 use x402_verify_core::primitives::parse_address;
-use x402_verify_core::x402::{verify, PayloadInput, Verdict, VerifyConfig};
+use x402_verify_core::x402::batch_verify::finish_all;
+use x402_verify_core::x402::{verify, verify_deferred, PayloadInput, Verdict, VerifyConfig};
 use x402_verify_core::{Address, Code, Error, Result as CoreResult};
 
 use crate::args::{now_or_clock, threads as thread_count, Threads, UnixTime};
@@ -56,13 +58,16 @@ fn addresses(list: Vec<String>, what: &str) -> PyResult<Vec<Address>> {
 pub struct VerifierCore {
     cfg: VerifyConfig,
     threads: Option<usize>,
+    /// Payer keys and batch counters; `None` when `payer_key_cache=0`.
+    auth: Option<Authenticator>,
 }
 
 #[pymethods]
 impl VerifierCore {
     #[new]
     #[pyo3(signature = (*, network_names, allowed_chain_ids, exact_permit2_proxies, upto_permit2_proxies, facilitator_addresses,
-                        time_buffer, clock_skew_seconds, max_validity_seconds, max_payload_bytes, eip3009_policy, permit2_policy, threads))]
+                        time_buffer, clock_skew_seconds, max_validity_seconds, max_payload_bytes, eip3009_policy, permit2_policy, threads,
+                        payer_key_cache = x402_verify_core::authenticate::DEFAULT_KEY_CACHE))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         network_names: HashMap<String, u64>,
@@ -77,6 +82,7 @@ impl VerifierCore {
         eip3009_policy: PyRef<'_, SignaturePolicy>,
         permit2_policy: PyRef<'_, SignaturePolicy>,
         threads: Option<Threads>,
+        payer_key_cache: usize,
     ) -> PyResult<Self> {
         let threads = thread_count(threads);
         if max_payload_bytes == 0 {
@@ -97,7 +103,34 @@ impl VerifierCore {
                 permit2_policy: permit2_policy.0,
             },
             threads,
+            auth: (payer_key_cache > 0).then(|| Authenticator::new(payer_key_cache)),
         })
+    }
+
+    /// Work counters since construction: key-cache hits, misses and size, batch-verified and
+    /// recovered signatures, batch checks (and failed ones), bisections, located bad items,
+    /// points multiplied, fallbacks to recovery, session-cache hits and size.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.auth.as_ref().map(Authenticator::stats).unwrap_or_default();
+        let d = PyDict::new(py);
+        for (k, v) in [
+            ("key_cache_hits", s.key_cache_hits),
+            ("key_cache_misses", s.key_cache_misses),
+            ("key_cache_size", s.key_cache_size),
+            ("batch_verified", s.batch_verified),
+            ("recovered", s.recovered),
+            ("batch_checks", s.batch_checks),
+            ("failed_checks", s.failed_checks),
+            ("bisections", s.bisections),
+            ("located", s.located),
+            ("points_multiplied", s.points_multiplied),
+            ("fallbacks", s.fallbacks),
+            ("session_hits", s.session_hits),
+            ("session_size", s.session_size),
+        ] {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
     }
 
     /// Verifies one payment. Never raises for a bad payment: the verdict says why.
@@ -130,11 +163,19 @@ impl VerifierCore {
             inputs.push(payload_arg(&p).map(|p| (p, req)));
         }
         let cfg = &self.cfg;
-        let verdicts = py.detach(|| {
-            x402_verify_core::batch::map(&inputs, threads, |input| match input {
+        let verdicts = py.detach(|| match &self.auth {
+            // Every check but the signature's per item, then the signatures together.
+            Some(auth) => {
+                let staged = x402_verify_core::batch::map(&inputs, threads, |input| match input {
+                    Ok((p, req)) => verify_deferred(&p.input(), req, now, cfg),
+                    Err(e) => (verdict_of(e), None),
+                });
+                finish_all(staged, auth, threads)
+            }
+            None => x402_verify_core::batch::map(&inputs, threads, |input| match input {
                 Ok((p, req)) => verify(&p.input(), req, now, cfg),
                 Err(e) => verdict_of(e),
-            })
+            }),
         });
         let out = PyList::empty(py);
         for v in verdicts {

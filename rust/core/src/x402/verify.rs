@@ -9,6 +9,7 @@ use super::digest::{eip3009_digest, eip3009_domain_separator, permit2_domain_sep
 use super::network::{default_names, parse_caip2};
 use super::payload::{parse_payload, Authorization, PaymentPayload, PaymentRequirements};
 use super::replay::{replay_key, ReplayKey};
+use crate::authenticate::{Session, SigItem};
 use crate::error::{Code, Error, Result};
 use crate::json::Value;
 use crate::primitives::{parse_hex_prefixed, Digest};
@@ -161,11 +162,35 @@ pub fn read_payload(input: &PayloadInput<'_>, cfg: &VerifyConfig) -> Result<Paym
 
 /// Verifies one payment against already-read requirements at unix time `now`.
 pub fn verify(input: &PayloadInput<'_>, requirements: &Result<PaymentRequirements>, now: u64, cfg: &VerifyConfig) -> Verdict {
+    let (mut v, pending) = verify_deferred(input, requirements, now, cfg);
+    if let Some(p) = pending {
+        let recovered = p.item.signature.recover_address_from_prehash(&p.item.digest);
+        finish(&mut v, &p, recovered);
+    }
+    v
+}
+
+/// A payment that passed every check before the signature's: what is left is to authenticate
+/// `item` (recovery, or `authenticate::Authenticator` for many at once) and `finish`.
+#[derive(Clone, Copy, Debug)]
+pub struct PendingSignature {
+    pub item: SigItem,
+    code: Code,
+}
+
+/// `verify` up to the signature: the verdict so far, and the signature still to authenticate
+/// when every other check passed (the verdict is then valid until `finish` says otherwise).
+pub fn verify_deferred(
+    input: &PayloadInput<'_>,
+    requirements: &Result<PaymentRequirements>,
+    now: u64,
+    cfg: &VerifyConfig,
+) -> (Verdict, Option<PendingSignature>) {
     let payload = match read_payload(input, cfg) {
         Ok(p) => p,
-        Err(e) => return Verdict::from_error(&e),
+        Err(e) => return (Verdict::from_error(&e), None),
     };
-    let mut v = Verdict {
+    let v = Verdict {
         reason: None,
         message: String::new(),
         payer: Some(payload.authorization.payer()),
@@ -177,10 +202,27 @@ pub fn verify(input: &PayloadInput<'_>, requirements: &Result<PaymentRequirement
     };
     let req = match requirements {
         Ok(r) => r,
-        Err(e) => return fill(v, Err(fail_with(e.code, &Verdict::from_error(e).message))),
+        Err(e) => return (fill(v, Err(fail_with(e.code, &Verdict::from_error(e).message))), None),
     };
-    let outcome = cascade(&payload, req, now, cfg, &mut v);
-    fill(v, outcome)
+    let mut v = v;
+    match cascade(&payload, req, now, cfg, &mut v) {
+        Ok(pending) => (v, Some(pending)),
+        Err(e) => (fill(v, Err(e)), None),
+    }
+}
+
+/// Completes a verdict from `verify_deferred` with what authenticating its signature gave:
+/// exactly what `verify` does with the recovered address.
+pub fn finish(v: &mut Verdict, p: &PendingSignature, recovered: Result<Address>) {
+    let outcome = recovered.map_err(|e| (p.code, format!("{}: {}", e.code, e.message))).and_then(|signer| {
+        check(signer == p.item.claimed, p.code, || format!("the signature recovers to {signer}, not the payer {}", p.item.claimed))?;
+        v.payer = Some(signer);
+        Ok(())
+    });
+    if let Err((code, message)) = outcome {
+        v.reason = Some(code);
+        v.message = message;
+    }
 }
 
 fn fill(mut v: Verdict, outcome: std::result::Result<(), (Code, String)>) -> Verdict {
@@ -196,6 +238,8 @@ fn fail_with(code: Code, message: &str) -> (Code, String) {
 }
 
 type Step = std::result::Result<(), (Code, String)>;
+/// The cascade's end: every check passed, the signature is still to authenticate.
+type Signed = std::result::Result<PendingSignature, (Code, String)>;
 
 fn check(ok: bool, code: Code, message: impl FnOnce() -> String) -> Step {
     if ok {
@@ -205,7 +249,7 @@ fn check(ok: bool, code: Code, message: impl FnOnce() -> String) -> Step {
     }
 }
 
-fn cascade(p: &PaymentPayload, req: &PaymentRequirements, now: u64, cfg: &VerifyConfig, v: &mut Verdict) -> Step {
+fn cascade(p: &PaymentPayload, req: &PaymentRequirements, now: u64, cfg: &VerifyConfig, v: &mut Verdict) -> Signed {
     let scheme = match (req.scheme.as_str(), &p.authorization) {
         ("upto", Authorization::Permit2(_)) => Scheme::UptoPermit2,
         ("upto", Authorization::Eip3009(_)) => return Err(fail_with(Code::UnsupportedPayloadType, "upto payments are Permit2 authorizations")),
@@ -262,7 +306,7 @@ fn exact_eip3009(
     now: u64,
     cfg: &VerifyConfig,
     v: &mut Verdict,
-) -> Step {
+) -> Signed {
     check(p.scheme == "exact", Code::UnsupportedScheme, || format!("payload scheme {:?} is not exact", p.scheme))?;
     check(p.network == req.network, Code::NetworkMismatch, || format!("payload network {:?} differs from {:?}", p.network, req.network))?;
     let chain = chain_id(&req.network, p.x402_version, cfg).ok_or_else(|| (Code::FailedToGetNetworkConfig, format!("unknown network {:?}", req.network)))?;
@@ -281,7 +325,8 @@ fn exact_eip3009(
     window(&a.valid_before, now, req, cfg)?;
     let domain = eip3009_domain_separator(name, version, chain, &req.asset);
     let digest = eip3009_digest(&domain, a);
-    signer_matches(&p.signature, &digest, a.from, &cfg.eip3009_policy, Code::InvalidExactSignature, v)
+    let session = Session { now, expires: a.valid_before.saturating_to() };
+    signature_item(&p.signature, &digest, a.from, &cfg.eip3009_policy, Code::InvalidExactSignature, session)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -293,7 +338,7 @@ fn permit2(
     now: u64,
     cfg: &VerifyConfig,
     v: &mut Verdict,
-) -> Step {
+) -> Signed {
     let (scheme_code, network_code, config_code, proxies) = if upto {
         (Code::UptoInvalidScheme, Code::UptoNetworkMismatch, Code::UptoFailedToGetNetworkConfig, &cfg.upto_permit2_proxies)
     } else {
@@ -333,12 +378,14 @@ fn permit2(
     check(!a.to.is_zero(), Code::Permit2InvalidDestination, || "witness.to is the zero address".to_owned())?;
     window(&a.deadline, now, req, cfg)?;
     let digest = permit2_witness_digest(&permit2_domain_separator(chain), a);
-    signer_matches(&p.signature, &digest, a.from, &cfg.permit2_policy, Code::InvalidPermit2Signature, v)
+    let session = Session { now, expires: a.deadline.saturating_to() };
+    signature_item(&p.signature, &digest, a.from, &cfg.permit2_policy, Code::InvalidPermit2Signature, session)
 }
 
-/// The signature step: smart-wallet forms are sent to a chain check, never recovered as EOA
-/// signatures; everything else must recover to the claimed payer under the policy.
-fn signer_matches(text: &str, digest: &Digest, claimed: Address, policy: &SignaturePolicy, code: Code, v: &mut Verdict) -> Step {
+/// The signature step, up to authentication: smart-wallet forms are sent to a chain check,
+/// never recovered as EOA signatures; everything else must parse under the policy, and then
+/// recover to the claimed payer (`finish`).
+fn signature_item(text: &str, digest: &Digest, claimed: Address, policy: &SignaturePolicy, code: Code, session: Session) -> Signed {
     if text.is_empty() || text == "0x" {
         return Err(fail_with(code, "the payload has no signature"));
     }
@@ -353,8 +400,5 @@ fn signer_matches(text: &str, digest: &Digest, claimed: Address, policy: &Signat
         ));
     }
     let sig = Signature::parse(&bytes, policy).map_err(|e| (code, format!("{}: {}", e.code, e.message)))?;
-    let signer = sig.recover_address_from_prehash(digest).map_err(|e| (code, format!("{}: {}", e.code, e.message)))?;
-    check(signer == claimed, code, || format!("the signature recovers to {signer}, not the payer {claimed}"))?;
-    v.payer = Some(signer);
-    Ok(())
+    Ok(PendingSignature { item: SigItem { digest: *digest, signature: sig, claimed, session: Some(session) }, code })
 }
