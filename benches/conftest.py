@@ -13,6 +13,7 @@ Not part of the test suite: run with `python -m pytest benches/<file> --benchmar
 from __future__ import annotations
 
 import os
+import sys
 import time
 import timeit
 from collections.abc import Callable
@@ -25,6 +26,8 @@ import pytest
 from x402_verify import _samples
 
 TESTS_DIR = Path(__file__).resolve().parents[1] / "tests"
+# The benches build their data with the tests' helpers (tests/payments.py, tests/redis_servers.py).
+sys.path.insert(0, str(TESTS_DIR))
 
 
 class Target(NamedTuple):
@@ -106,13 +109,35 @@ TARGETS = [
         "target is absolute: >= 1M reservations/s", min_rate=1_000_000, group="stores",
     ),  # fmt: skip
     Target(
-        "RedisNonceStore.reserve_many  vs SET NX PXAT per item", "store_redis", "naive_redis", None,
+        "RedisNonceStore.reserve_many  vs SET NX PX per item", "store_redis", "naive_redis", None,
         "target is absolute: >= 50k reservations/s", min_rate=50_000, group="stores",
     ),  # fmt: skip
     Target(
         "SqliteNonceStore.reserve_many  vs one transaction per item", "store_sqlite", "naive_sqlite", None,
         "target is absolute: >= 20k reservations/s", min_rate=20_000, group="stores",
     ),  # fmt: skip
+    # --- test_bench_batchsig.py (issue 15): verify_batch over cached payer keys, 1 thread ----
+    *(
+        Target(f"verify_batch {label:<26} vs coincurve+keccak", f"bs_{case}", f"bs_{case}_anchor", target, "alternating rounds; median same-round ratio", group="batchsig", paired=True)
+        for case, label, target in (
+            ("n256_payers16", "n=256, 16 repeat payers", 3.0),
+            ("n256_payers256", "n=256, 256 distinct payers", 2.0),
+            ("n1024_payers16", "n=1024, 16 repeat payers", 4.0),
+            ("n256_payers16_1bad", "n=256, 1 bad", 2.0),
+            ("n256_payers16_halfbad", "n=256, half bad", None),
+        )
+    ),
+    Target("verify_batch n=256 half bad  vs same with payer_key_cache=0", "bs_n256_payers16_halfbad", "bs_off_n256_payers16_halfbad", 1 / 1.1,
+           "no slower than per-item recovery + 10%", group="batchsig", paired=True),  # fmt: skip
+    *(
+        Target(f"verify_batch payer_key_cache=0 {case:<22} vs coincurve+keccak", f"bs_off_{case}", f"bs_off_{case}_anchor", None, "reported only", group="batchsig", paired=True)
+        for case in ("n256_payers16", "n256_payers256", "n1024_payers16")
+    ),
+    *(
+        Target(f"recover_hash_batch {case:<22} vs coincurve+keccak", f"bs_recover_{case}", f"bs_recover_{case}_anchor", None, "reported only", group="batchsig", paired=True)
+        for case in ("n256_payers16", "n1024_payers16")
+    ),
+    Target("verify_batch resumed sessions, n=256 vs coincurve+keccak", "bs_sessions", "bs_anchor_sessions", 20.0, "alternating rounds", group="batchsig", paired=True),
 ]
 
 

@@ -26,6 +26,7 @@ coincurve = pytest.importorskip("coincurve")
 eth_account = pytest.importorskip("eth_account")
 from eth_account import Account  # noqa: E402
 from eth_account.messages import _hash_eip191_message, encode_typed_data  # noqa: E402
+from payments import public_test_keys  # noqa: E402  (tests/, on sys.path through conftest.py)
 
 N_OURS = 10_000
 N_ANCHOR = 500  # eth-account items a round
@@ -40,7 +41,7 @@ PERMIT2 = SignaturePolicy.permit2()
 @pytest.fixture(scope="module")
 def hash_pairs(keccak: Callable[[bytes], bytes]) -> dict[str, Any]:
     """10,000 distinct (digest, signature) pairs from 8 test keys, in both encodings."""
-    keys = [coincurve.PrivateKey(keccak(f"x402-verify public test key #{i}".encode())) for i in range(N_KEYS)]
+    keys = [coincurve.PrivateKey(k) for k in public_test_keys(N_KEYS)]
     addrs = [Account.from_key(k.secret).address for k in keys]
     digests, sig_v, sig_recid, signers = [], [], [], []
     for i in range(N_OURS):

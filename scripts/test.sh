@@ -13,6 +13,6 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
 fi
 
 python3 -m pip install --quiet ".[test]"
-cargo test --quiet -p x402-verify-core
+cargo test --quiet -p x402-verify-core -p x402-verify-secp-batch
 # Run from outside the checkout so the installed wheel, not the source tree, is imported.
 python3 -m pytest "$PWD/tests" --rootdir "$PWD" -q -p no:cacheprovider

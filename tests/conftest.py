@@ -1,31 +1,28 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the guard that keeps the suite inside the checkout."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+# The audit hook and its per-test / end-of-session checks (see checkout_guard.py).
+from checkout_guard import (  # noqa: F401
+    pytest_runtest_call,
+    pytest_runtest_setup,
+    pytest_runtest_teardown,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
 
 # The test EVM (tests/chain): the `chain_node` session fixture and the `chain` fixture.
 pytest_plugins = ("chain.harness",)
 
 
-def _shared_dir() -> Path:
-    """The shared research folder: ``$X402_SHARED_DIR``, else ``<repo>/../shared``."""
-    override = os.environ.get("X402_SHARED_DIR")
-    if override:
-        return Path(override).resolve()
-    return Path(__file__).resolve().parents[1].parent / "shared"
+VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """Root of the shared vectors and references (``vectors/``, ``reference/``).
-
-    Missing data is a failure, not a skip: the vector tests are the held-out checks.
-    """
-    path = _shared_dir()
-    if not (path / "vectors").is_dir():
-        pytest.fail(f"shared folder not found at {path} (set X402_SHARED_DIR)", pytrace=False)
-    return path
+def vectors_dir() -> Path:
+    """The published test vectors copied into the repository (``tests/vectors``, see its README)."""
+    return VECTORS_DIR

@@ -11,8 +11,9 @@ from typing import Any
 from x402.mechanisms.evm import verify as sdk_verify
 from x402.mechanisms.evm.types import TransactionReceipt
 
+from payments import FAC  # the stub's own address
+
 U256_MAX = 2**256 - 1
-FAC = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # anvil #1; the §7.5 upto vector's facilitator, the stub's own address
 
 
 class StubChainSigner:

@@ -7,7 +7,6 @@ and the batch releases the GIL while it works.
 
 from __future__ import annotations
 
-import copy
 import gc
 import json
 import sys
@@ -23,10 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import x402_verify as xv
+from payments import SECP256K1_N as N
+from payments import DELETE, edited, sign_typed_data, spec_eip3009_doc, spec_permit2_doc
 from x402_verify import SignaturePolicy, TypedDataError, X402VerifyError
 
 PROPERTY = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 THREADS = [1, 2, None]
 POLICIES = [None, SignaturePolicy.eip3009(), SignaturePolicy.permit2(), SignaturePolicy(allow_v01=True, require_low_s=False)]
 
@@ -38,77 +38,16 @@ PRIVATE_KEYS = [keccak(text=f"x402-verify batch test key {i}") for i in range(3)
 ADDRESSES = [Account.from_key(k).address for k in PRIVATE_KEYS]
 
 
-def permit2_doc(amount: int, nonce: int) -> dict[str, Any]:
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "TokenPermissions": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint256"}],
-            "Witness": [{"name": "to", "type": "address"}, {"name": "validAfter", "type": "uint256"}],
-            "PermitWitnessTransferFrom": [
-                {"name": "permitted", "type": "TokenPermissions"},
-                {"name": "spender", "type": "address"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-                {"name": "witness", "type": "Witness"},
-            ],
-        },
-        "primaryType": "PermitWitnessTransferFrom",
-        "domain": {"name": "Permit2", "chainId": 84532, "verifyingContract": "0x000000000022D473030F116dDEE9F6B43aC78BA3"},
-        "message": {
-            "permitted": {"token": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "amount": str(amount)},
-            "spender": "0x402085c248EeA27D92E8b30b2C58ed07f9E20001",
-            "nonce": str(nonce),
-            "deadline": "1740672154",
-            "witness": {"to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "validAfter": "1740672089"},
-        },
-    }
-
-
-def eip3009_doc(signer: str, value: int, nonce: bytes) -> dict[str, Any]:
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "TransferWithAuthorization": [
-                {"name": "from", "type": "address"},
-                {"name": "to", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "validAfter", "type": "uint256"},
-                {"name": "validBefore", "type": "uint256"},
-                {"name": "nonce", "type": "bytes32"},
-            ],
-        },
-        "primaryType": "TransferWithAuthorization",
-        "domain": {"name": "USDC", "version": "2", "chainId": 84532, "verifyingContract": "0x036CbD53842c5426634e7929541eC2318f3dCF7e"},
-        "message": {
-            "from": signer,
-            "to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
-            "value": str(value),
-            "validAfter": "1740672089",
-            "validBefore": "1740672154",
-            "nonce": "0x" + nonce.hex(),
-        },
-    }
-
-
 def _typed_pool() -> list[tuple[dict[str, Any], bytes, str]]:
     pool = []
     for i in range(6):
         key = PRIVATE_KEYS[i % 3]
         signer = ADDRESSES[i % 3]
         if i % 2:
-            doc = eip3009_doc(signer, 10_000 * (i + 1), keccak(text=f"nonce {i}"))
+            doc = spec_eip3009_doc(from_=signer, value=10_000 * (i + 1), nonce="0x" + keccak(text=f"nonce {i}").hex())
         else:
-            doc = permit2_doc(10_000 * (i + 1), int.from_bytes(keccak(text=f"nonce {i}"), "big"))
-        sig = bytes(Account.sign_typed_data(key, full_message=doc).signature)
+            doc = spec_permit2_doc(amount=10_000 * (i + 1), nonce=int.from_bytes(keccak(text=f"nonce {i}"), "big"))
+        sig = sign_typed_data(doc, key)
         pool.append((doc, sig, signer))
     return pool
 
@@ -169,19 +108,6 @@ SIG_MUTATIONS: dict[str, Callable[[bytes], Any]] = {
 }
 
 
-def _doc_set(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    out = copy.deepcopy(doc)
-    obj: Any = out
-    for k in path[:-1]:
-        obj = obj[k]
-    if value is _DELETE:
-        del obj[path[-1]]
-    else:
-        obj[path[-1]] = value
-    return out
-
-
-_DELETE = object()
 
 
 def _dup_key_text(doc: dict[str, Any]) -> str:
@@ -194,13 +120,13 @@ DOC_MUTATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "json str": json.dumps,
     "json bytes": lambda d: json.dumps(d).encode(),
     "json bytearray": lambda d: bytearray(json.dumps(d).encode()),
-    "non-canonical": lambda d: _doc_set(d, ("domain", "chainId"), "+84532"),
-    "float": lambda d: _doc_set(d, ("domain", "chainId"), 84532.0),
-    "negative": lambda d: _doc_set(d, ("domain", "chainId"), -1),
-    "missing": lambda d: _doc_set(d, ("domain", "name"), _DELETE),
-    "unknown": lambda d: _doc_set(d, ("message", "extra"), "1"),
-    "other chain": lambda d: _doc_set(d, ("domain", "chainId"), 8453),  # valid, another signer
-    "checksum": lambda d: _doc_set(d, ("domain", "verifyingContract"), d["domain"]["verifyingContract"].swapcase().replace("0X", "0x")),
+    "non-canonical": lambda d: edited(d, ("domain", "chainId"), "+84532"),
+    "float": lambda d: edited(d, ("domain", "chainId"), 84532.0),
+    "negative": lambda d: edited(d, ("domain", "chainId"), -1),
+    "missing": lambda d: edited(d, ("domain", "name"), DELETE),
+    "unknown": lambda d: edited(d, ("message", "extra"), "1"),
+    "other chain": lambda d: edited(d, ("domain", "chainId"), 8453),  # valid, another signer
+    "checksum": lambda d: edited(d, ("domain", "verifyingContract"), d["domain"]["verifyingContract"].swapcase().replace("0X", "0x")),
     "duplicate key": _dup_key_text,
     "invalid json": lambda d: json.dumps(d)[:-1],
     "too large": lambda d: json.dumps({**d, "pad": "x" * 300_000}),
@@ -208,7 +134,7 @@ DOC_MUTATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "a list": lambda d: [d],
     "non-str key": lambda d: {**d, 1: 2},
     "a set": lambda d: {1},
-    "deep": lambda d: _doc_set(d, ("message",), _deep(300)),
+    "deep": lambda d: edited(d, ("message",), _deep(300)),
 }
 
 

@@ -125,7 +125,7 @@ def test_malformed_file(tmp_path: Path, content: str, code: str) -> None:
 
 def test_bad_path_reported_at_its_location(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = _samples.load("permit2")[0].typed_data
-    doc["message"]["nonce"] = "0x01"
+    doc["message"]["nonce"] = "01"  # a leading zero (0x hex is an integer form since issue 9)
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(doc), encoding="utf-8")
     assert cli.main(["hash", str(path)]) == 2

@@ -1,9 +1,10 @@
 """Held-out EIP-712 / Permit2 / EIP-3009 vectors published by other projects.
 
-Sources: ``shared/vectors/eip712/third_party_fixtures.json`` (EIP-712 spec example, MetaMask-signed
-Permit2 messages, permit2-sdk digests, self-generated x402 regression vectors) and
-``shared/reference/x402-permit2.md`` sections 7.1-7.5 (x402 spec EIP-3009 example, Permit2 SDK
-digests, EIP-2098 compact signatures, locally generated x402 vectors).
+Sources: ``tests/vectors/eip712/third_party_fixtures.json`` (EIP-712 spec example, MetaMask-signed
+Permit2 messages, permit2-sdk digests, self-generated x402 regression vectors; sources and
+licences in tests/vectors/README.md) and the research notes' ``x402-permit2.md`` sections 7.1-7.5,
+written out below (x402 spec EIP-3009 example, Permit2 SDK digests, EIP-2098 compact
+signatures, locally generated x402 vectors).
 
 Only the signing digest is exposed by the library. Domain separators are checked two ways:
 the fixture's ``keccak(0x1901 || domain_separator || struct_hash) == digest`` (so a digest match
@@ -22,9 +23,8 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 import x402_verify as xv
+from payments import SECP256K1_N, spec_eip3009_doc, spec_permit2_doc
 from x402_verify import SignatureError, SignaturePolicy
-
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 ANVIL0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 ANVIL0_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -139,8 +139,8 @@ def assert_recovers(doc: dict[str, Any], signature: str | bytes, signer: str) ->
 
 
 @pytest.fixture(scope="module")
-def fixtures(shared_dir: Path) -> dict[str, Any]:
-    path = shared_dir / "vectors" / "eip712" / "third_party_fixtures.json"
+def fixtures(vectors_dir: Path) -> dict[str, Any]:
+    path = vectors_dir / "eip712" / "third_party_fixtures.json"
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
 
@@ -444,14 +444,6 @@ USDC_BASE_SEPOLIA = {"name": "USDC", "version": "2", "chainId": 84532,
                      "verifyingContract": "0x036CbD53842c5426634e7929541eC2318f3dCF7e"}
 USDC_BASE = {"name": "USD Coin", "version": "2", "chainId": 8453,
              "verifyingContract": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"}
-TRANSFER_WITH_AUTHORIZATION = [
-    {"name": "from", "type": "address"},
-    {"name": "to", "type": "address"},
-    {"name": "value", "type": "uint256"},
-    {"name": "validAfter", "type": "uint256"},
-    {"name": "validBefore", "type": "uint256"},
-    {"name": "nonce", "type": "bytes32"},
-]
 SPEC_FROM = "0x857b06519E91e3A54538791bDbb0E22373e36b66"
 SPEC_SIGNATURE = (
     "0x2d6a7588d6acca505cbf0d9a4a227e0c52c6c34008c8e8986a1283259764173608a2ce6496642e377d6da8dbbf5836e9"
@@ -460,19 +452,10 @@ SPEC_SIGNATURE = (
 
 
 def eip3009_doc(domain: dict[str, Any], sender: str) -> dict[str, Any]:
-    return {
-        "types": {"EIP712Domain": declared_domain(domain), "TransferWithAuthorization": TRANSFER_WITH_AUTHORIZATION},
-        "primaryType": "TransferWithAuthorization",
-        "domain": dict(domain),
-        "message": {
-            "from": sender,
-            "to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
-            "value": "10000",
-            "validAfter": "1740672089",
-            "validBefore": "1740672154",
-            "nonce": "0xf3746613c2d920b5fdabc0856f2aeb2d4f88ee6037b8cc5d04a71a4462f13480",
-        },
-    }
+    """The §7.3 example's message from ``sender`` under a USDC-style ``domain`` (tests/payments.py)."""
+    return spec_eip3009_doc(
+        from_=sender, name=domain["name"], version=domain["version"], chain_id=domain["chainId"], token=domain["verifyingContract"]
+    )
 
 
 def test_x402_spec_eip3009_example_recovers_to_from() -> None:
@@ -562,37 +545,7 @@ def test_eip2098_compact_vector(text: str, r: str, s: str, v: int) -> None:
 
 
 def x402_permit2_doc(*, upto: bool) -> dict[str, Any]:
-    witness_fields = [{"name": "to", "type": "address"}]
-    witness: dict[str, Any] = {"to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"}
-    if upto:
-        witness_fields.append({"name": "facilitator", "type": "address"})
-        witness["facilitator"] = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-    witness_fields.append({"name": "validAfter", "type": "uint256"})
-    witness["validAfter"] = "1740672089"
-    domain = {"name": "Permit2", "chainId": 84532, "verifyingContract": PERMIT2}
-    return {
-        "types": {
-            "EIP712Domain": declared_domain(domain),
-            "PermitWitnessTransferFrom": [
-                {"name": "permitted", "type": "TokenPermissions"},
-                {"name": "spender", "type": "address"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-                {"name": "witness", "type": "Witness"},
-            ],
-            "TokenPermissions": TOKEN_PERMISSIONS,
-            "Witness": witness_fields,
-        },
-        "primaryType": "PermitWitnessTransferFrom",
-        "domain": domain,
-        "message": {
-            "permitted": {"token": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "amount": "5000000" if upto else "10000"},
-            "spender": "0x4020A4f3b7b90ccA423B9fabCc0CE57C6C240002" if upto else "0x402085c248EeA27D92E8b30b2C58ed07f9E20001",
-            "nonce": "33247007178036348590600198031289925668252061821958005840077069883511451257277",
-            "deadline": "1740672154",
-            "witness": witness,
-        },
-    }
+    return spec_permit2_doc(upto=upto)  # tests/payments.py: 5000000 to the upto proxy, FAC's witness when upto
 
 
 def test_x402_exact_permit2_vector() -> None:

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import x402_verify as xv
-from test_stores import KINDS, Payment, sign_payment
+from payments import Payment, sign_payment
+from test_stores import KINDS
 
 NOW = 1_800_000_000
 VERIFIER = xv.Verifier(nonce_store=None)

@@ -23,9 +23,9 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 import x402_verify as xv
+from payments import SECP256K1_N as N
 from x402_verify import SignatureError, SignaturePolicy, X402VerifyError
 
-N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 HALF_N = N // 2
 P = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -222,9 +222,9 @@ NEEDS_RECID_2_OR_3 = {115, 247}
 
 
 @pytest.fixture(scope="module")
-def wycheproof(shared_dir: Path) -> list[dict[str, Any]]:
+def wycheproof(vectors_dir: Path) -> list[dict[str, Any]]:
     """Every p1363 test, flattened, with its digest and expected address."""
-    data = json.loads((shared_dir / "vectors" / "wycheproof" / "ecdsa_secp256k1_sha256_p1363_test.json").read_text())
+    data = json.loads((vectors_dir / "wycheproof" / "ecdsa_secp256k1_sha256_p1363_test.json").read_text())
     assert data["algorithm"] == "ECDSA"
     tests = []
     for group in data["testGroups"]:

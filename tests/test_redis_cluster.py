@@ -3,7 +3,9 @@ loopback ports by ``redis_servers.redis_cluster``).
 
 - Exactly once: 50 concurrent verifications of one header, from 50 threads and from 2
   processes x 25 threads, accept it once in each of 100 repetitions; 50 distinct payments all
-  pass (the same harness as test_store_concurrency.py).
+  pass; one batch of 10 copies accepts one; settle / release / charge through the verifier
+  (the same harness as test_store_concurrency.py). Each with ``now`` on the real clock, 10
+  minutes and an hour behind the servers' clocks.
 - A 256-key batch, whose keys fall in slots on all 3 masters, costs one round trip per node
   (counted at redis-py's ``Connection.send_packed_command``), not one per key; the keys did land
   on all 3 nodes.
@@ -28,8 +30,11 @@ import redis.connection
 import x402_verify as xv
 from redis_servers import RedisCluster, redis_cluster  # noqa: F401  (fixture)
 from test_store_concurrency import (  # noqa: F401  (fixtures)
+    SKEWS,
     ProcessPair,
     check_concurrent_charges,
+    check_lifecycle,
+    check_one_batch,
     check_processes,
     check_threads,
     open_spec,
@@ -74,16 +79,28 @@ class SendCounter:
         monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
 
 
-def test_cluster_exactly_once_threads(redis_cluster: RedisCluster, thread_pool: ThreadPoolExecutor) -> None:
+@pytest.mark.parametrize("skew", SKEWS)
+def test_cluster_exactly_once_threads(redis_cluster: RedisCluster, thread_pool: ThreadPoolExecutor, skew: int) -> None:
     store = open_spec(redis_spec(redis_cluster.url, cluster=True))
     try:
-        check_threads(store, thread_pool)
+        check_threads(store, thread_pool, skew)
     finally:
         close_store(store)
 
 
-def test_cluster_exactly_once_two_processes(redis_cluster: RedisCluster, process_pair: ProcessPair) -> None:
-    check_processes(redis_spec(redis_cluster.url, cluster=True), process_pair)
+@pytest.mark.parametrize("skew", SKEWS)
+def test_cluster_exactly_once_two_processes(redis_cluster: RedisCluster, process_pair: ProcessPair, skew: int) -> None:
+    check_processes(redis_spec(redis_cluster.url, cluster=True), process_pair, skew)
+
+
+@pytest.mark.parametrize("skew", SKEWS)
+def test_cluster_one_batch_and_lifecycle(redis_cluster: RedisCluster, skew: int) -> None:
+    store = open_spec(redis_spec(redis_cluster.url, cluster=True))
+    try:
+        check_one_batch(store, skew)
+        check_lifecycle(store, skew)
+    finally:
+        close_store(store)
 
 
 def test_a_batch_costs_one_round_trip_per_node(redis_cluster: RedisCluster, cluster_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,7 +152,7 @@ def test_cluster_lifecycle(cluster_store: Any) -> None:
     for k in keys[:6]:
         assert cluster_store.settle(k, "o") == 60
         assert code_of(lambda: cluster_store.release(k, "o")) == "reservation_closed"
-        assert cluster_store.state(k) == ("settled", "o", 60, until + 60)
+        assert cluster_store.state(k) == ("settled", "o", 60, None)
     for k in keys[6:]:
         cluster_store.release(k, "o")
         assert cluster_store.state(k) is None

@@ -11,7 +11,7 @@ import x402_verify as xv
 A = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
 AUTH = {"from": A, "to": A, "value": "1", "validAfter": "0", "validBefore": "9999999999", "nonce": "0x" + "00" * 32}
 PAYLOAD = {"x402Version": 2, "accepted": {"scheme": "exact", "network": "eip155:84532"}, "payload": {"signature": "0x", "authorization": AUTH}}
-REQ = {"scheme": "exact", "network": "eip155:84532", "asset": A, "amount": "1", "payTo": A, "extra": {"name": "USDC", "version": "2"}}
+REQ = {"scheme": "exact", "network": "eip155:84532", "asset": A, "amount": "1", "payTo": A, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"}}
 
 
 @pytest.mark.parametrize(

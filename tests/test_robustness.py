@@ -23,6 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import x402_verify as xv
+from payments import SECP256K1_N as N
+from payments import DELETE, SPEC_PERMIT2_DIGEST, SPEC_PERMIT2_SIG, edited, spec_eip3009_doc, spec_permit2_doc
 from x402_verify import SignatureError, SignaturePolicy, TypedDataError, X402VerifyError
 
 CATALOGUE: dict[str, str] = {code: kind for code, kind, _ in xv.error_codes()}
@@ -96,66 +98,11 @@ def check_batch(result: Any, n: int | None) -> None:
 # Known-good inputs to combine with random ones
 # --------------------------------------------------------------------------------------------
 
-PERMIT2: dict[str, Any] = {
-    "types": {
-        "EIP712Domain": [
-            {"name": "name", "type": "string"},
-            {"name": "chainId", "type": "uint256"},
-            {"name": "verifyingContract", "type": "address"},
-        ],
-        "TokenPermissions": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint256"}],
-        "Witness": [{"name": "to", "type": "address"}, {"name": "validAfter", "type": "uint256"}],
-        "PermitWitnessTransferFrom": [
-            {"name": "permitted", "type": "TokenPermissions"},
-            {"name": "spender", "type": "address"},
-            {"name": "nonce", "type": "uint256"},
-            {"name": "deadline", "type": "uint256"},
-            {"name": "witness", "type": "Witness"},
-        ],
-    },
-    "primaryType": "PermitWitnessTransferFrom",
-    "domain": {"name": "Permit2", "chainId": 84532, "verifyingContract": "0x000000000022D473030F116dDEE9F6B43aC78BA3"},
-    "message": {
-        "permitted": {"token": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "amount": "10000"},
-        "spender": "0x402085c248EeA27D92E8b30b2C58ed07f9E20001",
-        "nonce": "33247007178036348590600198031289925668252061821958005840077069883511451257277",
-        "deadline": "1740672154",
-        "witness": {"to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "validAfter": "1740672089"},
-    },
-}
-PERMIT2_SIG = bytes.fromhex(
-    "3b029ad182a14cdb81c9eb44f935279e124e88afdc4043ed1183345aba6781b9"
-    "5cd297107e2808d8ea2722260e88856b5a13a6db23e38a30e2604dca9e1ce1da1b"
-)
-PERMIT2_DIGEST = bytes.fromhex("21528e1468aac114016416353e2309329f217dc180b21baa1d81cde941095685")
-EIP3009: dict[str, Any] = {
-    "types": {
-        "EIP712Domain": [
-            {"name": "name", "type": "string"},
-            {"name": "version", "type": "string"},
-            {"name": "chainId", "type": "uint256"},
-            {"name": "verifyingContract", "type": "address"},
-        ],
-        "TransferWithAuthorization": [
-            {"name": "from", "type": "address"},
-            {"name": "to", "type": "address"},
-            {"name": "value", "type": "uint256"},
-            {"name": "validAfter", "type": "uint256"},
-            {"name": "validBefore", "type": "uint256"},
-            {"name": "nonce", "type": "bytes32"},
-        ],
-    },
-    "primaryType": "TransferWithAuthorization",
-    "domain": {"name": "USDC", "version": "2", "chainId": 84532, "verifyingContract": "0x036CbD53842c5426634e7929541eC2318f3dCF7e"},
-    "message": {
-        "from": "0x857b06519E91e3A54538791bDbb0E22373e36b66",
-        "to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
-        "value": "10000",
-        "validAfter": "1740672089",
-        "validBefore": "1740672154",
-        "nonce": "0xf3746613c2d920b5fdabc0856f2aeb2d4f88ee6037b8cc5d04a71a4462f13480",
-    },
-}
+# The x402 spec's vectors (tests/payments.py): exact Permit2 (§7.5) and EIP-3009 (§7.3).
+PERMIT2: dict[str, Any] = spec_permit2_doc()
+PERMIT2_SIG = SPEC_PERMIT2_SIG
+PERMIT2_DIGEST = SPEC_PERMIT2_DIGEST
+EIP3009: dict[str, Any] = spec_eip3009_doc()
 BASES = [PERMIT2, EIP3009]
 POLICIES = [None, SignaturePolicy(), SignaturePolicy.permit2(), SignaturePolicy(allow_compact=True, require_low_s=False, allow_v01=True)]
 
@@ -172,29 +119,12 @@ def all_paths(obj: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...
 
 
 BASE_PATHS = [(i, p) for i, base in enumerate(BASES) for p in all_paths(base) if p]
-DELETE = object()
-
-
-def replaced(base: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    doc = copy.deepcopy(base)
-    obj: Any = doc
-    for key in path[:-1]:
-        obj = obj[key]
-    if value is DELETE:
-        if isinstance(obj, dict):
-            del obj[path[-1]]
-        else:
-            obj.pop(path[-1])
-    else:
-        obj[path[-1]] = value
-    return doc
 
 
 # --------------------------------------------------------------------------------------------
 # Strategies
 # --------------------------------------------------------------------------------------------
 
-N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 INTERESTING_INTS = [0, 1, -1, 2**63 - 1, -(2**63), 2**63, 2**64 - 1, 2**64, -(2**63) - 1, 2**255, -(2**255), -(2**255) - 1,
                     2**256 - 1, 2**256, -(2**256), N, 10**77, 10**78, 2**300, -(2**300), 10**1000, -(10**1000)]  # fmt: skip
 INTERESTING_STRINGS = ["", "0", "-0", "01", " 1", "+1", "1_0", "1e6", "1.0", "١٠٠", "0x", "0x0", "0x00", "0X00", "0x" + "ab" * 32,
@@ -274,7 +204,7 @@ def mutated_documents(draw: st.DrawFn) -> dict[str, Any]:
         if not paths:
             break
         path = draw(st.sampled_from(paths))
-        doc = replaced(doc, path, draw(st.one_of(st.just(DELETE), any_json)))
+        doc = edited(doc, path, draw(st.one_of(st.just(DELETE), any_json)))
     return doc
 
 
@@ -391,7 +321,7 @@ def python_documents(draw: st.DrawFn) -> Any:
     if draw(st.booleans()):
         return value
     index, path = draw(st.sampled_from(BASE_PATHS))
-    return replaced(BASES[index], path, value)
+    return edited(BASES[index], path, value)
 
 
 signatures = st.one_of(
@@ -596,7 +526,7 @@ DEEP_PYTHON: dict[str, Callable[[], Any]] = {
     "list-in-message": lambda: {**PERMIT2, "message": nested_list(DEPTH)},
     "dict-in-message": lambda: {**PERMIT2, "message": nested_dict(DEPTH)},
     "dict-in-types": lambda: {**PERMIT2, "types": nested_dict(DEPTH)},
-    "tuple-in-amount": lambda: replaced(PERMIT2, ("message", "permitted", "amount"), nested_list(DEPTH)),
+    "tuple-in-amount": lambda: edited(PERMIT2, ("message", "permitted", "amount"), nested_list(DEPTH)),
 }
 
 
@@ -699,7 +629,7 @@ def test_python_callbacks_that_mutate_the_document(whose: str, action: str) -> N
 
 def test_python_callbacks_that_raise() -> None:
     for cls in (RaisingStrInt, WrongBitLengthInt):
-        doc = replaced(PERMIT2, ("message", "permitted", "amount"), cls(2**70))
+        doc = edited(PERMIT2, ("message", "permitted", "amount"), cls(2**70))
         result = call(xv.hash_typed_data, doc)
         assert isinstance(result, (bytes, TypeError, TypedDataError)), repr(result)
         check_batch(call(xv.recover_typed_data_batch, [(doc, PERMIT2_SIG)]), 1)
@@ -708,5 +638,5 @@ def test_python_callbacks_that_raise() -> None:
 def test_huge_python_ints() -> None:
     # Past Python's 4300-digit str() limit: must be "out of range", never a ValueError from str().
     for value in (10**5000, -(10**5000), 2**100_000, IntSub(10**5000)):
-        result = call(xv.hash_typed_data, replaced(PERMIT2, ("message", "permitted", "amount"), value))
+        result = call(xv.hash_typed_data, edited(PERMIT2, ("message", "permitted", "amount"), value))
         assert isinstance(result, TypedDataError) and result.code == "number_out_of_range", repr(result)[:200]

@@ -10,6 +10,12 @@ store; 50 distinct payments all pass; concurrent upto charges never pass the cap
 
 The other 49 verdicts must be the replay reason (not ``nonce_store_unavailable``: a store that
 gives up under contention is a refusal, but not the replay protection asked for here).
+
+Redis (here and in test_redis_cluster.py) runs every check also with ``now`` 10 minutes and an
+hour behind the server's clock: what a Redis clock running ahead of the gateway's looks like
+from the gateway (libfaketime cannot run redis-server, so the skew is modelled through
+``now``). A store that took its expiry from the server's clock would keep nothing there and
+accept every copy.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import pytest
 
 import x402_verify as xv
 from redis_servers import RedisServer, shared_redis_server  # noqa: F401  (fixture)
-from test_stores import REPLAY_REASON, close_store, new_key, open_store, sign_payment, verifier
+from payments import sign_payment
+from test_stores import REPLAY_REASON, close_store, new_key, open_store, verifier
 
 REPS = 100
 CALLS = 50
@@ -39,6 +46,9 @@ THREADS_PER_PROCESS = CALLS // PROCESSES
 DISTINCT_REPS = 5
 BARRIER_TIMEOUT = 60.0
 ACCEPT = "ACCEPT"
+# How far the verifier's ``now`` lies behind the Redis server's clock.
+SKEWS = [0, 600, 3600]
+BATCH_COPIES = 10
 
 # A store, described so another process can open its own connection to it.
 StoreSpec = tuple[Any, ...]
@@ -163,9 +173,12 @@ def thread_pool() -> Iterator[ThreadPoolExecutor]:
 # --------------------------------------------------------------------------------------------
 
 
-def one_header_reps(kinds: tuple[str, ...] = ("eip3009", "permit2", "upto")) -> tuple[list[list[tuple[str, dict[str, Any]]]], list[str], int]:
-    """REPS repetitions of CALLS copies of one fresh header (kinds in turn)."""
-    now = int(time.time())
+def one_header_reps(
+    kinds: tuple[str, ...] = ("eip3009", "permit2", "upto"), skew: int = 0
+) -> tuple[list[list[tuple[str, dict[str, Any]]]], list[str], int]:
+    """REPS repetitions of CALLS copies of one fresh header (kinds in turn), valid at ``now``
+    = the real clock less ``skew``."""
+    now = int(time.time()) - skew
     reps, rep_kinds = [], []
     for i in range(REPS):
         kind = kinds[i % len(kinds)]
@@ -185,8 +198,8 @@ def assert_exactly_once(results: list[list[str]], kinds: list[str]) -> None:
     assert not bad, f"{len(bad)}/{len(results)} repetitions were not exactly-once: {bad[:5]}"
 
 
-def distinct_reps() -> tuple[list[list[tuple[str, dict[str, Any]]]], int]:
-    now = int(time.time())
+def distinct_reps(skew: int = 0) -> tuple[list[list[tuple[str, dict[str, Any]]]], int]:
+    now = int(time.time()) - skew
     reps = []
     for _ in range(DISTINCT_REPS):
         pays = [sign_payment(("eip3009", "permit2", "upto")[j % 3], now) for j in range(CALLS)]
@@ -199,19 +212,57 @@ def assert_all_accepted(results: list[list[str]]) -> None:
         assert verdicts == [ACCEPT] * CALLS, sorted(set(verdicts))
 
 
-def check_threads(store: Any, pool: ThreadPoolExecutor) -> None:
+def check_threads(store: Any, pool: ThreadPoolExecutor, skew: int = 0) -> None:
     barrier = threading.Barrier(CALLS)
-    reps, kinds, now = one_header_reps()
+    reps, kinds, now = one_header_reps(skew=skew)
     assert_exactly_once(run_reps(store, reps, now, pool, barrier), kinds)
-    distinct, now = distinct_reps()
+    distinct, now = distinct_reps(skew)
     assert_all_accepted(run_reps(store, distinct, now, pool, barrier))
 
 
-def check_processes(spec: StoreSpec, pair: ProcessPair) -> None:
-    reps, kinds, now = one_header_reps()
+def check_processes(spec: StoreSpec, pair: ProcessPair, skew: int = 0) -> None:
+    reps, kinds, now = one_header_reps(skew=skew)
     assert_exactly_once(pair.run(spec, reps, now), kinds)
-    distinct, now = distinct_reps()
+    distinct, now = distinct_reps(skew)
     assert_all_accepted(pair.run(spec, distinct, now))
+
+
+def check_one_batch(store: Any, skew: int = 0) -> None:
+    """One ``verify_batch`` of BATCH_COPIES copies of one header, per kind: one accept."""
+    now = int(time.time()) - skew
+    v = verifier(store)
+    for kind in ("eip3009", "permit2", "upto"):
+        p = sign_payment(kind, now)
+        verdicts = [verdict(r) for r in v.verify_batch([(p.header, p.requirements)] * BATCH_COPIES, now=now)]
+        assert verdicts == [ACCEPT] + [REPLAY_REASON[kind]] * (BATCH_COPIES - 1), (kind, verdicts)
+
+
+def check_lifecycle(store: Any, skew: int = 0) -> None:
+    """Settle, release and charge through the verifier at ``now`` = real clock - ``skew``:
+    settled and charged payments stay replays; a released one is accepted once more."""
+    now = int(time.time()) - skew
+    v = verifier(store)
+    settled, released, session = sign_payment("eip3009", now), sign_payment("permit2", now), sign_payment("upto", now, amount=100)
+    r = v.verify(settled.header, settled.requirements, now=now)
+    assert r.is_valid, r.invalid_reason
+    assert v.settle(r, now=now) == 0
+    assert v.verify(settled.header, settled.requirements, now=now).invalid_reason == REPLAY_REASON["eip3009"]
+    r = v.verify(released.header, released.requirements, now=now)
+    assert r.is_valid
+    assert v.verify(released.header, released.requirements, now=now).invalid_reason == REPLAY_REASON["permit2"]
+    v.release(r, now=now)
+    again = v.verify(released.header, released.requirements, now=now)
+    assert again.is_valid
+    assert v.verify(released.header, released.requirements, now=now).invalid_reason == REPLAY_REASON["permit2"]
+    r = v.verify(session.header, session.requirements, now=now)
+    assert r.is_valid
+    assert v.charge(r, 60, now=now) == 60
+    with pytest.raises(xv.ReservationError) as info:
+        v.charge(r, 41, now=now)
+    assert info.value.code == "invalid_upto_evm_payload_settlement_exceeds_amount"
+    assert v.verify(session.header, session.requirements, now=now).invalid_reason == REPLAY_REASON["upto"]
+    assert v.settle(r, now=now) == 60
+    assert v.verify(session.header, session.requirements, now=now).invalid_reason == REPLAY_REASON["upto"]
 
 
 def redis_spec(url: str, cluster: bool = False) -> StoreSpec:
@@ -242,16 +293,38 @@ def test_sqlite_store_two_processes(tmp_path: Path, process_pair: ProcessPair) -
     check_processes(("sqlite", path), process_pair)
 
 
-def test_redis_store_threads(shared_redis_server: RedisServer, thread_pool: ThreadPoolExecutor) -> None:
+@pytest.mark.parametrize("skew", SKEWS)
+def test_redis_store_threads(shared_redis_server: RedisServer, thread_pool: ThreadPoolExecutor, skew: int) -> None:
     store = open_spec(redis_spec(shared_redis_server.url))
     try:
-        check_threads(store, thread_pool)
+        check_threads(store, thread_pool, skew)
     finally:
         close_store(store)
 
 
-def test_redis_store_two_processes(shared_redis_server: RedisServer, process_pair: ProcessPair) -> None:
-    check_processes(redis_spec(shared_redis_server.url), process_pair)
+@pytest.mark.parametrize("skew", SKEWS)
+def test_redis_store_two_processes(shared_redis_server: RedisServer, process_pair: ProcessPair, skew: int) -> None:
+    check_processes(redis_spec(shared_redis_server.url), process_pair, skew)
+
+
+@pytest.mark.parametrize("skew", SKEWS)
+def test_redis_store_one_batch_and_lifecycle(shared_redis_server: RedisServer, skew: int) -> None:
+    store = open_spec(redis_spec(shared_redis_server.url))
+    try:
+        check_one_batch(store, skew)
+        check_lifecycle(store, skew)
+    finally:
+        close_store(store)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_local_stores_one_batch_and_lifecycle(tmp_path: Path, kind: str) -> None:
+    store = open_spec(("memory",) if kind == "memory" else ("sqlite", str(tmp_path / "nonces.sqlite3")))
+    try:
+        check_one_batch(store)
+        check_lifecycle(store)
+    finally:
+        close_store(store)
 
 
 def test_the_check_catches_a_store_without_atomic_reservation(thread_pool: ThreadPoolExecutor) -> None:

@@ -39,6 +39,7 @@ from redis_servers import RedisServer, redis_server  # noqa: F401  (fixture)
 from test_stores import FAC, REPLAY_REASON, close_store, requirements, sign_payment, verifier
 
 UNAVAILABLE = "nonce_store_unavailable"
+FIXED_UNAVAILABLE = "replay protection could not answer; refused"
 TIMEOUT = 0.2
 
 
@@ -167,16 +168,19 @@ def test_redis_slower_than_the_timeout_refuses_and_recovers(redis_server: RedisS
         other.close()
 
 
-def test_redis_refusing_writes_oom_refuses(redis_server: RedisServer, redis_store: Any) -> None:
+def test_redis_refusing_writes_oom_refuses(redis_server: RedisServer, redis_store: Any, caplog: pytest.LogCaptureFixture) -> None:
     v = verifier(redis_store)
     assert fresh(v).is_valid
     admin = redis_server.client()
     try:
         admin.config_set("maxmemory", 1)  # below what the server already uses: writes get OOM
         assert admin.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
-        r = fresh(v)
+        with caplog.at_level("WARNING", logger="x402_verify.stores"):
+            r = fresh(v)
         assert r.invalid_reason == UNAVAILABLE
-        assert "OutOfMemoryError" in (r.invalid_message or "")
+        # The client gets the fixed text; the operator's log gets the detail.
+        assert r.invalid_message == FIXED_UNAVAILABLE
+        assert "OutOfMemoryError" in caplog.text
         admin.config_set("maxmemory", 0)
         assert fresh(v).is_valid
     finally:
@@ -379,3 +383,65 @@ def test_memory_store_full_refuses_then_makes_room_after_expiry() -> None:
 def test_memory_store_rejects_a_zero_bound() -> None:
     with pytest.raises(ValueError):
         xv.MemoryNonceStore(0)
+
+
+# --------------------------------------------------------------------------------------------
+# What a client is told (issue 10 item 7)
+# --------------------------------------------------------------------------------------------
+
+
+def _client_text(results: list[xv.VerifyResponse]) -> str:
+    return json.dumps([r.to_dict() for r in results])
+
+
+def test_client_facing_messages_carry_no_store_internals(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``invalidMessage`` (which the README says to return to clients) is fixed text: no file
+    path, host, port, script SHA, exception class name or echoed input. The operator's log
+    gets the detail, truncated."""
+    from redis_servers import free_port
+
+    port = free_port()
+    path = tmp_path / "secret-dir" / "nonces.sqlite3"
+    path.parent.mkdir()
+    sqlite_store = xv.SqliteNonceStore(path, timeout=TIMEOUT)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    long_key = "k" * 12_000
+    stores = {
+        "redis down": xv.RedisNonceStore(f"redis://127.0.0.1:{port}/0", timeout=TIMEOUT),
+        "sqlite locked": sqlite_store,
+        "store raising a long message": Broken(NonceStoreError(f"cannot reach {path} at 10.1.2.3:6379 for {long_key}")),
+        "store raising anything": Broken(KeyError(long_key)),
+    }
+    try:
+        for name, store in stores.items():
+            caplog.clear()
+            with caplog.at_level("WARNING", logger="x402_verify.stores"):
+                now = int(time.time())
+                pays = [sign_payment(kind, now) for kind in ("eip3009", "permit2", "upto")]
+                results = verifier(store).verify_batch([(p.header, p.requirements) for p in pays], now=now)
+            assert [r.invalid_reason for r in results] == [UNAVAILABLE] * 3, name
+            assert {r.invalid_message for r in results} == {FIXED_UNAVAILABLE}, name
+            text = _client_text(results)
+            for secret in (str(port), "127.0.0.1", "secret-dir", "10.1.2.3", "kkkk", "Error", "sqlite", "redis"):
+                assert secret not in text, (name, secret)
+            assert caplog.records, name  # the detail went to the log ...
+            assert all(len(rec.getMessage()) < 1_000 for rec in caplog.records), name  # ... bounded
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+        for store in stores.values():
+            if hasattr(store, "close"):
+                store.close()
+
+
+def test_replay_verdicts_carry_the_catalogue_text() -> None:
+    store = xv.MemoryNonceStore()
+    v = verifier(store)
+    now = int(time.time())
+    descriptions = {code: text for code, _kind, text in xv.error_codes()}
+    for kind in ("eip3009", "permit2"):
+        p = sign_payment(kind, now)
+        assert v.verify(p.header, p.requirements, now=now).is_valid
+        again = v.verify(p.header, p.requirements, now=now)
+        assert again.invalid_message == descriptions[REPLAY_REASON[kind]]

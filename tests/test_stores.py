@@ -10,166 +10,45 @@ its own key prefix). The lifecycle checked (``rust/core/src/store/mod.rs``):
 - settle closes the reservation (idempotent, returns the upto total); release / charge after it
   are ``reservation_closed``; release frees the key;
 - upto sessions: charges add up to at most the cap (``..._settlement_exceeds_amount``);
-- expiry at validBefore / deadline + margin: the key is gone from the store and the verifier's
-  time check (not the replay check) refuses the payment;
+- expiry at validBefore / deadline + margin, for unsettled reservations only: the key is gone
+  from the store and the verifier's time check (not the replay check) refuses the payment; a
+  settled key stays (``test_store_retention.py``); an item that would expire before ``now`` is
+  refused (``None``), never acknowledged;
 - Permit2 signature twins (high-s, EIP-2098 compact) of an accepted payment are replays, and a
   ``"01"``-style nonce spelling is refused as non-canonical before it reaches the store.
 
-The other store test files import the payment helpers defined here (``sign_payment`` ...).
+The other store test files import the payment helpers from here (``sign_payment`` ..., defined in
+tests/payments.py).
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_account import Account
-from eth_utils.crypto import keccak
 
 import x402_verify as xv
+from payments import FAC, high_s_twin, requirements, sign_payment
+from payments import compact as compact_twin
 from x402_verify import ReservationError
 from redis_servers import RedisServer, shared_redis_server  # noqa: F401  (fixture)
 
 # --------------------------------------------------------------------------------------------
-# Shared helpers: signed x402 v2 payments (eth-account signs; no x402 SDK)
+# Shared helpers (the signed x402 v2 payments come from tests/payments.py: sign_payment ...)
 # --------------------------------------------------------------------------------------------
-
-N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-PRIVATE_KEY = keccak(text="x402-verify store test key 0")
-PAYER = Account.from_key(PRIVATE_KEY).address
-PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
-FAC = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # anvil #1
-USDC_BASE_SEPOLIA = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
-OPG_BASE = "0xFbC2051AE2265686a469421b2C5A2D5462FbF5eB"
-PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
 
 KINDS = ("eip3009", "permit2", "upto")
 REPLAY_REASON = {"eip3009": "invalid_exact_evm_nonce_already_used", "permit2": "permit2_nonce_already_used", "upto": "permit2_nonce_already_used"}
 TIME_REASON = {"eip3009": "invalid_exact_evm_payload_authorization_valid_before", "permit2": "permit2_deadline_expired", "upto": "permit2_deadline_expired"}
 STORE_KINDS = ("memory", "sqlite", "redis")
-# Stores that expire by the ``now`` they are handed (Redis uses its server clock: PXAT).
+# Stores that drop expired keys by the ``now`` they are handed. (Redis gives each key a
+# lifetime relative to that ``now``, and its server counts it down in real time.)
 LOCAL_CLOCK_STORES = ("memory", "sqlite")
-
-
-def requirements(kind: str, amount: int = 10_000) -> dict[str, Any]:
-    """The server's PaymentRequirements (x402 v2) for one kind of payment."""
-    if kind == "eip3009":
-        return {
-            "scheme": "exact", "network": "eip155:84532", "asset": USDC_BASE_SEPOLIA, "amount": str(amount),
-            "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"},
-        }  # fmt: skip
-    extra: dict[str, Any] = {"name": "OpenGradient", "version": "1", "assetTransferMethod": "permit2"}
-    if kind == "upto":
-        extra["facilitatorAddress"] = FAC
-    return {
-        "scheme": "upto" if kind == "upto" else "exact", "network": "eip155:8453", "asset": OPG_BASE, "amount": str(amount),
-        "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": extra,
-    }  # fmt: skip
-
-
-def _typed(fields: list[tuple[str, str]]) -> list[dict[str, str]]:
-    return [{"name": n, "type": t} for n, t in fields]
-
-
-@dataclass(frozen=True)
-class Payment:
-    kind: str
-    header: str
-    payload: dict[str, Any]
-    requirements: dict[str, Any]
-    signature: bytes
-    valid_until: int
-
-    def _edited(self, edit: Callable[[dict[str, Any]], None]) -> str:
-        p = copy.deepcopy(self.payload)
-        edit(p)
-        return xv.encode_payment_header(p)
-
-    def with_signature(self, sig: bytes) -> str:
-        return self._edited(lambda p: p["payload"].update(signature="0x" + sig.hex()))
-
-    def with_nonce_text(self, text: str) -> str:
-        member = "authorization" if self.kind == "eip3009" else "permit2Authorization"
-        return self._edited(lambda p: p["payload"][member].update(nonce=text))
-
-    @property
-    def nonce_text(self) -> str:
-        member = "authorization" if self.kind == "eip3009" else "permit2Authorization"
-        text: str = self.payload["payload"][member]["nonce"]
-        return text
-
-
-def sign_payment(kind: str, now: int, *, valid_for: int = 300, amount: int = 10_000, nonce: int | bytes | None = None) -> Payment:
-    """A fresh, valid x402 v2 payment of ``kind`` (``eip3009`` | ``permit2`` | ``upto``) at
-    ``now``, valid until ``now + valid_for``, with a random nonce unless one is given."""
-    req = requirements(kind, amount)
-    valid_after, valid_until = str(now - 60), now + valid_for
-    if kind == "eip3009":
-        n = nonce if isinstance(nonce, bytes) else secrets.token_bytes(32)
-        auth: dict[str, Any] = {
-            "from": PAYER, "to": PAY_TO, "value": str(amount), "validAfter": valid_after, "validBefore": str(valid_until),
-            "nonce": "0x" + n.hex(),
-        }  # fmt: skip
-        doc: dict[str, Any] = {
-            "types": {
-                "EIP712Domain": _typed([("name", "string"), ("version", "string"), ("chainId", "uint256"), ("verifyingContract", "address")]),
-                "TransferWithAuthorization": _typed(
-                    [("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"), ("validBefore", "uint256"), ("nonce", "bytes32")]
-                ),
-            },
-            "primaryType": "TransferWithAuthorization",
-            "domain": {"name": "USDC", "version": "2", "chainId": 84532, "verifyingContract": USDC_BASE_SEPOLIA},
-            "message": auth,
-        }
-        member = "authorization"
-    else:
-        upto = kind == "upto"
-        n_int = nonce if isinstance(nonce, int) else secrets.randbits(256)
-        witness: dict[str, Any] = {"to": PAY_TO, "facilitator": FAC, "validAfter": valid_after} if upto else {"to": PAY_TO, "validAfter": valid_after}
-        auth = {
-            "from": PAYER,
-            "permitted": {"token": OPG_BASE, "amount": str(amount)},
-            "spender": xv.UPTO_PERMIT2_PROXY if upto else xv.EXACT_PERMIT2_PROXY,
-            "nonce": str(n_int),
-            "deadline": str(valid_until),
-            "witness": witness,
-        }
-        witness_fields = [("to", "address")] + ([("facilitator", "address")] if upto else []) + [("validAfter", "uint256")]
-        doc = {
-            "types": {
-                "EIP712Domain": _typed([("name", "string"), ("chainId", "uint256"), ("verifyingContract", "address")]),
-                "TokenPermissions": _typed([("token", "address"), ("amount", "uint256")]),
-                "Witness": _typed(witness_fields),
-                "PermitWitnessTransferFrom": _typed(
-                    [("permitted", "TokenPermissions"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256"), ("witness", "Witness")]
-                ),
-            },
-            "primaryType": "PermitWitnessTransferFrom",
-            "domain": {"name": "Permit2", "chainId": 8453, "verifyingContract": PERMIT2},
-            "message": {k: v for k, v in auth.items() if k != "from"},
-        }
-        member = "permit2Authorization"
-    sig = bytes(Account.sign_typed_data(PRIVATE_KEY, full_message=doc).signature)
-    payload = {"x402Version": 2, "accepted": req, "payload": {"signature": "0x" + sig.hex(), member: auth}}
-    return Payment(kind, xv.encode_payment_header(payload), payload, req, sig, valid_until)
-
-
-def high_s_twin(sig: bytes) -> bytes:
-    """The other valid signature of the same digest: (r, n - s) with the parity flipped."""
-    return sig[:32] + (N - int.from_bytes(sig[32:64], "big")).to_bytes(32, "big") + bytes([55 - sig[64]])
-
-
-def compact_twin(sig: bytes) -> bytes:
-    """EIP-2098: 64 bytes, the parity in the top bit of s."""
-    return sig[:32] + (int.from_bytes(sig[32:64], "big") | ((sig[64] - 27) << 255)).to_bytes(32, "big")
 
 
 def verifier(store: Any, **kwargs: Any) -> xv.Verifier:
@@ -197,10 +76,7 @@ def open_store(kind: str, *, path: Path | None = None, redis_url: str | None = N
 
 
 def close_store(store: Any) -> None:
-    if isinstance(store, xv.SqliteNonceStore):
-        store.close()
-    elif isinstance(store, xv.RedisNonceStore):
-        store.client.close()
+    store.close()
 
 
 def code_of(call: Callable[[], Any]) -> str:
@@ -328,28 +204,29 @@ def test_upto_charges_are_bounded_and_settled_once(store: Any) -> None:
     assert store.settle(k, "o") == cap
     assert code_of(lambda: store.charge(k, "o", 0)) == "reservation_closed"
     assert code_of(lambda: store.release(k, "o")) == "reservation_closed"
-    assert store.state(k) == ("settled", "o", cap, until + 60)
+    assert store.state(k) == ("settled", "o", cap, None)  # settled: kept, no expiry
 
 
 @pytest.mark.parametrize("store_kind", LOCAL_CLOCK_STORES)
 def test_expiry_with_the_callers_clock(store_kind: str, make_store: Callable[..., Any]) -> None:
-    """Memory and SQLite expire by the ``now`` handed to them: at ``valid_until + margin`` a
-    key is gone (and reservable again); the memory store's sweep drops it. Redis expires by
-    its own clock: see ``test_redis_expiry_on_the_server_clock``."""
+    """Memory and SQLite expire by the ``now`` handed to them: at ``valid_until + margin`` an
+    unsettled key is gone (and reservable again); the sweep drops it. A settled key stays.
+    Redis: see ``test_redis_expiry_follows_the_callers_clock``."""
     store = make_store(margin_seconds=30)
     k, settled, t0 = new_key(), new_key(), 1_000_000
     assert store.reserve_many([k, settled], [t0 + 100, t0 + 100], ["o", "o"], now=t0) == [True, True]
     store.settle(settled, "o", now=t0)
     expires = t0 + 130
-    for key, name in ((k, "reserved"), (settled, "settled")):
-        assert store.state(key, now=expires - 1) == (name, "o", 0, expires)
-        assert store.state(key, now=expires) is None
+    assert store.state(k, now=expires - 1) == ("reserved", "o", 0, expires)
+    assert store.state(k, now=expires) is None
+    for at in (expires - 1, expires, 2**62):
+        assert store.state(settled, now=at) == ("settled", "o", 0, None)
     assert store.sweep(now=expires - 1) == 2
-    assert store.sweep(now=expires) == 0
+    assert store.sweep(now=expires) == 1
     if store_kind == "memory":
-        assert len(store) == 0
+        assert len(store) == 1
     assert code_of(lambda: store.settle(k, "o", now=expires)) == "reservation_not_found"
-    assert store.reserve_many([settled], [t0 + 500], ["new"], now=expires) == [True]
+    assert store.reserve_many([k, settled], [t0 + 500] * 2, ["new", "new"], now=expires) == [True, False]
 
 
 @pytest.mark.parametrize("store_kind", LOCAL_CLOCK_STORES)
@@ -374,27 +251,43 @@ def test_a_dead_item_on_a_live_key_is_a_replay(store_kind: str, make_store: Call
     assert store.state(k, now=now)[:2] == ("reserved", "a")
 
 
-def test_redis_expiry_on_the_server_clock(shared_redis_server: RedisServer) -> None:
-    """Redis keys carry an absolute expiry (PXAT, ms) of valid_until + margin; the server
-    drops them then, and the verifier's time check refuses the payment afterwards."""
+@pytest.mark.parametrize("store_kind", STORE_KINDS)
+def test_an_item_that_would_expire_before_now_is_refused_not_acknowledged(store_kind: str, make_store: Callable[..., Any]) -> None:
+    """Kept for no time is not kept: the store answers None (the verifier refuses with
+    ``nonce_store_unavailable``), and a later copy is not a replay of anything."""
+    store = make_store(margin_seconds=5)
+    now = int(time.time())
+    k = new_key()
+    assert store.reserve_many([k, k], [now - 5, now - 100], ["a", "a"], now=now) == [None, None]
+    assert store.state(k, now=now) is None
+    assert store.reserve_many([k], [now + 100], ["b"], now=now) == [True]
+
+
+@pytest.mark.parametrize("skew", [0, 600, 3600])
+def test_redis_expiry_follows_the_callers_clock(shared_redis_server: RedisServer, skew: int) -> None:
+    """Redis keys get a lifetime relative to the verifier's ``now`` (``PX``, ms): with ``now``
+    0 s, 10 min or an hour behind the server's clock (a Redis clock running ahead, seen from
+    the gateway), a payment valid for 2 s more (+ 1 s margin) is held for 3 s of server time,
+    never for nothing; then the server drops it and the time check refuses the payment."""
     store = open_store("redis", redis_url=shared_redis_server.url, margin_seconds=1)
     raw = shared_redis_server.client()
     try:
         v = verifier(store, time_buffer=0)
-        now = int(time.time())
+        now = int(time.time()) - skew
         pays = [sign_payment(kind, now, valid_for=2) for kind in KINDS]
         results = v.verify_batch([(p.header, p.requirements) for p in pays], now=now)
         assert [r.is_valid for r in results] == [True] * 3, [r.invalid_reason for r in results]
         names = [store.prefix + r.replay_key.hex() for r in results]  # type: ignore[union-attr]
         for name in names:
-            assert raw.pexpiretime(name) == (now + 2 + 1) * 1000
+            assert 0 < raw.pttl(name) <= 3000
+        assert [store.state(r.replay_key)[3] for r in results] == [now + 3] * 3  # type: ignore[index]
         assert [v.verify(p.header, p.requirements, now=now).invalid_reason for p in pays] == [REPLAY_REASON[k] for k in KINDS]
-        deadline = (now + 3) + 0.3
-        while time.time() < deadline:
+        deadline = time.monotonic() + 30
+        while any(raw.exists(name) for name in names) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert [raw.exists(name) for name in names] == [0, 0, 0]
         assert [store.state(r.replay_key) for r in results] == [None, None, None]
-        later = int(time.time())
+        later = now + 4
         assert [v.verify(p.header, p.requirements, now=later).invalid_reason for p in pays] == [TIME_REASON[k] for k in KINDS]
     finally:
         raw.close()
@@ -518,20 +411,24 @@ def test_owner_tokens_through_the_verifier(store: Any) -> None:
 @pytest.mark.parametrize("store_kind", LOCAL_CLOCK_STORES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_after_the_window_the_time_check_refuses_not_the_store(store_kind: str, make_store: Callable[..., Any], kind: str) -> None:
-    """Memory/SQLite with the caller's clock (Redis: ``test_redis_expiry_on_the_server_clock``):
-    inside the window a replay is a replay; after it (+ margin) the key is gone and the verdict
-    is the time reason."""
+    """Memory/SQLite with the caller's clock (Redis: ``test_redis_expiry_follows_the_callers_clock``):
+    inside the window a replay is a replay; after it (+ margin) an unsettled key is gone and
+    the verdict is the time reason. The settled one stays, and the verdict is still the time
+    reason (the time check comes first)."""
     store = make_store(margin_seconds=60)
     v = verifier(store)
     t0 = int(time.time())
-    p = sign_payment(kind, t0, valid_for=100)
-    r = v.verify(p.header, p.requirements, now=t0)
-    assert r.is_valid and r.valid_until == t0 + 100
+    p, q = sign_payment(kind, t0, valid_for=100), sign_payment(kind, t0, valid_for=100)
+    r, unsettled = v.verify(p.header, p.requirements, now=t0), v.verify(q.header, q.requirements, now=t0)
+    assert r.is_valid and unsettled.is_valid and r.valid_until == t0 + 100
     v.settle(r, now=t0)
     assert v.verify(p.header, p.requirements, now=t0 + 90).invalid_reason == REPLAY_REASON[kind]
+    assert v.verify(q.header, q.requirements, now=t0 + 90).invalid_reason == REPLAY_REASON[kind]
     gone = t0 + 100 + 60
-    assert store.state(r.replay_key, now=gone - 1) is not None
-    assert store.state(r.replay_key, now=gone) is None
+    assert store.state(unsettled.replay_key, now=gone - 1) is not None
+    assert store.state(unsettled.replay_key, now=gone) is None
     for later in (t0 + 95, gone, gone + 10_000):  # past the time buffer, at expiry, long after
         assert v.verify(p.header, p.requirements, now=later).invalid_reason == TIME_REASON[kind]
-    assert store.sweep(now=gone) == 0
+        assert v.verify(q.header, q.requirements, now=later).invalid_reason == TIME_REASON[kind]
+    assert store.sweep(now=gone) == 1
+    assert store.state(r.replay_key, now=gone + 10_000)[:2] == ("settled", r.reservation)  # type: ignore[index]

@@ -22,6 +22,19 @@ from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
 
 import x402_verify as xv
+from payments import SECP256K1_N as N
+from payments import (
+    ANVIL0,
+    DELETE,
+    SPEC_EIP3009_DIGEST,
+    SPEC_EIP3009_FROM,
+    SPEC_EIP3009_SIG,
+    SPEC_PERMIT2_DIGEST,
+    SPEC_PERMIT2_SIG,
+    edited,
+    spec_eip3009_doc,
+    spec_permit2_doc,
+)
 from x402_verify import SignatureError, SignaturePolicy, TypedDataError, X402VerifyError
 
 # --------------------------------------------------------------------------------------------
@@ -32,7 +45,6 @@ CATALOGUE: dict[str, str] = {code: kind for code, kind, _ in xv.error_codes()}
 KIND_CLASS: dict[str, type[X402VerifyError]] = {"typed_data": TypedDataError, "signature": SignatureError}
 
 ANY = object()  # "do not check the path"
-DELETE = object()  # "remove this key" in a mutation
 
 # Every code this file expects; the catalogue test checks it against error_codes().
 USED_CODES: set[str] = set()
@@ -60,75 +72,15 @@ def expect(cls: type[X402VerifyError], code: str, path: object = ANY) -> Iterato
 # Base documents
 # --------------------------------------------------------------------------------------------
 
-ANVIL0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+# The x402 spec's vectors (tests/payments.py): exact Permit2 (§7.5) and EIP-3009 (§7.3).
+PERMIT2: dict[str, Any] = spec_permit2_doc()
+PERMIT2_DIGEST = SPEC_PERMIT2_DIGEST
+PERMIT2_SIG = SPEC_PERMIT2_SIG
 
-PERMIT2: dict[str, Any] = {
-    "types": {
-        "EIP712Domain": [
-            {"name": "name", "type": "string"},
-            {"name": "chainId", "type": "uint256"},
-            {"name": "verifyingContract", "type": "address"},
-        ],
-        "TokenPermissions": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint256"}],
-        "Witness": [{"name": "to", "type": "address"}, {"name": "validAfter", "type": "uint256"}],
-        "PermitWitnessTransferFrom": [
-            {"name": "permitted", "type": "TokenPermissions"},
-            {"name": "spender", "type": "address"},
-            {"name": "nonce", "type": "uint256"},
-            {"name": "deadline", "type": "uint256"},
-            {"name": "witness", "type": "Witness"},
-        ],
-    },
-    "primaryType": "PermitWitnessTransferFrom",
-    "domain": {"name": "Permit2", "chainId": 84532, "verifyingContract": "0x000000000022D473030F116dDEE9F6B43aC78BA3"},
-    "message": {
-        "permitted": {"token": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "amount": "10000"},
-        "spender": "0x402085c248EeA27D92E8b30b2C58ed07f9E20001",
-        "nonce": "33247007178036348590600198031289925668252061821958005840077069883511451257277",
-        "deadline": "1740672154",
-        "witness": {"to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "validAfter": "1740672089"},
-    },
-}
-PERMIT2_DIGEST = bytes.fromhex("21528e1468aac114016416353e2309329f217dc180b21baa1d81cde941095685")
-PERMIT2_SIG = bytes.fromhex(
-    "3b029ad182a14cdb81c9eb44f935279e124e88afdc4043ed1183345aba6781b9"
-    "5cd297107e2808d8ea2722260e88856b5a13a6db23e38a30e2604dca9e1ce1da1b"
-)
-
-EIP3009: dict[str, Any] = {
-    "types": {
-        "EIP712Domain": [
-            {"name": "name", "type": "string"},
-            {"name": "version", "type": "string"},
-            {"name": "chainId", "type": "uint256"},
-            {"name": "verifyingContract", "type": "address"},
-        ],
-        "TransferWithAuthorization": [
-            {"name": "from", "type": "address"},
-            {"name": "to", "type": "address"},
-            {"name": "value", "type": "uint256"},
-            {"name": "validAfter", "type": "uint256"},
-            {"name": "validBefore", "type": "uint256"},
-            {"name": "nonce", "type": "bytes32"},
-        ],
-    },
-    "primaryType": "TransferWithAuthorization",
-    "domain": {"name": "USDC", "version": "2", "chainId": 84532, "verifyingContract": "0x036CbD53842c5426634e7929541eC2318f3dCF7e"},
-    "message": {
-        "from": "0x857b06519E91e3A54538791bDbb0E22373e36b66",
-        "to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
-        "value": "10000",
-        "validAfter": "1740672089",
-        "validBefore": "1740672154",
-        "nonce": "0xf3746613c2d920b5fdabc0856f2aeb2d4f88ee6037b8cc5d04a71a4462f13480",
-    },
-}
-EIP3009_FROM = "0x857b06519E91e3A54538791bDbb0E22373e36b66"
-EIP3009_DIGEST = bytes.fromhex("f256992871671abcb27ff92885a7afa46218724e5fc0bac35d050115aa1d22e6")
-EIP3009_SIG = bytes.fromhex(
-    "2d6a7588d6acca505cbf0d9a4a227e0c52c6c34008c8e8986a12832597641736"
-    "08a2ce6496642e377d6da8dbbf5836e9bd15092f9ecab05ded3d6293af148b571c"
-)
+EIP3009: dict[str, Any] = spec_eip3009_doc()
+EIP3009_FROM = SPEC_EIP3009_FROM
+EIP3009_DIGEST = SPEC_EIP3009_DIGEST
+EIP3009_SIG = SPEC_EIP3009_SIG
 
 PROBE: dict[str, Any] = {
     "types": {
@@ -167,19 +119,6 @@ PROBE: dict[str, Any] = {
 BASES = {"permit2": PERMIT2, "eip3009": EIP3009, "probe": PROBE}
 
 
-def mutated(base: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    """A deep copy of ``base`` with the member at ``path`` replaced (or removed: DELETE)."""
-    doc = copy.deepcopy(base)
-    if not path:
-        return value  # type: ignore[no-any-return]
-    obj: Any = doc
-    for key in path[:-1]:
-        obj = obj[key]
-    if value is DELETE:
-        del obj[path[-1]]
-    else:
-        obj[path[-1]] = value
-    return doc
 
 
 RAW = "\u0000raw\u0000"
@@ -187,7 +126,7 @@ RAW = "\u0000raw\u0000"
 
 def text_with(base: dict[str, Any], path: tuple[Any, ...], literal: str) -> str:
     """The JSON text of ``base`` with the value at ``path`` spelled as the raw ``literal``."""
-    text = json.dumps(mutated(base, path, RAW))
+    text = json.dumps(edited(base, path, RAW))
     placeholder = json.dumps(RAW)
     assert text.count(placeholder) == 1
     return text.replace(placeholder, literal)
@@ -227,8 +166,11 @@ def test_base_documents_are_valid() -> None:
 # Numbers
 # --------------------------------------------------------------------------------------------
 
-NON_CANONICAL = [" 100", "100 ", "+1", "1_0", "1e6", "1E6", "1.0", "١٠٠", "１００", "0100", "00", "", "0x64", "0X64",
-                 "100\n", "\t1", "1,000", "0b1", "0o7", "--1", "-"]  # fmt: skip
+# Hex (issue 9): "0x" and hex digits of either case; not "0X", not empty, no sign, spaces or "_".
+NON_CANONICAL = [" 100", "100 ", "+1", "1_0", "1e6", "1E6", "1.0", "١٠٠", "１００", "0100", "00", "", "0X64",
+                 "100\n", "\t1", "1,000", "0b1", "0o7", "--1", "-",
+                 "0x", "0x1_0", "0xg", "0x 1", " 0x1", "0x1 ", "0x1\n", "-0x1", "+0x1", "0x-1", "0x+1", "0x٠", "0x0x1",
+                 "0x1.0", "0x1p4", "x1"]  # fmt: skip
 
 NUMBER_FIELDS = [
     ("permit2", ("message", "permitted", "amount"), "message.permitted.amount"),
@@ -247,7 +189,7 @@ NUMBER_FIELDS = [
 @pytest.mark.parametrize(("base", "path", "where"), NUMBER_FIELDS, ids=[w for _, _, w in NUMBER_FIELDS])
 def test_non_canonical_number_strings(base: str, path: tuple[Any, ...], where: str, text: str) -> None:
     # Python's int() takes most of these (int("١٠٠") == 100), and eth-account hashes them as 100.
-    doc = mutated(BASES[base], path, text)
+    doc = edited(BASES[base], path, text)
     with expect(TypedDataError, "non_canonical_number", where):
         xv.hash_typed_data(doc)
     with expect(TypedDataError, "non_canonical_number", where):
@@ -258,7 +200,7 @@ def test_non_canonical_number_strings(base: str, path: tuple[Any, ...], where: s
 @pytest.mark.parametrize("field", ["i8", "i256"])
 def test_non_canonical_negative_strings_for_int_types(field: str, text: str) -> None:
     with expect(TypedDataError, "non_canonical_number", f"message.{field}"):
-        xv.hash_typed_data(mutated(PROBE, ("message", field), text))
+        xv.hash_typed_data(edited(PROBE, ("message", field), text))
 
 
 @pytest.mark.parametrize(("field", "text", "number"), [
@@ -266,17 +208,17 @@ def test_non_canonical_negative_strings_for_int_types(field: str, text: str) -> 
     ("i8", "0", 0), ("i256", "-1", -1), ("u256", str(2**256 - 1), 2**256 - 1), ("i256", str(-(2**255)), -(2**255)),
 ])  # fmt: skip
 def test_canonical_numbers_are_accepted_and_equal_ints(field: str, text: str, number: int) -> None:
-    as_text = mutated(PROBE, ("message", field), text)
-    as_int = mutated(PROBE, ("message", field), number)
+    as_text = edited(PROBE, ("message", field), text)
+    as_int = edited(PROBE, ("message", field), number)
     assert xv.hash_typed_data(as_text) == xv.hash_typed_data(as_int) == eth_account_digest(as_int)
 
 
 @pytest.mark.parametrize("value", [1.0, 0.0, -1.0, 1e6, 10000.0, float("nan"), float("inf"), float("-inf")], ids=repr)
 def test_python_floats_are_refused(value: float) -> None:
     with expect(TypedDataError, "invalid_json_number", "message.permitted.amount"):
-        xv.hash_typed_data(mutated(PERMIT2, ("message", "permitted", "amount"), value))
+        xv.hash_typed_data(edited(PERMIT2, ("message", "permitted", "amount"), value))
     with expect(TypedDataError, "invalid_json_number", "domain.chainId"):
-        xv.hash_typed_data(mutated(PERMIT2, ("domain", "chainId"), value))
+        xv.hash_typed_data(edited(PERMIT2, ("domain", "chainId"), value))
 
 
 @pytest.mark.parametrize("literal", ["1.0", "1e6", "1E6", "1e+6", "1e-3", "10000.0", "0.0", "-1.0", "1.5", "1e400", "-1e400", "1e-400"])
@@ -295,19 +237,76 @@ def test_nan_and_infinity_in_text_are_refused(path: tuple[Any, ...], literal: st
         xv.hash_typed_data(text_with(PERMIT2, path, literal))
 
 
-@pytest.mark.parametrize("literal", [str(2**64), str(2**64 + 1), str(-(2**63) - 1), str(10**30), str(2**256)])
+@pytest.mark.parametrize(("field", "text", "number"), [
+    ("u256", "0x0", 0), ("u256", "0x00", 0), ("u256", "0x2710", 10000), ("u256", "0xDE0B6B3A7640000", 10**18),
+    ("u256", "0xde0b6B3a7640000", 10**18), ("u256", "0x" + "f" * 64, 2**256 - 1), ("u256", "0x" + "0" * 100 + "1", 1),
+    ("u8", "0xff", 255), ("u8", "0x0000ff", 255), ("i8", "0x7f", 127), ("i8", "0x0", 0),
+    ("i256", "0x" + "7" + "f" * 63, 2**255 - 1), ("dyn", ["0x3", "0x04"], [3, 4]),
+])  # fmt: skip
+def test_hex_integers_are_accepted_and_equal_ints(field: str, text: Any, number: Any) -> None:
+    # eth-account reads 0x strings with int(s, 16); leading zeros are harmless (hex is never octal).
+    as_text = edited(PROBE, ("message", field), text)
+    as_int = edited(PROBE, ("message", field), number)
+    assert xv.hash_typed_data(as_text) == xv.hash_typed_data(as_int) == eth_account_digest(as_text)
+    assert xv.hash_typed_data(json.dumps(as_text)) == xv.hash_typed_data(as_int)
+
+
+def test_hex_integers_in_the_domain_and_the_payment_types() -> None:
+    chain = edited(PERMIT2, ("domain", "chainId"), hex(84532))
+    assert xv.hash_typed_data(chain) == PERMIT2_DIGEST == eth_account_digest(chain)
+    amount = edited(EIP3009, ("message", "value"), "0x2710")
+    assert xv.hash_typed_data(amount) == EIP3009_DIGEST == eth_account_digest(amount)
+    assert xv.recover_typed_data(json.dumps(amount).encode(), EIP3009_SIG) == EIP3009_FROM
+
+
+@pytest.mark.parametrize(("field", "text", "code"), [
+    # Hex is a magnitude, never two's complement: int8 "0xff" is 255 (eth-account: the same).
+    ("i8", "0x80", "number_out_of_range"), ("i8", "0xff", "number_out_of_range"), ("u8", "0x100", "number_out_of_range"),
+    ("i256", "0x8" + "0" * 63, "number_out_of_range"), ("u256", "0x1" + "0" * 64, "number_out_of_range"),
+    ("u256", "0x" + "f" * 5000, "number_out_of_range"),
+])  # fmt: skip
+def test_hex_integers_out_of_range(field: str, text: str, code: str) -> None:
+    with expect(TypedDataError, code, f"message.{field}"):
+        xv.hash_typed_data(edited(PROBE, ("message", field), text))
+    with expect(TypedDataError, code, f"message.{field}"):
+        xv.hash_typed_data(json.dumps(edited(PROBE, ("message", field), text)))
+
+
+@pytest.mark.parametrize("number", [2**64, 2**64 + 1, -(2**63) - 1, 10**30, 2**255 - 1, -(2**255)], ids=str)
 @pytest.mark.parametrize(("base", "path"), [("permit2", ("message", "permitted", "amount")), ("probe", ("message", "i256")),
                                             ("permit2", ("domain", "chainId"))])  # fmt: skip
-def test_json_integers_beyond_64_bits_are_refused(base: str, path: tuple[Any, ...], literal: str) -> None:
-    # Big numbers travel as decimal strings; a big JSON literal is lossy in JS and most parsers.
-    with expect(TypedDataError, "invalid_json_number"):
-        xv.hash_typed_data(text_with(BASES[base], path, literal))
+def test_json_integers_beyond_64_bits_are_exact(base: str, path: tuple[Any, ...], number: int) -> None:
+    # Issue 9: the dict form of the same document holds these ints, so its JSON text must too.
+    as_int = edited(BASES[base], path, number)
+    text = text_with(BASES[base], path, str(number))
+    try:
+        want: Any = xv.hash_typed_data(as_int)
+    except TypedDataError as e:
+        want = (e.code, e.path)
+    for form in (text, text.encode()):
+        try:
+            got: Any = xv.hash_typed_data(form)
+        except TypedDataError as e:
+            got = (e.code, e.path)
+        assert got == want
+
+
+@pytest.mark.parametrize(("literal", "code"), [
+    (str(2**256), "number_out_of_range"), (str(-(2**255) - 1), "number_out_of_range"), ("9" * 79, "number_out_of_range"),
+    ("9" * 400, "number_out_of_range"), ("-" + "9" * 400, "number_out_of_range"),
+])  # fmt: skip
+def test_json_integers_beyond_256_bits_are_out_of_range(literal: str, code: str) -> None:
+    # Even past any float (10**400): refused for its range, where it stands, as its dict form is.
+    with expect(TypedDataError, code, "message.i256"):
+        xv.hash_typed_data(text_with(PROBE, ("message", "i256"), literal))
+    with expect(TypedDataError, code, "message.i256"):
+        xv.hash_typed_data(edited(PROBE, ("message", "i256"), int(literal)))
 
 
 def test_json_integers_within_64_bits_are_exact() -> None:
     for field, number in [("u256", 2**64 - 1), ("i256", -(2**63)), ("u8", 0), ("i8", -1)]:
         text = text_with(PROBE, ("message", field), str(number))
-        assert xv.hash_typed_data(text) == xv.hash_typed_data(mutated(PROBE, ("message", field), str(number)))
+        assert xv.hash_typed_data(text) == xv.hash_typed_data(edited(PROBE, ("message", field), str(number)))
 
 
 def test_json_negative_zero_literal_is_refused() -> None:
@@ -330,16 +329,16 @@ OUT_OF_RANGE = [
 def test_out_of_range_integers(field: str, value: Any) -> None:
     path = "message.dyn[1]" if field == "dyn" else f"message.{field}"
     with expect(TypedDataError, "number_out_of_range", path):
-        xv.hash_typed_data(mutated(PROBE, ("message", field), value))
+        xv.hash_typed_data(edited(PROBE, ("message", field), value))
 
 
 def test_out_of_range_json_text_and_domain() -> None:
     with expect(TypedDataError, "number_out_of_range", "message.u8"):
         xv.hash_typed_data(text_with(PROBE, ("message", "u8"), "256"))
     with expect(TypedDataError, "number_out_of_range", "message.permitted.amount"):
-        xv.hash_typed_data(mutated(PERMIT2, ("message", "permitted", "amount"), str(2**256)))
+        xv.hash_typed_data(edited(PERMIT2, ("message", "permitted", "amount"), str(2**256)))
     with expect(TypedDataError, "number_out_of_range", "domain.chainId"):
-        xv.hash_typed_data(mutated(PERMIT2, ("domain", "chainId"), 2**256))
+        xv.hash_typed_data(edited(PERMIT2, ("domain", "chainId"), 2**256))
 
 
 @pytest.mark.parametrize("value", ["-1", -1, "-10000", -(2**64), "-" + str(2**255)], ids=repr)
@@ -351,7 +350,7 @@ def test_out_of_range_json_text_and_domain() -> None:
 ])  # fmt: skip
 def test_negative_unsigned(base: str, path: tuple[Any, ...], where: str, value: Any) -> None:
     with expect(TypedDataError, "negative_unsigned", where):
-        xv.hash_typed_data(mutated(BASES[base], path, value))
+        xv.hash_typed_data(edited(BASES[base], path, value))
 
 
 def test_negative_unsigned_json_text() -> None:
@@ -374,9 +373,9 @@ def test_int_subclass_is_read_by_its_value() -> None:
             return 1
 
     value = 2**70
-    want = xv.hash_typed_data(mutated(PERMIT2, ("message", "permitted", "amount"), value))
+    want = xv.hash_typed_data(edited(PERMIT2, ("message", "permitted", "amount"), value))
     try:
-        got = xv.hash_typed_data(mutated(PERMIT2, ("message", "permitted", "amount"), LyingInt(value)))
+        got = xv.hash_typed_data(edited(PERMIT2, ("message", "permitted", "amount"), LyingInt(value)))
     except TypeError:
         return  # refusing the subclass outright is fine
     except TypedDataError as e:
@@ -398,14 +397,14 @@ NONCE_3009 = EIP3009["message"]["nonce"]
 ], ids=lambda v: f"{type(v).__name__}{len(v)}")  # fmt: skip
 def test_bytes32_wrong_length(value: Any) -> None:
     with expect(TypedDataError, "invalid_bytes_length", "message.nonce"):
-        xv.hash_typed_data(mutated(EIP3009, ("message", "nonce"), value))
+        xv.hash_typed_data(edited(EIP3009, ("message", "nonce"), value))
 
 
 def test_bytes32_as_python_bytes_is_accepted() -> None:
     raw = bytes.fromhex(NONCE_3009[2:])
-    assert xv.hash_typed_data(mutated(EIP3009, ("message", "nonce"), raw)) == EIP3009_DIGEST
-    assert xv.hash_typed_data(mutated(EIP3009, ("message", "nonce"), bytearray(raw))) == EIP3009_DIGEST
-    assert xv.hash_typed_data(mutated(EIP3009, ("message", "nonce"), NONCE_3009.upper().replace("0X", "0x"))) == EIP3009_DIGEST
+    assert xv.hash_typed_data(edited(EIP3009, ("message", "nonce"), raw)) == EIP3009_DIGEST
+    assert xv.hash_typed_data(edited(EIP3009, ("message", "nonce"), bytearray(raw))) == EIP3009_DIGEST
+    assert xv.hash_typed_data(edited(EIP3009, ("message", "nonce"), NONCE_3009.upper().replace("0X", "0x"))) == EIP3009_DIGEST
 
 
 BAD_HEX = [
@@ -426,13 +425,13 @@ BAD_HEX = [
 @pytest.mark.parametrize("value", BAD_HEX, ids=repr)
 def test_bad_hex_bytes32(value: str) -> None:
     with expect(TypedDataError, "invalid_bytes", "message.nonce"):
-        xv.hash_typed_data(mutated(EIP3009, ("message", "nonce"), value))
+        xv.hash_typed_data(edited(EIP3009, ("message", "nonce"), value))
 
 
 @pytest.mark.parametrize("value", ["00ff", "0x0ff", "0xgg", "0X00", "0x 0", ""], ids=repr)
 def test_bad_hex_dynamic_bytes(value: str) -> None:
     with expect(TypedDataError, "invalid_bytes", "message.b"):
-        xv.hash_typed_data(mutated(PROBE, ("message", "b"), value))
+        xv.hash_typed_data(edited(PROBE, ("message", "b"), value))
 
 
 ADDR = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
@@ -464,7 +463,7 @@ BAD_ADDRESSES = [
 ])  # fmt: skip
 def test_bad_addresses(base: str, path: tuple[Any, ...], where: str, value: str) -> None:
     with expect(TypedDataError, "invalid_address", where):
-        xv.hash_typed_data(mutated(BASES[base], path, value))
+        xv.hash_typed_data(edited(BASES[base], path, value))
 
 
 def _flip_case(addr: str, index: int) -> str:
@@ -480,14 +479,14 @@ def _flip_case(addr: str, index: int) -> str:
 def test_bad_address_checksum(value: str) -> None:
     assert value.lower() == ADDR.lower() and value != ADDR
     with expect(TypedDataError, "invalid_address_checksum", "message.witness.to"):
-        xv.hash_typed_data(mutated(PERMIT2, ("message", "witness", "to"), value))
+        xv.hash_typed_data(edited(PERMIT2, ("message", "witness", "to"), value))
     with expect(TypedDataError, "invalid_address_checksum", "domain.verifyingContract"):
-        xv.hash_typed_data(mutated(PERMIT2, ("domain", "verifyingContract"), value))
+        xv.hash_typed_data(edited(PERMIT2, ("domain", "verifyingContract"), value))
 
 
 @pytest.mark.parametrize("spelling", [ADDR, ADDR.lower(), "0x" + ADDR[2:].upper()], ids=["checksummed", "lower", "upper"])
 def test_all_lower_and_all_upper_addresses_are_accepted(spelling: str) -> None:
-    assert xv.hash_typed_data(mutated(PERMIT2, ("message", "witness", "to"), spelling)) == PERMIT2_DIGEST
+    assert xv.hash_typed_data(edited(PERMIT2, ("message", "witness", "to"), spelling)) == PERMIT2_DIGEST
 
 
 # --------------------------------------------------------------------------------------------
@@ -507,11 +506,11 @@ def test_all_lower_and_all_upper_addresses_are_accepted(spelling: str) -> None:
 ])  # fmt: skip
 def test_undeclared_types(path: tuple[Any, ...], value: str, where: str) -> None:
     with expect(TypedDataError, "undeclared_type", where):
-        xv.hash_typed_data(mutated(PERMIT2, path, value))
+        xv.hash_typed_data(edited(PERMIT2, path, value))
 
 
 def test_undeclared_type_when_its_definition_is_removed() -> None:
-    doc = mutated(PERMIT2, ("types", "Witness"), DELETE)
+    doc = edited(PERMIT2, ("types", "Witness"), DELETE)
     with expect(TypedDataError, "undeclared_type", "types.PermitWitnessTransferFrom[4].type"):
         xv.hash_typed_data(doc)
 
@@ -523,7 +522,7 @@ def test_undeclared_type_when_its_definition_is_removed() -> None:
 ])  # fmt: skip
 def test_invalid_type_names(type_str: str) -> None:
     with expect(TypedDataError, "invalid_type_name", "types.Probe[0].type"):
-        xv.hash_typed_data(mutated(PROBE, ("types", "Probe", 0, "type"), type_str))
+        xv.hash_typed_data(edited(PROBE, ("types", "Probe", 0, "type"), type_str))
 
 
 @pytest.mark.parametrize(("path", "value", "where"), [
@@ -533,7 +532,7 @@ def test_invalid_type_names(type_str: str) -> None:
 ])  # fmt: skip
 def test_invalid_field_names(path: tuple[Any, ...], value: str, where: str) -> None:
     with expect(TypedDataError, "invalid_type_name", where):
-        xv.hash_typed_data(mutated(PERMIT2, path, value))
+        xv.hash_typed_data(edited(PERMIT2, path, value))
 
 
 def test_invalid_struct_name() -> None:
@@ -545,7 +544,7 @@ def test_invalid_struct_name() -> None:
 
 def test_invalid_type_definitions() -> None:
     with expect(TypedDataError, "invalid_type_definition", "types.Witness[1]"):
-        xv.hash_typed_data(mutated(PERMIT2, ("types", "Witness", 1, "name"), "to"))
+        xv.hash_typed_data(edited(PERMIT2, ("types", "Witness", 1, "name"), "to"))
     for atomic in ["uint256", "address", "bytes32", "string", "uint7"]:
         doc = copy.deepcopy(PERMIT2)
         doc["types"][atomic] = [{"name": "x", "type": "uint8"}]
@@ -553,7 +552,7 @@ def test_invalid_type_definitions() -> None:
             xv.hash_typed_data(doc)
     # The domain type must list the standard fields in the standard order with standard types.
     with expect(TypedDataError, "invalid_type_definition", "types.EIP712Domain[0]"):
-        xv.hash_typed_data(mutated(PERMIT2, ("types", "EIP712Domain", 0, "type"), "bytes32"))
+        xv.hash_typed_data(edited(PERMIT2, ("types", "EIP712Domain", 0, "type"), "bytes32"))
     swapped = copy.deepcopy(PERMIT2)
     swapped["types"]["EIP712Domain"].reverse()
     with expect(TypedDataError, "invalid_type_definition"):
@@ -596,7 +595,7 @@ def test_recursion_through_dynamic_array_is_accepted() -> None:
 ])  # fmt: skip
 def test_limits(path: tuple[Any, ...], value: Any, where: str) -> None:
     with pytest.raises(TypedDataError) as info:
-        xv.hash_typed_data(mutated(PROBE, path, value))
+        xv.hash_typed_data(edited(PROBE, path, value))
     # A length too long for a machine word may also be reported as an unparsable type name.
     allowed = {"limit_exceeded", "invalid_type_name"} if "99999" in str(value) else {"limit_exceeded"}
     assert info.value.code in allowed and info.value.path == where, repr(info.value)
@@ -607,14 +606,14 @@ def test_nesting_limit_of_python_values() -> None:
     for _ in range(200):
         deep = [deep]
     with expect(TypedDataError, "limit_exceeded"):
-        xv.hash_typed_data(mutated(PROBE, ("message", "dyn"), deep))
+        xv.hash_typed_data(edited(PROBE, ("message", "dyn"), deep))
 
 
 @pytest.mark.parametrize("value", [[1], [1, 2, 3], [], "12", {"0": 1, "1": 2}], ids=repr)
 def test_fixed_array_length(value: Any) -> None:
     code = "invalid_array_length" if isinstance(value, list) else "invalid_value_type"
     with expect(TypedDataError, code, "message.arr"):
-        xv.hash_typed_data(mutated(PROBE, ("message", "arr"), value))
+        xv.hash_typed_data(edited(PROBE, ("message", "arr"), value))
 
 
 # --------------------------------------------------------------------------------------------
@@ -639,7 +638,7 @@ def test_fixed_array_length(value: Any) -> None:
 ])  # fmt: skip
 def test_missing_fields(base: str, path: tuple[Any, ...], where: str) -> None:
     with expect(TypedDataError, "missing_field", where):
-        xv.hash_typed_data(mutated(BASES[base], path, DELETE))
+        xv.hash_typed_data(edited(BASES[base], path, DELETE))
 
 
 @pytest.mark.parametrize(("base", "path", "where"), [
@@ -656,11 +655,11 @@ def test_missing_fields(base: str, path: tuple[Any, ...], where: str) -> None:
 ])  # fmt: skip
 def test_unknown_fields(base: str, path: tuple[Any, ...], where: str) -> None:
     with expect(TypedDataError, "unknown_field", where):
-        xv.hash_typed_data(mutated(BASES[base], path, "1"))
+        xv.hash_typed_data(edited(BASES[base], path, "1"))
 
 
 def test_unknown_domain_field_without_declared_domain_type() -> None:
-    doc = mutated(PERMIT2, ("types", "EIP712Domain"), DELETE)
+    doc = edited(PERMIT2, ("types", "EIP712Domain"), DELETE)
     assert xv.hash_typed_data(doc) == PERMIT2_DIGEST  # inferred from the domain object
     doc["domain"]["chain"] = 1
     with expect(TypedDataError, "unknown_field", "domain.chain"):
@@ -674,17 +673,17 @@ def test_paths_through_arrays_of_structs() -> None:
     doc["message"]["items"] = [[], [{"to": ANVIL0, "amount": "1"}, {"to": ANVIL0, "amount": "2"}]]
     assert xv.hash_typed_data(doc) == eth_account_digest(doc)
     with expect(TypedDataError, "missing_field", "message.items[1][1].amount"):
-        xv.hash_typed_data(mutated(doc, ("message", "items", 1, 1, "amount"), DELETE))
+        xv.hash_typed_data(edited(doc, ("message", "items", 1, 1, "amount"), DELETE))
     with expect(TypedDataError, "unknown_field", "message.items[1][0].extra"):
-        xv.hash_typed_data(mutated(doc, ("message", "items", 1, 0, "extra"), 1))
+        xv.hash_typed_data(edited(doc, ("message", "items", 1, 0, "extra"), 1))
     with expect(TypedDataError, "non_canonical_number", "message.items[1][0].amount"):
-        xv.hash_typed_data(mutated(doc, ("message", "items", 1, 0, "amount"), "01"))
+        xv.hash_typed_data(edited(doc, ("message", "items", 1, 0, "amount"), "01"))
     with expect(TypedDataError, "invalid_address_checksum", "message.items[1][1].to"):
-        xv.hash_typed_data(mutated(doc, ("message", "items", 1, 1, "to"), _flip_case(ANVIL0, 2)))
+        xv.hash_typed_data(edited(doc, ("message", "items", 1, 1, "to"), _flip_case(ANVIL0, 2)))
     with expect(TypedDataError, "invalid_array_length", "message.items"):
-        xv.hash_typed_data(mutated(doc, ("message", "items"), [[]]))
+        xv.hash_typed_data(edited(doc, ("message", "items"), [[]]))
     with expect(TypedDataError, "invalid_value_type", "message.items[0]"):
-        xv.hash_typed_data(mutated(doc, ("message", "items", 0), {}))
+        xv.hash_typed_data(edited(doc, ("message", "items", 0), {}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -775,7 +774,7 @@ WRONG_KINDS = [
 
 @pytest.mark.parametrize(("base", "path", "value", "code", "where"), WRONG_KINDS, ids=lambda v: repr(v)[:30])
 def test_wrong_json_kinds(base: str, path: tuple[Any, ...], value: Any, code: str, where: str) -> None:
-    doc = mutated(BASES[base], path, value)
+    doc = edited(BASES[base], path, value)
     with expect(TypedDataError, code, where):
         xv.hash_typed_data(doc)
     if not isinstance(value, bytes):  # JSON text has no bytes
@@ -804,16 +803,16 @@ def test_non_string_dict_keys(value: Any) -> None:
     with pytest.raises(TypeError):
         xv.hash_typed_data(value)
     with pytest.raises(TypeError):
-        xv.hash_typed_data(mutated(PERMIT2, ("message",), value))
-    (item,) = xv.recover_typed_data_batch([(mutated(PERMIT2, ("message",), value), PERMIT2_SIG)])
+        xv.hash_typed_data(edited(PERMIT2, ("message",), value))
+    (item,) = xv.recover_typed_data_batch([(edited(PERMIT2, ("message",), value), PERMIT2_SIG)])
     assert isinstance(item, TypedDataError) and item.code == "invalid_input_type"
 
 
 @pytest.mark.parametrize("value", [{1, 2}, object(), 1.5j, range(3), memoryview(b"x"), frozenset()], ids=repr)
 def test_unsupported_python_values_inside_a_document(value: Any) -> None:
     with pytest.raises(TypeError):
-        xv.hash_typed_data(mutated(PERMIT2, ("message", "permitted", "amount"), value))
-    (item,) = xv.recover_typed_data_batch([(mutated(PERMIT2, ("message", "permitted", "amount"), value), PERMIT2_SIG)])
+        xv.hash_typed_data(edited(PERMIT2, ("message", "permitted", "amount"), value))
+    (item,) = xv.recover_typed_data_batch([(edited(PERMIT2, ("message", "permitted", "amount"), value), PERMIT2_SIG)])
     assert isinstance(item, TypedDataError) and item.code == "invalid_input_type"
     assert item.path == "message.permitted.amount"
 
@@ -833,7 +832,7 @@ def test_payload_too_large() -> None:
     with expect(TypedDataError, "payload_too_large", None):
         xv.recover_typed_data(text, PERMIT2_SIG, max_bytes=10)
     # The limit counts UTF-8 bytes, not characters.
-    wide = json.dumps(mutated(PROBE, ("message", "s"), "é" * 100), ensure_ascii=False)
+    wide = json.dumps(edited(PROBE, ("message", "s"), "é" * 100), ensure_ascii=False)
     with expect(TypedDataError, "payload_too_large", None):
         xv.hash_typed_data(wide, max_bytes=len(wide))
     assert len(xv.hash_typed_data(wide, max_bytes=len(wide.encode()))) == 32
@@ -875,14 +874,13 @@ def test_lone_surrogate_text() -> None:
         xv.hash_typed_data(TEXT.replace("Permit2", "Permit2\ud800"))
     # In a dict the same string is a value of the wrong kind; never a crash.
     with pytest.raises(TypedDataError):
-        xv.hash_typed_data(mutated(PERMIT2, ("domain", "name"), "Permit2\ud800"))
+        xv.hash_typed_data(edited(PERMIT2, ("domain", "name"), "Permit2\ud800"))
 
 
 # --------------------------------------------------------------------------------------------
 # Signatures (security.md §5.4 items 1-12)
 # --------------------------------------------------------------------------------------------
 
-N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 P = 2**256 - 2**32 - 977
 R0 = int.from_bytes(EIP3009_SIG[:32], "big")
 S0 = int.from_bytes(EIP3009_SIG[32:64], "big")
@@ -1062,9 +1060,9 @@ def test_one_bit_flipped_digest_recovers_someone_else() -> None:
 
 def test_flipped_signed_field_recovers_someone_else() -> None:
     # §5.4 item 12: signed by A, claimed as from B: the result is A's address, never B's.
-    changed = mutated(EIP3009, ("message", "value"), "10001")
+    changed = edited(EIP3009, ("message", "value"), "10001")
     assert xv.recover_typed_data(changed, EIP3009_SIG) != EIP3009_FROM
-    claimed_by_other = mutated(PERMIT2, ("message", "witness", "to"), EIP3009_FROM)
+    claimed_by_other = edited(PERMIT2, ("message", "witness", "to"), EIP3009_FROM)
     assert xv.recover_typed_data(claimed_by_other, PERMIT2_SIG) != ANVIL0
 
 
@@ -1110,9 +1108,9 @@ def test_digest_is_checked_before_the_signature() -> None:
 def test_signature_is_checked_before_the_typed_data() -> None:
     # The cheaper refusal first: a bad signature with a bad document reports the signature.
     with expect(SignatureError, "invalid_signature_length", None):
-        xv.recover_typed_data(mutated(PERMIT2, ("message", "nonce"), "01"), b"\x01")
+        xv.recover_typed_data(edited(PERMIT2, ("message", "nonce"), "01"), b"\x01")
     with expect(TypedDataError, "non_canonical_number", "message.nonce"):
-        xv.recover_typed_data(mutated(PERMIT2, ("message", "nonce"), "01"), PERMIT2_SIG)
+        xv.recover_typed_data(edited(PERMIT2, ("message", "nonce"), "01"), PERMIT2_SIG)
 
 
 def test_policy_values() -> None:
@@ -1165,7 +1163,7 @@ def test_error_codes_catalogue() -> None:
 
 def test_error_objects() -> None:
     try:
-        xv.hash_typed_data(mutated(PERMIT2, ("message", "permitted", "amount"), "+1"))
+        xv.hash_typed_data(edited(PERMIT2, ("message", "permitted", "amount"), "+1"))
     except TypedDataError as e:
         err = e
     assert str(err).startswith("non_canonical_number at message.permitted.amount: ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import x402_verify as xv
+from payments import high_s_twin
 from x402_verify import _samples
 
 PERMIT2 = _samples.x402_items("permit2")
@@ -24,16 +25,54 @@ def test_unknown_or_positional_options_raise_type_error() -> None:
     [
         {"networks": ["not-a-chain"]},
         {"networks": ["eip155:0"]},
+        {"networks": ["eip155:18446744073709551616"]},
         {"permit2_proxies": {"exakt": [xv.EXACT_PERMIT2_PROXY]}},
-        {"permit2_proxies": ["0x1234"]},
+        {"permit2_proxies": {"exact": ["0x1234"]}},
         {"facilitator_addresses": ["0xF39Fd6e51aad88F6F4ce6aB8827279cffFb92266"]},  # bad checksum
         {"time_buffer": -1},
-        {"threads": 0},
+        {"time_buffer": 2**64},
+        {"clock_skew_seconds": -1},
+        {"max_validity_seconds": -1},
+        {"max_payload_bytes": -1},
         {"max_payload_bytes": 0},
+        {"threads": 0},
+        {"threads": -1},
+        {"threads": 257},
+        {"network_names": {"x": -1}},
+        {"network_names": {"x": 0}},
+        {"network_names": {"x": 2**64}},
+        {"networks": ["\ud800"]},
+        {"facilitator_addresses": ["\ud800"]},
     ],
 )
 def test_bad_option_values_raise_value_error(options: dict[str, object]) -> None:
-    with pytest.raises((ValueError, OverflowError)):
+    with pytest.raises(ValueError) as e:
+        xv.Verifier(**options)  # type: ignore[arg-type]
+    assert not isinstance(e.value, UnicodeError)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"time_buffer": True},
+        {"time_buffer": 6.0},
+        {"clock_skew_seconds": "600"},
+        {"max_validity_seconds": False},
+        {"max_payload_bytes": None},
+        {"threads": True},
+        {"threads": 2.0},
+        {"network_names": {"x": True}},
+        {"network_names": [("x", 1)]},
+        {"networks": "base"},
+        {"networks": [8453]},
+        {"facilitator_addresses": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"},
+        {"permit2_proxies": [xv.EXACT_PERMIT2_PROXY, xv.UPTO_PERMIT2_PROXY]},
+        {"permit2_proxies": {"exact": xv.EXACT_PERMIT2_PROXY}},
+        {"eip3009_policy": "eip3009"},
+    ],
+)
+def test_bad_option_types_raise_type_error(options: dict[str, object]) -> None:
+    with pytest.raises(TypeError):
         xv.Verifier(**options)  # type: ignore[arg-type]
 
 
@@ -56,12 +95,30 @@ def test_networks_restrict_and_names_extend() -> None:
     assert custom.verify(header, req, now=NOW).is_valid
 
 
-def test_permit2_proxies_per_scheme_or_flat() -> None:
+def test_permit2_proxies_per_scheme() -> None:
     header, req, _ = PERMIT2[0]  # spender: the exact proxy
     only_upto = xv.Verifier(nonce_store=None, permit2_proxies={"exact": [], "upto": [xv.UPTO_PERMIT2_PROXY]})
     assert only_upto.verify(header, req, now=NOW).invalid_reason == "invalid_permit2_spender"
-    flat = xv.Verifier(nonce_store=None, permit2_proxies=[xv.EXACT_PERMIT2_PROXY])
-    assert flat.verify(header, req, now=NOW).is_valid
+    exact_only = xv.Verifier(nonce_store=None, permit2_proxies={"exact": [xv.EXACT_PERMIT2_PROXY]})
+    assert exact_only.verify(header, req, now=NOW).is_valid
+
+
+def test_flat_permit2_proxies_are_refused_pointing_at_the_mapping() -> None:
+    # One list for both schemes accepted exact permits whose spender is the upto proxy (and the
+    # reverse): Permit2 hashes the calling proxy with its own witness, so both revert.
+    with pytest.raises(TypeError, match=r"\{'exact': \[\.\.\.\], 'upto': \[\.\.\.\]\}"):
+        xv.Verifier(permit2_proxies=[xv.EXACT_PERMIT2_PROXY, xv.UPTO_PERMIT2_PROXY])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        xv.Verifier(permit2_proxies=(p for p in [xv.EXACT_PERMIT2_PROXY]))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "proxies",
+    [{"exact": [xv.EXACT_PERMIT2_PROXY, xv.UPTO_PERMIT2_PROXY]}, {"upto": [xv.EXACT_PERMIT2_PROXY]}, {"exact": [xv.UPTO_PERMIT2_PROXY.lower()]}],
+)
+def test_a_known_proxy_cannot_be_listed_for_the_other_scheme(proxies: dict[str, list[str]]) -> None:
+    with pytest.raises(ValueError, match="proxy"):
+        xv.Verifier(permit2_proxies=proxies)
 
 
 def test_time_buffer_and_max_validity() -> None:
@@ -80,9 +137,7 @@ def test_signature_policies_are_options() -> None:
     header, req, _ = EIP3009[0]
     payload = xv.decode_payment_header(header)
     sig = bytes.fromhex(payload["payload"]["signature"][2:])
-    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-    s = int.from_bytes(sig[32:64], "big")
-    twin = sig[:32] + (n - s).to_bytes(32, "big") + bytes([55 - sig[64]])
+    twin = high_s_twin(sig)
     payload["payload"]["signature"] = "0x" + twin.hex()
     twin_header = xv.encode_payment_header(payload)
     assert xv.Verifier(nonce_store=None).verify(twin_header, req, now=NOW).invalid_reason == "invalid_exact_evm_payload_signature"

@@ -68,7 +68,6 @@ Item -> code, as the code decides it (``verify.rs``, ``payload.rs``, ``primitive
 from __future__ import annotations
 
 import base64
-import copy
 import functools
 import json
 from collections.abc import Callable
@@ -77,38 +76,47 @@ from typing import Any
 
 import pytest
 from eth_abi.abi import encode as abi_encode
-from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 import x402_verify as xv
+from payments import (
+    AUTH_PATHS,
+    DELETE,
+    EIP3009_KINDS,
+    ERC6492_MAGIC,
+    EXACT_PROXY,
+    FAC,
+    KINDS,
+    NOW,
+    OTHER,
+    OTHER_ADDRESS,
+    OTHER_FAC,
+    PAY_TO,
+    PAYER,
+    PERMIT2,
+    PERMIT2_KINDS,
+    UPTO_PROXY,
+    USDC_BASE,
+    USDC_BASE_SEPOLIA,
+    ZERO_ADDRESS,
+    auth_member,
+    authorization,
+    edited,
+    envelope,
+    fields,
+    header,
+    payment,
+    permit2_digest,
+    permit2_typed_data,
+    requirements,
+    sign,
+)
 from x402_verify.chain.checks import CHAIN_CODES
 
 # --------------------------------------------------------------------------------------------
-# Constants
+# Constants (the payments themselves are built by tests/payments.py)
 # --------------------------------------------------------------------------------------------
-
-NOW = 1_750_000_000
-PAYER: LocalAccount = Account.from_key("0x" + "11" * 32)
-OTHER: LocalAccount = Account.from_key("0x" + "22" * 32)
-
-PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
-OTHER_ADDRESS = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
-ZERO_ADDRESS = "0x" + "00" * 20
-FAC = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-OTHER_FAC = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
-USDC_BASE_SEPOLIA = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
-USDC_BASE = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
-OPG_BASE = "0xFbC2051AE2265686a469421b2C5A2D5462FbF5eB"
-PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
-EXACT_PROXY = xv.EXACT_PERMIT2_PROXY
-UPTO_PROXY = xv.UPTO_PERMIT2_PROXY
-ERC6492_MAGIC = bytes.fromhex("6492" * 16)
-
-KINDS = ("eip3009", "eip3009_v1", "permit2", "upto")
-EIP3009_KINDS = ("eip3009", "eip3009_v1")
-PERMIT2_KINDS = ("permit2", "upto")
 
 SIG_CODE = {
     "eip3009": "invalid_exact_evm_payload_signature",
@@ -155,172 +163,6 @@ NOT_PRODUCED_BY_VERIFY = {
 
 V = xv.Verifier(nonce_store=None)
 
-# --------------------------------------------------------------------------------------------
-# Requirements and authorizations
-# --------------------------------------------------------------------------------------------
-
-
-def requirements(kind: str) -> dict[str, Any]:
-    """The route's requirements: EIP-3009 USDC on Base Sepolia (v2 and v1 framing), exact and
-    upto Permit2 for an 18-decimals token on Base."""
-    if kind == "eip3009":
-        return {
-            "scheme": "exact", "network": "eip155:84532", "asset": USDC_BASE_SEPOLIA, "amount": "10000",
-            "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"},
-        }  # fmt: skip
-    if kind == "eip3009_v1":
-        return {
-            "scheme": "exact", "network": "base-sepolia", "maxAmountRequired": "10000", "resource": "https://api.example/x",
-            "description": "", "mimeType": "application/json", "payTo": PAY_TO, "maxTimeoutSeconds": 300,
-            "asset": USDC_BASE_SEPOLIA, "extra": {"name": "USDC", "version": "2"},
-        }  # fmt: skip
-    extra: dict[str, Any] = {"name": "OpenGradient", "version": "1", "assetTransferMethod": "permit2"}
-    if kind == "upto":
-        extra["facilitatorAddress"] = FAC
-    return {
-        "scheme": "upto" if kind == "upto" else "exact", "network": "eip155:8453", "asset": OPG_BASE, "amount": "10000",
-        "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": extra,
-    }  # fmt: skip
-
-
-def fields(kind: str, **over: Any) -> dict[str, Any]:
-    """The authorization's values (flat, Python types), defaults as the SDK clients make them."""
-    f: dict[str, Any] = {
-        "from_": PAYER.address,
-        "to": PAY_TO,
-        "amount": 10000,
-        "valid_after": NOW - 600,
-        "valid_before": NOW + 300,
-    }
-    if kind in EIP3009_KINDS:
-        f["nonce"] = "0x" + "5a" * 32
-    else:
-        f["nonce"] = 0x1234_5678_9ABC_DEF0 << 128
-        f["token"] = OPG_BASE
-        f["spender"] = UPTO_PROXY if kind == "upto" else EXACT_PROXY
-        if kind == "upto":
-            f["facilitator"] = FAC
-    f.update(over)
-    return f
-
-
-def authorization(kind: str, f: dict[str, Any]) -> dict[str, Any]:
-    """The payload's authorization object for ``f`` (numbers as decimal strings)."""
-    if kind in EIP3009_KINDS:
-        return {
-            "from": f["from_"], "to": f["to"], "value": str(f["amount"]), "validAfter": str(f["valid_after"]),
-            "validBefore": str(f["valid_before"]), "nonce": f["nonce"],
-        }  # fmt: skip
-    witness: dict[str, Any] = {"to": f["to"], "validAfter": str(f["valid_after"])}
-    if f.get("facilitator") is not None:
-        witness = {"to": f["to"], "facilitator": f["facilitator"], "validAfter": str(f["valid_after"])}
-    return {
-        "from": f["from_"],
-        "permitted": {"token": f["token"], "amount": str(f["amount"])},
-        "spender": f["spender"],
-        "nonce": str(f["nonce"]),
-        "deadline": str(f["valid_before"]),
-        "witness": witness,
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# Signing
-# --------------------------------------------------------------------------------------------
-
-EIP3009_FIELDS = [("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"), ("validBefore", "uint256"), ("nonce", "bytes32")]
-
-
-def eip3009_typed_data(
-    f: dict[str, Any], *, name: str = "USDC", version: str = "2", chain_id: int = 84532, token: str = USDC_BASE_SEPOLIA,
-    primary: str = "TransferWithAuthorization",
-) -> dict[str, Any]:  # fmt: skip
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            primary: [{"name": n, "type": t} for n, t in EIP3009_FIELDS],
-        },
-        "primaryType": primary,
-        "domain": {"name": name, "version": version, "chainId": chain_id, "verifyingContract": token},
-        "message": {
-            "from": f["from_"],
-            "to": f["to"],
-            "value": f["amount"],
-            "validAfter": f["valid_after"],
-            "validBefore": f["valid_before"],
-            "nonce": bytes.fromhex(f["nonce"].removeprefix("0x")),
-        },
-    }
-
-
-PERMIT_STUB = "PermitWitnessTransferFrom(TokenPermissions permitted,address spender,uint256 nonce,uint256 deadline,Witness witness)"
-TOKEN_PERMISSIONS = "TokenPermissions(address token,uint256 amount)"
-EXACT_WITNESS = "Witness(address to,uint256 validAfter)"
-UPTO_WITNESS = "Witness(address to,address facilitator,uint256 validAfter)"
-
-
-def permit2_digest(f: dict[str, Any], chain_id: int, *, wrong_order: bool = False, domain_version: str | None = None) -> bytes:
-    """x402's PermitWitnessTransferFrom digest, by hand. ``wrong_order`` lists ``Witness`` before
-    ``TokenPermissions`` in the type string (EIP-712 sorts them the other way); ``domain_version``
-    adds a ``version`` member to Permit2's domain (which has none)."""
-    upto = f.get("facilitator") is not None
-    witness_type = UPTO_WITNESS if upto else EXACT_WITNESS
-    deps = witness_type + TOKEN_PERMISSIONS if wrong_order else TOKEN_PERMISSIONS + witness_type
-    permitted = keccak(abi_encode(["bytes32", "address", "uint256"], [keccak(text=TOKEN_PERMISSIONS), f["token"], f["amount"]]))
-    if upto:
-        witness = keccak(abi_encode(["bytes32", "address", "address", "uint256"], [keccak(text=UPTO_WITNESS), f["to"], f["facilitator"], f["valid_after"]]))
-    else:
-        witness = keccak(abi_encode(["bytes32", "address", "uint256"], [keccak(text=EXACT_WITNESS), f["to"], f["valid_after"]]))
-    struct = keccak(
-        abi_encode(
-            ["bytes32", "bytes32", "address", "uint256", "uint256", "bytes32"],
-            [keccak(text=PERMIT_STUB + deps), permitted, f["spender"], f["nonce"], f["valid_before"], witness],
-        )
-    )
-    if domain_version is None:
-        domain_type = "EIP712Domain(string name,uint256 chainId,address verifyingContract)"
-        domain = keccak(abi_encode(["bytes32", "bytes32", "uint256", "address"], [keccak(text=domain_type), keccak(text="Permit2"), chain_id, PERMIT2]))
-    else:
-        domain_type = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-        domain = keccak(
-            abi_encode(
-                ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-                [keccak(text=domain_type), keccak(text="Permit2"), keccak(text=domain_version), chain_id, PERMIT2],
-            )
-        )
-    return keccak(b"\x19\x01" + domain + struct)
-
-
-def sign(kind: str, f: dict[str, Any], *, acct: LocalAccount = PAYER, **kw: Any) -> str:
-    """The 65-byte signature (0x hex) the client makes for ``f``; ``kw`` changes what is signed."""
-    if kind in EIP3009_KINDS:
-        signed = Account.sign_typed_data(acct.key, full_message=eip3009_typed_data(f, **kw))
-    else:
-        chain_id = kw.pop("chain_id", 8453)
-        signed = Account.unsafe_sign_hash(permit2_digest(f, chain_id, **kw), acct.key)
-    return "0x" + bytes(signed.signature).hex()
-
-
-def envelope(kind: str, req: dict[str, Any], inner: dict[str, Any]) -> dict[str, Any]:
-    """The whole payment payload around ``inner`` (x402 v2, or v1 for ``eip3009_v1``)."""
-    if kind == "eip3009_v1":
-        return {"x402Version": 1, "scheme": req["scheme"], "network": req["network"], "payload": inner}
-    return {"x402Version": 2, "accepted": copy.deepcopy(req), "payload": inner, "resource": {"url": "https://api.example/x"}}
-
-
-def payment(kind: str, *, acct: LocalAccount = PAYER, sign_kw: dict[str, Any] | None = None, **over: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A correctly signed payment whose authorization holds ``over``, with its requirements."""
-    f = fields(kind, **over)
-    req = requirements(kind)
-    key = "authorization" if kind in EIP3009_KINDS else "permit2Authorization"
-    inner = {"signature": sign(kind, f, acct=acct, **(sign_kw or {})), key: authorization(kind, f)}
-    return envelope(kind, req, inner), req
-
 
 @functools.cache
 def _base(kind: str) -> tuple[str, str]:
@@ -343,51 +185,24 @@ Path = tuple[str, ...]
 
 def auth_path(kind: str, name: str) -> Path:
     """The payload path of a logical authorization field."""
-    if kind in EIP3009_KINDS:
-        leaf = {"from": "from", "to": "to", "amount": "value", "validAfter": "validAfter", "validBefore": "validBefore", "nonce": "nonce"}[name]
-        return ("payload", "authorization", leaf)
-    return ("payload", "permit2Authorization") + {
-        "from": ("from",),
-        "to": ("witness", "to"),
-        "amount": ("permitted", "amount"),
-        "validAfter": ("witness", "validAfter"),
-        "validBefore": ("deadline",),
-        "nonce": ("nonce",),
-        "token": ("permitted", "token"),
-        "spender": ("spender",),
-        "facilitator": ("witness", "facilitator"),
-    }[name]
+    return ("payload", auth_member(kind), *AUTH_PATHS[kind][name])
 
 
 def dotted(path: Path) -> str:
     return ".".join(path)
 
 
-DELETE = object()
-
-
-def edit(doc: dict[str, Any], path: Path, value: Any) -> dict[str, Any]:
-    """A copy of ``doc`` with ``path`` set to ``value`` (``DELETE`` removes it)."""
-    out = copy.deepcopy(doc)
-    node = out
-    for key in path[:-1]:
-        node = node[key]
-    if value is DELETE:
-        del node[path[-1]]
-    else:
-        node[path[-1]] = value
-    return out
 
 
 def text_with(doc: dict[str, Any], path: Path, literal: str) -> str:
     """``doc`` as JSON text with the value at ``path`` written as the raw ``literal``."""
-    return json.dumps(edit(doc, path, "__LITERAL__")).replace('"__LITERAL__"', literal)
+    return json.dumps(edited(doc, path, "__LITERAL__")).replace('"__LITERAL__"', literal)
 
 
 def text_with_duplicate(doc: dict[str, Any], path: Path, dup_value: Any) -> str:
     """``doc`` as JSON text where the object holding ``path`` names its last key twice."""
     *parent, key = path
-    text = json.dumps(edit(doc, (*parent, "__DUP__"), 0))
+    text = json.dumps(edited(doc, (*parent, "__DUP__"), 0))
     assert text.count('"__DUP__": 0') == 1
     return text.replace('"__DUP__": 0', f"{json.dumps(key)}: {json.dumps(dup_value)}")
 
@@ -397,16 +212,12 @@ def b64(text: str | bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-def header(doc: dict[str, Any]) -> str:
-    return xv.encode_payment_header(doc)
-
-
 def raw_sig(doc: dict[str, Any]) -> bytes:
     return bytes.fromhex(doc["payload"]["signature"].removeprefix("0x"))
 
 
 def with_sig(doc: dict[str, Any], raw: bytes) -> dict[str, Any]:
-    return edit(doc, ("payload", "signature"), "0x" + raw.hex())
+    return edited(doc, ("payload", "signature"), "0x" + raw.hex())
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,7 +248,7 @@ def field_case(id: str, kind: str, name: str, value: Any, code: str, *, where: b
 
     def make() -> tuple[Any, Any]:
         p, r = base(kind)
-        return header(edit(p, path, value)), r
+        return header(edited(p, path, value)), r
 
     case(id, code, make, where=dotted(path) if where else None)
 
@@ -483,7 +294,7 @@ def _dict_case(id: str, kind: str, name: str, value: Any, code: str) -> None:
 
     def make() -> tuple[Any, Any]:
         p, r = base(kind)
-        return edit(p, path, value), r
+        return edited(p, path, value), r
 
     case(id, code, make, where=dotted(path))
 
@@ -562,7 +373,7 @@ for kind in KINDS:
 
         def _domain_make(kind: str = kind, where_path: Path = where_path) -> tuple[Any, Any]:
             p, r = base(kind)
-            return header(edit(p, where_path, domain)), r
+            return header(edited(p, where_path, domain)), r
 
         case(f"22-{kind}-{dotted(where_path)}-member", "unknown_field", _domain_make, where="domain")
 
@@ -678,7 +489,7 @@ for kind in KINDS:
 def _member_case(id: str, kind: str, path: Path, value: Any, code: str, where: str | None) -> None:
     def make() -> tuple[Any, Any]:
         p, r = base(kind)
-        return header(edit(p, path, value)), r
+        return header(edited(p, path, value)), r
 
     case(id, code, make, where=where)
 
@@ -717,7 +528,7 @@ def _upto_as_exact() -> tuple[Any, Any]:
     # An upto-shaped authorization (witness with facilitator) for an exact Permit2 route.
     p, _ = payment("upto", spender=EXACT_PROXY)
     req = requirements("permit2")
-    return header(edit(p, ("accepted",), req)), req
+    return header(edited(p, ("accepted",), req)), req
 
 
 case("29-upto-payment-for-exact-requirements", "unknown_field", _upto_as_exact, where="facilitator")
@@ -729,9 +540,9 @@ def _both(kind: str, form: str) -> Callable[[], tuple[Any, Any]]:
     def make() -> tuple[Any, Any]:
         p3009, _ = base("eip3009")
         p, r = base(kind)
-        p = edit(p, ("payload", "authorization"), p3009["payload"]["authorization"]) if kind in PERMIT2_KINDS else p
+        p = edited(p, ("payload", "authorization"), p3009["payload"]["authorization"]) if kind in PERMIT2_KINDS else p
         other, _ = base("permit2")
-        p = edit(p, ("payload", "permit2Authorization"), other["payload"]["permit2Authorization"])
+        p = edited(p, ("payload", "permit2Authorization"), other["payload"]["permit2Authorization"])
         return (header(p) if form == "header" else p), r
 
     return make
@@ -746,9 +557,9 @@ def _scheme_case(id: str, kind: str, code: str, *, payload_scheme: str | None = 
     def make() -> tuple[Any, Any]:
         p, r = base(kind)
         if payload_scheme is not None:
-            p = edit(p, ("scheme",) if kind == "eip3009_v1" else ("accepted", "scheme"), payload_scheme)
+            p = edited(p, ("scheme",) if kind == "eip3009_v1" else ("accepted", "scheme"), payload_scheme)
         if req_scheme is not None:
-            r = edit(r, ("scheme",), req_scheme)
+            r = edited(r, ("scheme",), req_scheme)
         return header(p), r
 
     case(id, code, make, where=where)
@@ -904,7 +715,7 @@ for kind in KINDS:
 
         def _req_make(kind: str = kind, path: Path = path, req_value: Any = req_value) -> tuple[Any, Any]:
             p, r = base(kind)
-            return header(p), edit(r, path, req_value)
+            return header(p), edited(r, path, req_value)
 
         where = "both" if label == "both-amount-keys" else ("missing" if label == "missing-amount" else path[-1])
         case(f"framing-requirements-{kind}-{label}", "invalid_payment_requirements", _req_make, where=where)
@@ -940,7 +751,7 @@ for kind in KINDS:
 
         def _unknown_network(kind: str = kind, bad: str = bad, net_path: Path = net_path) -> tuple[Any, Any]:
             p, r = base(kind)
-            return header(edit(p, net_path, bad)), edit(r, ("network",), bad)
+            return header(edited(p, net_path, bad)), edited(r, ("network",), bad)
 
         case(f"framing-network-config-{kind}-{bad!r}", CONFIG_CODE[kind], _unknown_network, where="unknown network")
 
@@ -951,7 +762,7 @@ for kind in EIP3009_KINDS:
 
         def _no_domain(kind: str = kind, path: Path = path) -> tuple[Any, Any]:
             p, r = base(kind)
-            return header(p), edit(r, path, DELETE)
+            return header(p), edited(r, path, DELETE)
 
         case(f"framing-missing-domain-{kind}-{label}", "missing_eip712_domain", _no_domain, where="name and version")
 
@@ -963,7 +774,7 @@ for kind in KINDS:
 
         def _method(kind: str = kind, method: str = method) -> tuple[Any, Any]:
             p, r = base(kind)
-            return header(p), edit(r, ("extra", "assetTransferMethod"), method)
+            return header(p), edited(r, ("extra", "assetTransferMethod"), method)
 
         case(f"framing-transfer-method-{kind}-{method!r}", "unsupported_payload_type", _method, where="assetTransferMethod")
 
@@ -1003,7 +814,7 @@ signed_case("framing-upto-facilitator-missing", "upto", "upto_facilitator_mismat
 
 def _upto_without_requirements_facilitator() -> tuple[Any, Any]:
     p, r = base("upto")
-    return header(p), edit(r, ("extra", "facilitatorAddress"), DELETE)
+    return header(p), edited(r, ("extra", "facilitatorAddress"), DELETE)
 
 
 case("framing-upto-facilitator-none-configured", "upto_facilitator_mismatch", _upto_without_requirements_facilitator)
@@ -1013,7 +824,7 @@ case("framing-upto-facilitator-not-in-verifier-list", "upto_facilitator_mismatch
 
 def _zero_amount(kind: str) -> tuple[Any, Any]:
     p, r = payment(kind, amount=0)
-    return header(p), edit(r, ("amount",), "0")
+    return header(p), edited(r, ("amount",), "0")
 
 
 case("framing-permit2-exact-amount-zero", "permit2_invalid_amount", lambda: _zero_amount("permit2"), where="amount of 0")
@@ -1021,7 +832,7 @@ case("framing-permit2-exact-amount-zero", "permit2_invalid_amount", lambda: _zer
 
 def _zero_destination(kind: str) -> tuple[Any, Any]:
     p, r = payment(kind, to=ZERO_ADDRESS)
-    return header(p), edit(r, ("payTo",), ZERO_ADDRESS)
+    return header(p), edited(r, ("payTo",), ZERO_ADDRESS)
 
 
 for kind in PERMIT2_KINDS:
@@ -1035,6 +846,7 @@ for kind in PERMIT2_KINDS:
 
 def test_signing_helpers_match_the_published_vectors_and_eth_account() -> None:
     """The hand-built Permit2 digest is x402-permit2.md §7.5's, and eth_account's encoder's."""
+    assert (EXACT_PROXY, UPTO_PROXY) == (xv.EXACT_PERMIT2_PROXY, xv.UPTO_PERMIT2_PROXY)
     f = {
         "from_": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "token": USDC_BASE_SEPOLIA, "amount": 10_000,
         "spender": EXACT_PROXY, "nonce": 33247007178036348590600198031289925668252061821958005840077069883511451257277,
@@ -1043,24 +855,8 @@ def test_signing_helpers_match_the_published_vectors_and_eth_account() -> None:
     assert permit2_digest(f, 84532).hex() == "21528e1468aac114016416353e2309329f217dc180b21baa1d81cde941095685"
     upto = dict(f, spender=UPTO_PROXY, amount=5_000_000, facilitator=FAC)
     assert permit2_digest(upto, 84532).hex() == "22340f12e045f90a2bdf0bb39dd61d8c4674579544873480e8af265f383d4837"
-    for doc, witness in ((f, [("to", "address"), ("validAfter", "uint256")]), (upto, [("to", "address"), ("facilitator", "address"), ("validAfter", "uint256")])):
-        typed = {
-            "types": {
-                "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
-                "PermitWitnessTransferFrom": [
-                    {"name": "permitted", "type": "TokenPermissions"}, {"name": "spender", "type": "address"},
-                    {"name": "nonce", "type": "uint256"}, {"name": "deadline", "type": "uint256"}, {"name": "witness", "type": "Witness"},
-                ],
-                "TokenPermissions": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint256"}],
-                "Witness": [{"name": n, "type": t} for n, t in witness],
-            },
-            "primaryType": "PermitWitnessTransferFrom",
-            "domain": {"name": "Permit2", "chainId": 84532, "verifyingContract": PERMIT2},
-            "message": {
-                "permitted": {"token": doc["token"], "amount": doc["amount"]}, "spender": doc["spender"], "nonce": doc["nonce"],
-                "deadline": doc["valid_before"], "witness": {n: doc["facilitator" if n == "facilitator" else ("to" if n == "to" else "valid_after")] for n, _ in witness},
-            },
-        }  # fmt: skip
+    for doc in (f, upto):
+        typed = permit2_typed_data(authorization("upto" if "facilitator" in doc else "permit2", doc), chain_id=84532)
         msg = encode_typed_data(full_message=typed)
         assert keccak(b"\x19" + msg.version + msg.header + msg.body) == permit2_digest(doc, 84532)
     # The wrong-order and versioned-domain variants really are different digests.
@@ -1120,7 +916,7 @@ def assert_valid(resp: xv.VerifyResponse) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_13_amount_at_u256_max_is_read_exactly(kind: str) -> None:
     p, r = payment(kind, amount=2**256 - 1)
-    r = edit(r, ("maxAmountRequired" if kind == "eip3009_v1" else "amount",), str(2**256 - 1))
+    r = edited(r, ("maxAmountRequired" if kind == "eip3009_v1" else "amount",), str(2**256 - 1))
     assert_valid(V.verify(header(p), r, now=NOW))
 
 
@@ -1128,7 +924,7 @@ def test_13_amount_at_u256_max_is_read_exactly(kind: str) -> None:
 def test_16_amount_equal_to_requirements_given_as_json_int(kind: str) -> None:
     # Requirements come from the server: a JSON integer amount is read (payloads must use strings).
     p, r = base(kind)
-    r = edit(r, ("maxAmountRequired" if kind == "eip3009_v1" else "amount",), 10000)
+    r = edited(r, ("maxAmountRequired" if kind == "eip3009_v1" else "amount",), 10000)
     assert_valid(V.verify(header(p), r, now=NOW))
 
 
@@ -1136,7 +932,7 @@ def test_16_amount_equal_to_requirements_given_as_json_int(kind: str) -> None:
 def test_17_pay_to_compared_as_an_address_not_as_text(kind: str) -> None:
     p, r = base(kind)
     for spelling in (PAY_TO.lower(), "0x" + PAY_TO[2:].upper()):
-        assert_valid(V.verify(header(p), edit(r, ("payTo",), spelling), now=NOW))
+        assert_valid(V.verify(header(p), edited(r, ("payTo",), spelling), now=NOW))
 
 
 @pytest.mark.parametrize("kind", ("eip3009", "permit2", "upto"))  # v1 has no accepted copy (an unknown_field there)
@@ -1146,13 +942,13 @@ def test_22_client_sent_domain_hints_do_not_change_the_digest(kind: str) -> None
     domain (name, version, chain, asset), the verdict on a correct payment is unchanged."""
     p, r = base(kind)
     lies = {"name": "USD Coin", "version": "1", "chainId": 1, "verifyingContract": PERMIT2, "assetTransferMethod": "permit2"}
-    forged = edit(edit(edit(p, ("accepted", "extra"), lies), ("accepted", "asset"), USDC_BASE), ("accepted", "amount"), "1")
-    forged = edit(forged, ("accepted", "payTo"), OTHER_ADDRESS)
+    forged = edited(edited(edited(p, ("accepted", "extra"), lies), ("accepted", "asset"), USDC_BASE), ("accepted", "amount"), "1")
+    forged = edited(forged, ("accepted", "payTo"), OTHER_ADDRESS)
     assert_valid(V.verify(header(forged), r, now=NOW))
     # And the server's own extra for Permit2 is not part of the Permit2 digest either.
     if kind in PERMIT2_KINDS:
-        assert_valid(V.verify(header(p), edit(r, ("extra", "version"), "99"), now=NOW))
-        assert_valid(V.verify(header(p), edit(r, ("extra", "name"), "Permit2"), now=NOW))
+        assert_valid(V.verify(header(p), edited(r, ("extra", "version"), "99"), now=NOW))
+        assert_valid(V.verify(header(p), edited(r, ("extra", "name"), "Permit2"), now=NOW))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -1207,7 +1003,7 @@ def test_26_permit2_nonce_range_ends_are_accepted(kind: str, nonce: int) -> None
 @pytest.mark.parametrize("nonce", ["0x" + "00" * 32, "0x" + "ff" * 32, "0x" + "AB" * 32])
 def test_26_eip3009_nonce_bytes32_spellings_are_accepted(kind: str, nonce: str) -> None:
     p, r = payment(kind, nonce=nonce.lower())
-    p = edit(p, auth_path(kind, "nonce"), nonce)
+    p = edited(p, auth_path(kind, "nonce"), nonce)
     assert_valid(V.verify(header(p), r, now=NOW))
 
 
@@ -1218,7 +1014,7 @@ def test_27_all_lower_and_all_upper_addresses_are_accepted(kind: str, case_: str
     for name in ADDRESS_FIELDS[kind]:
         good = _address_value(kind, name)
         spelled = good.lower() if case_ == "lower" else "0x" + good[2:].upper()
-        resp = V.verify(header(edit(p, auth_path(kind, name), spelled)), r, now=NOW)
+        resp = V.verify(header(edited(p, auth_path(kind, name), spelled)), r, now=NOW)
         assert_valid(resp)
         assert resp.payer == PAYER.address
 
@@ -1226,14 +1022,14 @@ def test_27_all_lower_and_all_upper_addresses_are_accepted(kind: str, case_: str
 @pytest.mark.parametrize("kind", ("eip3009", "permit2", "upto"))  # v1 has no resource / extensions members
 def test_29_optional_top_level_members_are_accepted(kind: str) -> None:
     p, r = base(kind)
-    assert_valid(V.verify(header(edit(p, ("extensions",), {"payment-identifier": {"id": "pay_x"}})), r, now=NOW))
-    assert_valid(V.verify(header(edit(p, ("resource",), DELETE)), r, now=NOW))
+    assert_valid(V.verify(header(edited(p, ("extensions",), {"payment-identifier": {"id": "pay_x"}})), r, now=NOW))
+    assert_valid(V.verify(header(edited(p, ("resource",), DELETE)), r, now=NOW))
 
 
 def test_framing_upto_amount_zero_is_accepted() -> None:
     """Only the exact proxy refuses 0 (InvalidAmount); an upto session may settle 0."""
     p, r = payment("upto", amount=0)
-    assert_valid(V.verify(header(p), edit(r, ("amount",), "0"), now=NOW))
+    assert_valid(V.verify(header(p), edited(r, ("amount",), "0"), now=NOW))
 
 
 @pytest.mark.parametrize("kind", KINDS)

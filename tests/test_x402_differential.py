@@ -70,26 +70,30 @@ from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS as SDK_V1_NETW
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements, ResourceInfo, SchemeNotFoundError
 from x402.schemas.v1 import PaymentPayloadV1, PaymentRequirementsV1
 
+from payments import (
+    AUTH_PATHS,
+    EIP3009_KINDS,
+    ERC6492_MAGIC,
+    OPG_BASE,
+    OTHER_ADDRESS,
+    OTHER_FAC,
+    PAY_TO,
+    PERMIT2,
+    PERMIT2_KINDS,
+    USDC_BASE_SEPOLIA,
+    auth_member,
+    compact,
+    high_s_twin,
+    requirements,
+)
 from sdk_stub import FAC, U256_MAX, StubChainSigner
 
 # --------------------------------------------------------------------------------------------
 # Constants
 # --------------------------------------------------------------------------------------------
 
-N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-
-OTHER_FAC = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # anvil #2
-PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
-OTHER_ADDRESS = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"  # anvil #3
-USDC_BASE_SEPOLIA = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
-OPG_BASE = "0xFbC2051AE2265686a469421b2C5A2D5462FbF5eB"
-PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
-ERC6492_MAGIC = bytes.fromhex("6492" * 16)
-
 KINDS = ("eip3009", "permit2", "upto", "eip3009_v1")
 V2_KINDS = ("eip3009", "permit2", "upto")
-PERMIT2_KINDS = ("permit2", "upto")
-EIP3009_KINDS = ("eip3009", "eip3009_v1")
 ALL = KINDS
 
 # A few random keys per kind; the seed is fixed so a failure reproduces (override to explore).
@@ -195,34 +199,8 @@ def frozen_sdk_clock() -> Iterator[None]:
 
 
 def requirements_for(kind: str, amount: int | str = 10000) -> PaymentRequirements:
-    if kind in EIP3009_KINDS:
-        return PaymentRequirements(
-            scheme="exact", network="eip155:84532", asset=USDC_BASE_SEPOLIA, amount=str(amount), pay_to=PAY_TO,
-            max_timeout_seconds=300, extra={"name": "USDC", "version": "2"},
-        )  # fmt: skip
-    extra: dict[str, Any] = {"name": "OpenGradient", "version": "1", "assetTransferMethod": "permit2"}
-    if kind == "upto":
-        extra["facilitatorAddress"] = FAC
-    return PaymentRequirements(
-        scheme="upto" if kind == "upto" else "exact", network="eip155:8453", asset=OPG_BASE, amount=str(amount),
-        pay_to=PAY_TO, max_timeout_seconds=300, extra=extra,
-    )  # fmt: skip
-
-
-def v1_requirements(req: PaymentRequirements) -> dict[str, Any]:
-    """The same offer in x402 v1 framing (``maxAmountRequired``, v1 network name)."""
-    return {
-        "scheme": "exact",
-        "network": "base-sepolia",
-        "maxAmountRequired": req.amount,
-        "resource": "https://api.example/x",
-        "description": "",
-        "mimeType": "application/json",
-        "payTo": req.pay_to,
-        "maxTimeoutSeconds": req.max_timeout_seconds,
-        "asset": req.asset,
-        "extra": dict(req.extra),
-    }
+    """The v2 requirements a payment of ``kind`` is signed for (v1 payments are signed as v2)."""
+    return PaymentRequirements.model_validate(requirements("eip3009" if kind in EIP3009_KINDS else kind, amount))
 
 
 def sdk_client(acct: LocalAccount) -> x402ClientSync:
@@ -258,7 +236,7 @@ def make_payment(kind: str, acct: LocalAccount, amount: int | str = 10000) -> tu
     payload = pp.model_dump(by_alias=True, exclude_none=True)
     if kind == "eip3009_v1":
         payload = {"x402Version": 1, "scheme": "exact", "network": "base-sepolia", "payload": payload["payload"]}
-        return req, payload, v1_requirements(req)
+        return req, payload, requirements("eip3009_v1", req.amount)
     return req, payload, req.model_dump(by_alias=True, exclude_none=True)
 
 
@@ -291,34 +269,9 @@ def resign(b: Base, payload: dict[str, Any], acct: LocalAccount | None = None, r
 # Mutations
 # --------------------------------------------------------------------------------------------
 
-AUTH_PATHS: dict[str, dict[str, tuple[str, ...]]] = {
-    "eip3009": {
-        "from": ("from",),
-        "to": ("to",),
-        "amount": ("value",),
-        "validAfter": ("validAfter",),
-        "validBefore": ("validBefore",),
-        "nonce": ("nonce",),
-    },
-    "permit2": {
-        "from": ("from",),
-        "to": ("witness", "to"),
-        "amount": ("permitted", "amount"),
-        "validAfter": ("witness", "validAfter"),
-        "validBefore": ("deadline",),
-        "nonce": ("nonce",),
-        "token": ("permitted", "token"),
-        "spender": ("spender",),
-        "facilitator": ("witness", "facilitator"),
-    },
-}
-AUTH_PATHS["eip3009_v1"] = AUTH_PATHS["eip3009"]
-AUTH_PATHS["upto"] = AUTH_PATHS["permit2"]
-
-
 def authorization(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     inner = payload["payload"]
-    auth: dict[str, Any] = inner["authorization"] if kind in EIP3009_KINDS else inner["permit2Authorization"]
+    auth: dict[str, Any] = inner[auth_member(kind)]
     return auth
 
 
@@ -605,18 +558,14 @@ def m_sig_erc6492_wrapped(b: Base) -> Input:
 @mutation(*ALL)
 def m_sig_high_s_twin(b: Base) -> Input:
     p = copy.deepcopy(b.payload)
-    raw = sig(p)
-    s = int.from_bytes(raw[32:64], "big")
-    set_sig(p, raw[:32] + (N - s).to_bytes(32, "big") + bytes([55 - raw[64]]))
+    set_sig(p, high_s_twin(sig(p)))
     return header(p), b.requirements, b.now
 
 
 @mutation(*ALL)
 def m_sig_compact_64(b: Base) -> Input:
     p = copy.deepcopy(b.payload)
-    raw = sig(p)
-    vs = int.from_bytes(raw[32:64], "big") | (raw[64] - 27) << 255
-    set_sig(p, raw[:32] + vs.to_bytes(32, "big"))
+    set_sig(p, compact(sig(p)))
     return header(p), b.requirements, b.now
 
 
@@ -1171,6 +1120,7 @@ AMBIGUOUS = "a payload carrying both authorization kinds is refused (ambiguous_p
 ROUTING = "the server's requirements choose the flow (verify.rs cascade: requirements.scheme, then extra.assetTransferMethod); the SDK routes by the payload's accepted.scheme, and its exact mechanisms never read requirements.scheme"
 TRANSFER_METHOD = "requirements.extra.assetTransferMethod names the contract the server settles with; a payment for the other one is unsupported_payload_type (the SDK verifies whichever shape arrives)"
 UPTO_NO_FACILITATOR = "label only: under upto requirements a Permit2 witness without facilitator names no facilitator (upto_facilitator_mismatch); the SDK calls the shape unsupported"
+WINDOW_BOUND = "validity bound (verify.rs window, issue 10 item 4): validBefore / deadline at most now + maxTimeoutSeconds + clock_skew_seconds (600), so a reservation cannot live for ever; the SDK takes any far deadline"
 V1_CAIP2 = "documented leniency (verify.rs chain_id): a v1 requirements network may also be CAIP-2; the signature is over that chain id, so it settles there. The SDK's v1 mechanism knows only its name table"
 
 D = Divergence
@@ -1261,6 +1211,8 @@ DIVERGENCES: list[Divergence] = [
     D("requirements_scheme_other", ("permit2",), "valid", "invalid_upto_evm_scheme", ROUTING),
     D("requirements_scheme_other", ("upto",), "invalid_upto_evm_scheme", "unsupported_scheme", ROUTING),
     D("requirements_transfer_method_mismatch", V2_KINDS, "valid", "unsupported_payload_type", TRANSFER_METHOD),
+    # -- time -------------------------------------------------------------------------------------
+    D("resigned_valid_before_max_uint256", ALL, "valid", "authorization_window_too_long", WINDOW_BOUND),
 ]
 
 

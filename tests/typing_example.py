@@ -25,40 +25,14 @@ from x402_verify import (
     recover_typed_data_batch,
 )
 
-# x402 exact Permit2 vector (x402-permit2.md §7.5), signed by anvil key #0.
-PERMIT2: Final[dict[str, Any]] = {
-    "types": {
-        "EIP712Domain": [
-            {"name": "name", "type": "string"},
-            {"name": "chainId", "type": "uint256"},
-            {"name": "verifyingContract", "type": "address"},
-        ],
-        "TokenPermissions": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint256"}],
-        "Witness": [{"name": "to", "type": "address"}, {"name": "validAfter", "type": "uint256"}],
-        "PermitWitnessTransferFrom": [
-            {"name": "permitted", "type": "TokenPermissions"},
-            {"name": "spender", "type": "address"},
-            {"name": "nonce", "type": "uint256"},
-            {"name": "deadline", "type": "uint256"},
-            {"name": "witness", "type": "Witness"},
-        ],
-    },
-    "primaryType": "PermitWitnessTransferFrom",
-    "domain": {"name": "Permit2", "chainId": 84532, "verifyingContract": "0x000000000022D473030F116dDEE9F6B43aC78BA3"},
-    "message": {
-        "permitted": {"token": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "amount": "10000"},
-        "spender": "0x402085c248EeA27D92E8b30b2C58ed07f9E20001",
-        "nonce": "33247007178036348590600198031289925668252061821958005840077069883511451257277",
-        "deadline": "1740672154",
-        "witness": {"to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "validAfter": "1740672089"},
-    },
-}
-SIGNATURE: Final[str] = (
-    "0x3b029ad182a14cdb81c9eb44f935279e124e88afdc4043ed1183345aba6781b9"
-    "5cd297107e2808d8ea2722260e88856b5a13a6db23e38a30e2604dca9e1ce1da1b"
-)
-SIGNER: Final[str] = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
-DIGEST: Final[bytes] = bytes.fromhex("21528e1468aac114016416353e2309329f217dc180b21baa1d81cde941095685")
+from payments import ANVIL0, SPEC_PERMIT2_DIGEST, SPEC_PERMIT2_SIG, spec_permit2_doc
+
+# x402 exact Permit2 vector (x402-permit2.md §7.5), signed by anvil key #0 (from the tests'
+# payment builder, tests/payments.py).
+PERMIT2: Final[dict[str, Any]] = spec_permit2_doc()
+SIGNATURE: Final[str] = "0x" + SPEC_PERMIT2_SIG.hex()
+SIGNER: Final[str] = ANVIL0
+DIGEST: Final[bytes] = SPEC_PERMIT2_DIGEST
 
 Document = dict[str, Any] | str | bytes
 

@@ -10,7 +10,15 @@ __all__ = [
     "PaymentAuthorization",
     "VerifyResponse",
     "MemoryNonceStore",
+    "Requirements",
     "VerifierCore",
+    "store_refusals",
+    "store_now_arg",
+    "store_key_arg",
+    "store_owner_arg",
+    "store_amount_arg",
+    "store_margin_arg",
+    "store_batch_args",
     "hash_typed_data",
     "recover_typed_data",
     "recover_hash",
@@ -19,6 +27,7 @@ __all__ = [
     "error_codes",
     "decode_payment_header",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DEFAULT_PAYER_KEY_CACHE",
     "DEFAULT_MAX_TYPED_DATA_BYTES",
 ]
 
@@ -32,8 +41,12 @@ _BytesLike = bytes | bytearray | str
 _Json = dict[str, Any] | str | bytes
 """A payment payload or requirements object: a dict, or JSON / header text."""
 
+_Req = Requirements | dict[str, Any] | str | bytes
+"""Payment requirements: compiled, a dict, or JSON text."""
+
 DEFAULT_MAX_TYPED_DATA_BYTES: Final[int]
 DEFAULT_MAX_PAYLOAD_BYTES: Final[int]
+DEFAULT_PAYER_KEY_CACHE: Final[int]
 
 @final
 class SignaturePolicy:
@@ -62,9 +75,14 @@ class SignaturePolicy:
 def hash_typed_data(typed_data: _TypedData, *, max_bytes: int = ...) -> bytes:
     """The 32-byte EIP-712 signing digest of a typed-data document.
 
+    Integers may be ints, JSON literals of any size, decimal strings or ``0x`` hex strings
+    (docs/reason-codes.md). ``max_bytes`` bounds JSON text, and a dict as the compact JSON it
+    stands for.
+
     Raises:
         TypedDataError: the document is malformed, non-canonical or over ``max_bytes``.
-        TypeError: ``typed_data`` is not a dict, str or bytes.
+        TypeError: ``typed_data`` is not a dict, str or bytes; ``max_bytes`` is not an int.
+        ValueError: ``max_bytes`` is negative or not below 2**64.
     """
 
 def recover_typed_data(
@@ -107,7 +125,44 @@ def error_codes() -> list[tuple[str, str, str]]:
     """Every stable error code as ``(code, kind, description)``."""
 
 def decode_payment_header(value: str | bytes, *, max_bytes: int = ...) -> Any:
-    """The JSON value of an X-PAYMENT header (base64 JSON, or bare JSON text)."""
+    """The JSON value of an X-PAYMENT header (base64 JSON, or bare JSON text).
+
+    Raises:
+        PaymentError / TypedDataError: the header is not base64 of strict JSON, is over
+            ``max_bytes``, or is not valid UTF-8 text (``invalid_payload``).
+        TypeError: ``value`` is neither str nor bytes.
+    """
+
+@final
+class Requirements:
+    """Compiled x402 PaymentRequirements: read and checked once (the x402 SDK's v2 schema when
+    they carry ``amount``, v1 when ``maxAmountRequired``), immutable, reusable by any number
+    of ``verify`` / ``verify_batch`` calls.
+
+    Raises:
+        PaymentError: ``invalid_payment_requirements``, naming the member at fault.
+        TypeError: ``requirements`` is not a dict, str, bytes or ``Requirements``.
+    """
+
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+    def __new__(cls, requirements: _Req, *, max_bytes: int = ...) -> Requirements: ...
+    @property
+    def x402_version(self) -> int:
+        """1 (``maxAmountRequired``) or 2 (``amount``): the schema they were read by."""
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def network(self) -> str: ...
+    @property
+    def amount(self) -> int:
+        """``amount`` (v2) or ``maxAmountRequired`` (v1)."""
+    @property
+    def asset(self) -> str: ...
+    @property
+    def pay_to(self) -> str: ...
+    @property
+    def max_timeout_seconds(self) -> int: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
 @final
 class PaymentAuthorization:
@@ -198,37 +253,77 @@ class VerifyResponse:
 
 @final
 class MemoryNonceStore:
-    """The embedded default store: thread-safe, one process, bounded, not durable."""
+    """The embedded default store: thread-safe, one process, bounded, not durable.
+
+    Keeps each unsettled reservation until validBefore / deadline + ``margin_seconds`` (then the
+    time check refuses its authorization), and each settled key for as long as the store lives
+    (a payer may re-sign the same nonce with a later deadline at any time). At ``max_entries``
+    it drops expired reservations and, if still full, refuses new ones: size it for the
+    settled payments of the process's lifetime plus the reservations live at peak (about 300
+    bytes an entry).
+    """
 
     def __new__(cls, max_entries: int = 1000000, *, margin_seconds: int = 60) -> MemoryNonceStore: ...
     @property
     def max_entries(self) -> int:
-        """Most live reservations kept; past it (after dropping expired ones) the store refuses."""
+        """Most entries kept (live reservations and settled keys); past it, after dropping
+        expired reservations, the store refuses new ones."""
     @property
     def margin_seconds(self) -> int:
-        """Seconds an entry outlives the authorization's validBefore / deadline."""
+        """Seconds an unsettled reservation outlives the authorization's validBefore / deadline."""
     def reserve_many(
         self,
         keys: Iterable[bytes],
-        valid_until: Sequence[int],
-        owners: Sequence[str],
-        caps: Sequence[int | None] | None = None,
+        valid_until: Iterable[int],
+        owners: Iterable[str],
+        caps: Iterable[int | None] | None = None,
         *,
         now: int | None = None,
     ) -> list[bool | None]:
         """Reserves keys in order. Per item: True (reserved, or already this owner's), False (a
-        replay), None (the store is full: refuse the payment)."""
+        replay), None (refused: the store is full, or the item expires before ``now``)."""
     def settle(self, key: bytes, owner: str, *, now: int | None = None) -> int:
-        """Marks the caller's reservation settled; returns the upto total charged (0 for exact)."""
+        """Marks the caller's reservation settled, kept for as long as the store lives; returns
+        the upto total charged (0 for exact)."""
     def release(self, key: bytes, owner: str, *, now: int | None = None) -> None:
         """Drops the caller's reservation: nothing was served and nothing broadcast."""
     def charge(self, key: bytes, owner: str, amount: int, *, now: int | None = None) -> int:
         """Debits an upto session by ``amount``; returns the new total; never passes the cap."""
-    def state(self, key: bytes, *, now: int | None = None) -> tuple[str, str, int, int] | None:
-        """``("reserved" | "settled", owner, charged_total, expires_at)`` for a live key, else None."""
+    def state(self, key: bytes, *, now: int | None = None) -> tuple[str, str, int, int | None] | None:
+        """``("reserved" | "settled", owner, charged_total, expires_at)`` for a live key, else None;
+        ``expires_at`` is None for a settled key (kept for as long as the store lives)."""
     def sweep(self, *, now: int | None = None) -> int:
-        """Drops expired entries; returns how many remain."""
+        """Drops expired (unsettled) entries; returns how many remain."""
+    def close(self) -> None:
+        """Forgets every entry and refuses every later call (``NonceStoreError``)."""
+    def __enter__(self) -> MemoryNonceStore: ...
+    def __exit__(self, *_exc: object) -> bool: ...
     def __len__(self) -> int: ...
+
+# The argument rules every store shares (the SQLite and Redis stores call them too).
+def store_refusals() -> dict[str, tuple[str, str]]:
+    """``{name: (code, message)}`` for every store refusal: the texts every store raises."""
+
+def store_now_arg(now: object) -> int:
+    """``now`` checked (an int in [0, 2**63), not a bool), or the system clock when None."""
+
+def store_key_arg(key: object) -> bytes:
+    """A replay key checked: exactly 32 bytes."""
+
+def store_owner_arg(owner: object) -> str:
+    """An owner token checked: a str of 1 to 256 UTF-8 bytes (no lone surrogates)."""
+
+def store_amount_arg(amount: object) -> int:
+    """An amount checked: an int in [0, 2**256), not a bool; returned as a plain int."""
+
+def store_margin_arg(margin_seconds: object) -> int:
+    """``margin_seconds`` checked: an int in [0, 2**32)."""
+
+def store_batch_args(
+    keys: object, valid_until: object, owners: object, caps: object, margin_seconds: int, now: object
+) -> tuple[int, list[bytes], list[int], list[str], list[int | None]]:
+    """A ``reserve_many`` call checked: ``(now, keys, expires_at, owners, caps)``, with each
+    ``expires_at`` = valid_until + margin, clamped to the latest expiry a store keeps."""
 
 @final
 class VerifierCore:
@@ -243,15 +338,21 @@ class VerifierCore:
         upto_permit2_proxies: Sequence[str],
         facilitator_addresses: Sequence[str],
         time_buffer: int,
+        clock_skew_seconds: int,
         max_validity_seconds: int | None,
         max_payload_bytes: int,
         eip3009_policy: SignaturePolicy,
         permit2_policy: SignaturePolicy,
         threads: int | None,
+        payer_key_cache: int = ...,
     ) -> VerifierCore: ...
-    def verify(self, payload: _Json, requirements: _Json, *, now: int | None = None) -> VerifyResponse:
+    def stats(self) -> dict[str, int]:
+        """Work counters since construction: key-cache hits, misses and size, batch-verified and
+        recovered signatures, batch checks (and failed ones), bisections, located bad items,
+        points multiplied, fallbacks to recovery, session-cache hits and size."""
+    def verify(self, payload: _Json, requirements: _Req, *, now: int | None = None) -> VerifyResponse:
         """Verifies one payment. Never raises for a bad payment: the verdict says why."""
     def verify_batch(
-        self, items: Iterable[tuple[_Json, _Json]], *, now: int | None = None, threads: int | None = None
+        self, items: Iterable[tuple[_Json, _Req]], *, now: int | None = None, threads: int | None = None
     ) -> list[VerifyResponse]:
         """Verifies ``(payload, requirements)`` pairs in order, in parallel, with the GIL released."""

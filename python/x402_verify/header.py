@@ -17,9 +17,21 @@ def decode_payment_header(value: str | bytes) -> dict[str, Any]:
 
     Raises:
         PaymentError / TypedDataError: with a stable ``code`` (``invalid_base64``,
-            ``invalid_json``, ``duplicate_key``, ``payload_too_large`` ...).
+            ``invalid_json``, ``duplicate_key``, ``payload_too_large``, ``invalid_payload``
+            for text that is not UTF-8 or JSON that is not an object ...).
+        TypeError: ``value`` is neither str nor bytes.
     """
-    decoded = _decode(value)
+    if not isinstance(value, (str, bytes)):
+        raise TypeError(f"a payment header is str or bytes, not {type(value).__name__}")
+    try:
+        decoded = _decode(value)
+    except ValueError as exc:
+        from x402_verify.errors import PaymentError, X402VerifyError
+
+        if isinstance(exc, X402VerifyError):
+            raise
+        # The JSON held a number Python cannot be given exactly (beyond 256 bits).
+        raise PaymentError("invalid_payload", f"the header's JSON cannot be read: {exc}") from None
     if not isinstance(decoded, dict):
         from x402_verify.errors import PaymentError
 
@@ -28,6 +40,20 @@ def decode_payment_header(value: str | bytes) -> dict[str, Any]:
 
 
 def encode_payment_header(payload: dict[str, Any]) -> str:
-    """Encodes a payment payload dict as a header value (compact JSON, standard base64)."""
-    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+    """Encodes a payment payload dict as a header value (compact JSON, standard base64).
+
+    Raises:
+        TypeError: ``payload`` is not a dict, or holds a value JSON cannot represent.
+        ValueError: it holds NaN / infinity, a circular reference, text that is not valid
+            UTF-8 (lone surrogates), or is nested too deeply to print.
+    """
+    if not isinstance(payload, dict):
+        raise TypeError(f"a payment payload is a dict, not {type(payload).__name__}")
+    try:
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the payload holds text that is not valid UTF-8 (lone surrogates)") from None
+    except RecursionError:
+        raise ValueError("the payload is nested too deeply to encode") from None
+    return base64.b64encode(data).decode("ascii")

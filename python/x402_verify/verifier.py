@@ -6,12 +6,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from x402_verify._core import DEFAULT_MAX_PAYLOAD_BYTES, SignaturePolicy, VerifierCore, VerifyResponse
+from x402_verify._core import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PAYER_KEY_CACHE, Requirements, SignaturePolicy, VerifierCore, VerifyResponse
 
 __all__ = [
+    "DEFAULT_CLOCK_SKEW_SECONDS",
     "EXACT_PERMIT2_PROXY",
     "UPTO_PERMIT2_PROXY",
     "V1_NETWORK_NAMES",
+    "Requirements",
     "Verifier",
 ]
 
@@ -43,30 +45,88 @@ V1_NETWORK_NAMES: Mapping[str, int] = {
     "stable-testnet": 2201,
 }
 
+#: Default allowance, in seconds, for a client clock running ahead of the verifier's: a
+#: validBefore / deadline later than now + the requirements' ``maxTimeoutSeconds`` + this is
+#: refused (``authorization_window_too_long``). The x402 SDK clients sign validAfter = their
+#: now - 600, so 600 s is the skew their payments tolerate anyway.
+DEFAULT_CLOCK_SKEW_SECONDS = 600
+
 _CAIP2 = re.compile(r"eip155:([1-9][0-9]{0,18})")
+_MAX_SECONDS = 2**63 - 1  # what the stores (SQLite, Redis) can hold; the core's bound on `now`
 
 _UNSET: Any = object()
 
 
-def _chain_id(network: str, names: Mapping[str, int]) -> int:
+def _int(name: str, value: object, lo: int, hi: int) -> int:
+    # bool is an int subclass: True would be read as 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {value}")
+    return int(value)
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be str, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} is not valid UTF-8 text (lone surrogates): {value!r}") from None
+    return str(value)
+
+
+def _texts(name: str, value: object) -> list[str]:
+    # A str is an iterable of one-character strs: almost always a forgotten list.
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be an iterable of str (a list, say), not {type(value).__name__}")
+    return [_text(f"{name} item", v) for v in value]
+
+
+def _names(value: object) -> dict[str, int]:
+    names = dict(V1_NETWORK_NAMES)
+    if value is None:
+        return names
+    if not isinstance(value, Mapping):
+        raise TypeError(f"network_names must be a mapping of name to chain id, not {type(value).__name__}")
+    for k, v in value.items():
+        names[_text("a network_names key", k)] = _int(f"network_names[{k!r}]", v, 1, 2**64 - 1)
+    return names
+
+
+def _chain_id(network: object, names: Mapping[str, int]) -> int:
+    network = _text("a network", network)
     m = _CAIP2.fullmatch(network)
-    if m:
+    if m and int(m.group(1)) < 2**64:
         return int(m.group(1))
     if network in names:
         return names[network]
     raise ValueError(f"unknown network {network!r}: use eip155:<chainId> or a name from network_names")
 
 
-def _proxies(value: Iterable[str] | Mapping[str, Iterable[str]] | None) -> tuple[list[str], list[str]]:
+def _proxies(value: object) -> tuple[list[str], list[str]]:
     if value is None:
         return [EXACT_PERMIT2_PROXY], [UPTO_PERMIT2_PROXY]
-    if isinstance(value, Mapping):
-        unknown = set(value) - {"exact", "upto"}
-        if unknown:
-            raise ValueError(f"permit2_proxies keys are 'exact' and 'upto', not {sorted(unknown)}")
-        return list(value.get("exact", ())), list(value.get("upto", ()))
-    flat = list(value)
-    return flat, flat
+    # Permit2 hashes the calling proxy as spender with that proxy's own witness type, so a proxy
+    # of one scheme can never settle the other's permit: one flat list for both would accept
+    # permits that revert at settlement. Each scheme names its own.
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"permit2_proxies must be a mapping {{'exact': [...], 'upto': [...]}} (each scheme names its own proxies), "
+            f"not {type(value).__name__}"
+        )
+    unknown = [k for k in value if k not in ("exact", "upto")]
+    if unknown:
+        raise ValueError(f"permit2_proxies keys are 'exact' and 'upto', not {unknown!r}")
+    exact, upto = _texts("permit2_proxies['exact']", value.get("exact", ())), _texts("permit2_proxies['upto']", value.get("upto", ()))
+    for scheme, listed, other in (("exact", exact, UPTO_PERMIT2_PROXY), ("upto", upto, EXACT_PERMIT2_PROXY)):
+        if other.lower() in (a.lower() for a in listed):
+            raise ValueError(f"permit2_proxies[{scheme!r}] lists {other}, the x402 proxy of the other scheme: it cannot settle {scheme} permits")
+    return exact, upto
+
+
+def _now(now: object) -> int | None:
+    return None if now is None else _int("now (unix seconds)", now, 0, _MAX_SECONDS)
 
 
 def _chain_stage(readers: Mapping[str, Any] | None, enabled: bool | None, names: Mapping[str, int]) -> Any:
@@ -106,16 +166,26 @@ class Verifier:
         networks: the networks payments are accepted on (CAIP-2 ``eip155:<id>`` or v1 names);
             ``None`` accepts any EVM network. Others get ``invalid_network``.
         network_names: extra v1 names (``{"my-chain": 12345}``) on top of ``V1_NETWORK_NAMES``.
-        permit2_proxies: accepted Permit2 spenders: ``{"exact": [...], "upto": [...]}``, or one
-            iterable for both. Default: x402's exact and upto proxies.
+        permit2_proxies: accepted Permit2 spenders per scheme: ``{"exact": [...], "upto": [...]}``
+            (a scheme left out accepts none). Default: x402's exact and upto proxies. A spender
+            is accepted only for its own scheme: Permit2 hashes the calling proxy with its own
+            witness type, so the other scheme's proxy cannot settle it.
         facilitator_addresses: addresses an upto witness may name; when empty, the
             requirements' ``extra.facilitatorAddress`` is the one accepted.
         time_buffer: seconds a deadline / validBefore must lie ahead of now (SDK: 6).
-        max_validity_seconds: refuse authorizations valid for longer than this (default: no cap).
+        clock_skew_seconds: how far a client's clock may run ahead of ours: a deadline /
+            validBefore later than now + the requirements' ``maxTimeoutSeconds`` + this is
+            ``authorization_window_too_long`` (default ``DEFAULT_CLOCK_SKEW_SECONDS``, 600). So
+            every unsettled reservation lives at most that long plus the store's margin.
+        max_validity_seconds: also refuse authorizations valid for longer than this from now,
+            whatever the requirements say (default: no extra cap).
         max_payload_bytes: bound on a decoded payload, checked before parsing.
         eip3009_policy: signature rules for EIP-3009 (default: USDC's; 65 bytes, v 27/28, low s).
         permit2_policy: signature rules for Permit2 (default: Permit2's; 64/65 bytes, any s).
-        threads: worker threads for ``verify_batch`` (default: every core).
+        threads: most worker threads a ``verify_batch`` uses, 1 to 256 (default: every core).
+            All verifiers share one pool sized to the cores; this caps a batch's share of it.
+        payer_key_cache: public keys of this many recent payers kept, so that ``verify_batch``
+            checks their signatures together instead of recovering each; 0 turns it off.
         nonce_store: replay protection (see ``x402_verify.stores``).
         chain_readers: ``{network: ChainReader}``: payment capability read from the chain for
             payments that passed every offline check, and reservations that count what is
@@ -129,38 +199,45 @@ class Verifier:
         *,
         networks: Iterable[str] | None = None,
         network_names: Mapping[str, int] | None = None,
-        permit2_proxies: Iterable[str] | Mapping[str, Iterable[str]] | None = None,
+        permit2_proxies: Mapping[str, Iterable[str]] | None = None,
         facilitator_addresses: Iterable[str] = (),
         time_buffer: int = 6,
+        clock_skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS,
         max_validity_seconds: int | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         eip3009_policy: SignaturePolicy | None = None,
         permit2_policy: SignaturePolicy | None = None,
         threads: int | None = None,
+        payer_key_cache: int = DEFAULT_PAYER_KEY_CACHE,
         nonce_store: Any = _UNSET,
         chain_readers: Mapping[str, Any] | None = None,
         chain_checks: bool | None = None,
     ) -> None:
-        names = dict(V1_NETWORK_NAMES)
-        names.update(network_names or {})
-        allowed = None if networks is None else sorted({_chain_id(n, names) for n in networks})
+        names = _names(network_names)
+        allowed = None if networks is None else sorted({_chain_id(n, names) for n in _texts("networks", networks)})
         exact, upto = _proxies(permit2_proxies)
-        if time_buffer < 0:
-            raise ValueError("time_buffer must be >= 0")
+        for name, policy in (("eip3009_policy", eip3009_policy), ("permit2_policy", permit2_policy)):
+            if policy is not None and not isinstance(policy, SignaturePolicy):
+                raise TypeError(f"{name} must be a SignaturePolicy or None, not {type(policy).__name__}")
+        if isinstance(payer_key_cache, bool) or not isinstance(payer_key_cache, int):
+            raise TypeError(f"payer_key_cache must be an int, not {type(payer_key_cache).__name__}")
+        if not 0 <= payer_key_cache <= 1 << 24:
+            raise ValueError("payer_key_cache must be an int from 0 (off) to 16777216")
         self._core = VerifierCore(
             network_names=names,
             allowed_chain_ids=allowed,
             exact_permit2_proxies=exact,
             upto_permit2_proxies=upto,
-            facilitator_addresses=list(facilitator_addresses),
-            time_buffer=time_buffer,
-            max_validity_seconds=max_validity_seconds,
-            max_payload_bytes=max_payload_bytes,
+            facilitator_addresses=_texts("facilitator_addresses", facilitator_addresses),
+            time_buffer=_int("time_buffer", time_buffer, 0, _MAX_SECONDS),
+            clock_skew_seconds=_int("clock_skew_seconds", clock_skew_seconds, 0, _MAX_SECONDS),
+            max_validity_seconds=None if max_validity_seconds is None else _int("max_validity_seconds", max_validity_seconds, 0, _MAX_SECONDS),
+            max_payload_bytes=_int("max_payload_bytes", max_payload_bytes, 1, _MAX_SECONDS),
             eip3009_policy=eip3009_policy or SignaturePolicy.eip3009(),
             permit2_policy=permit2_policy or SignaturePolicy.permit2(),
             threads=threads,
+            payer_key_cache=payer_key_cache,
         )
-        self._threads = threads
         if nonce_store is _UNSET:
             from x402_verify.stores import MemoryNonceStore
 
@@ -170,25 +247,33 @@ class Verifier:
             nonce_store = _exposure_store(nonce_store)
         self.nonce_store = nonce_store
 
-    def verify(self, payload: str | bytes | dict[str, Any], requirements: str | bytes | dict[str, Any], *, now: int | None = None) -> VerifyResponse:
+    def verify(
+        self, payload: str | bytes | dict[str, Any], requirements: Requirements | str | bytes | dict[str, Any], *, now: int | None = None
+    ) -> VerifyResponse:
         """Verifies one payment and, when valid, reserves its nonce.
 
         ``payload`` is the header value (base64 JSON), JSON text or a dict; ``requirements``
-        a PaymentRequirements dict or JSON (v1 or v2). Other mappings are not read: pass a dict. A bad payment is never raised: the
-        response says why (``invalid_reason``).
+        a PaymentRequirements dict or JSON (v1 or v2), or a compiled ``Requirements`` (read
+        once, reusable). Other mappings are not read: pass a dict. A bad payment (or bad
+        requirements: ``invalid_payment_requirements``) is never raised: the response says why
+        (``invalid_reason``). ``now``: unix seconds (default: the system clock); a bad ``now``
+        raises ``TypeError`` / ``ValueError``.
         """
         return self.verify_batch([(payload, requirements)], now=now, threads=1)[0]
 
     def verify_batch(
         self,
-        items: Iterable[tuple[str | bytes | dict[str, Any], str | bytes | dict[str, Any]]],
+        items: Iterable[tuple[str | bytes | dict[str, Any], Requirements | str | bytes | dict[str, Any]]],
         *,
         now: int | None = None,
         threads: int | None = None,
     ) -> list[VerifyResponse]:
         """Verifies many payments: order kept, one bad item never fails the others, the GIL
-        released and every core busy; then reserves the valid ones' nonces in one store call."""
-        results: list[VerifyResponse] = self._core.verify_batch(items, now=now, threads=threads or self._threads)
+        released and every core busy; then reserves the valid ones' nonces in one store call.
+
+        Each item's requirements are read as they are when the item is taken from ``items``
+        (a dict edited between two items is read again); ``threads`` overrides the verifier's."""
+        results: list[VerifyResponse] = self._core.verify_batch(items, now=now, threads=threads)
         if self._chain is not None:
             results, exposure = self._chain.check(results)
             if self.nonce_store is not None:
@@ -201,27 +286,42 @@ class Verifier:
             results = reserve_verified(self.nonce_store, results, now)
         return results
 
+    def stats(self) -> dict[str, int]:
+        """Work counters since construction (deterministic, not timings): ``key_cache_hits``,
+        ``key_cache_misses``, ``key_cache_size``, ``batch_verified`` and ``recovered``
+        signatures, ``batch_checks``, ``failed_checks``, ``bisections``, ``located`` bad items,
+        ``points_multiplied``, ``fallbacks`` to recovery, ``session_hits`` (authorizations
+        presented again, accepted with no curve work after every other check) and
+        ``session_size``."""
+        return self._core.stats()
+
     # --- the reservation's lifecycle -------------------------------------------------------
 
     def _reservation(self, response: VerifyResponse | bytes, owner: str | None) -> tuple[bytes, str]:
         if self.nonce_store is None:
             raise ValueError("this verifier keeps no replay state (nonce_store=None)")
+        if owner is not None:
+            owner = _text("owner", owner)
         if isinstance(response, VerifyResponse):
             key, token = response.replay_key, owner or response.reservation
             if key is None or token is None:
                 raise ValueError("this response holds no reservation (it was not valid, or not reserved)")
             return key, token
+        if not isinstance(response, bytes):
+            raise TypeError(f"settle / release / charge take a VerifyResponse or a 32-byte replay key, not {type(response).__name__}")
+        if len(response) != 32:
+            raise ValueError(f"a replay key is 32 bytes, got {len(response)}")
         if owner is None:
             raise ValueError("settling by key needs the owner token")
-        return response, owner
+        return bytes(response), owner
 
     def settle(self, response: VerifyResponse | bytes, *, owner: str | None = None, now: int | None = None, block: int | None = None) -> int:
-        """Marks the reservation settled (kept until validBefore/deadline plus the store's
-        margin); returns what an upto session charged in total (0 for exact payments).
+        """Marks the reservation settled (kept for as long as the store lives: the nonce is
+        spent); returns what an upto session charged in total (0 for exact payments).
         With chain checks, ``block`` (the settlement's block number) lets the payer's exposure
         ledger drop the amount once a read at or after that block has seen it leave."""
         key, token = self._reservation(response, owner)
-        total: int = self.nonce_store.settle(key, token, now=now)
+        total: int = self.nonce_store.settle(key, token, now=_now(now))
         if self._chain is not None and isinstance(response, VerifyResponse):
             from x402_verify.chain.exposure import settle_exposure
 
@@ -231,11 +331,12 @@ class Verifier:
     def release(self, response: VerifyResponse | bytes, *, owner: str | None = None, now: int | None = None) -> None:
         """Frees the reservation: only when nothing was served and nothing was broadcast."""
         key, token = self._reservation(response, owner)
-        self.nonce_store.release(key, token, now=now)
+        self.nonce_store.release(key, token, now=_now(now))
 
     def charge(self, response: VerifyResponse | bytes, amount: int, *, owner: str | None = None, now: int | None = None) -> int:
         """Debits an upto session by ``amount`` and returns the new total; refuses
         (``invalid_upto_evm_payload_settlement_exceeds_amount``) what would pass the signed maximum."""
         key, token = self._reservation(response, owner)
-        total: int = self.nonce_store.charge(key, token, amount, now=now)
+        amount = _int("amount", amount, 0, 2**256 - 1)
+        total: int = self.nonce_store.charge(key, token, amount, now=_now(now))
         return total

@@ -20,7 +20,7 @@ async def averify_batch(verifier: Any, items: Iterable[tuple[Any, Any]], *, now:
     """``verifier.verify_batch(items)`` for a verifier whose ``chain_readers`` are
     ``AsyncChainReader``s (sync readers work too, but then block the loop while they read)."""
     pairs = list(items)
-    results: list[VerifyResponse] = await asyncio.to_thread(verifier._core.verify_batch, pairs, now=now, threads=threads or verifier._threads)
+    results: list[VerifyResponse] = await asyncio.to_thread(verifier._core.verify_batch, pairs, now=now, threads=threads)
     store = verifier.nonce_store
     if verifier._chain is None:
         if store is None:

@@ -20,10 +20,11 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from x402_verify._core import MemoryNonceStore, VerifyResponse
+from x402_verify._core import MemoryNonceStore, VerifyResponse, store_batch_args
 
 __all__ = ["EXPOSED", "Exposure", "MAX_LEDGER_ENTRIES", "MemoryExposureStore", "ledger_id", "reserve_exposed", "settle_exposure"]
 
@@ -143,7 +144,12 @@ class MemoryExposureStore:
 
     def _live(self, key: bytes, entry: _Entry, now: int | None) -> bool:
         state = self.inner.state(key, now=now)
-        return state is not None and state[1] == entry.owner
+        if state is None or state[1] != entry.owner:
+            return False
+        # A settled key is kept for good (its nonce is spent), but its amount counts only until
+        # its window and margin pass, as in the SQLite and Redis ledgers.
+        at = int(time.time()) if now is None else now
+        return state[0] == "reserved" or at < entry.expires_at + self.inner.margin_seconds
 
     def _outstanding(self, ledger: str, read_block: int | None, now: int | None) -> tuple[int, int]:
         entries = self._ledgers.get(ledger)
@@ -238,21 +244,28 @@ def sqlite_reserve_exposed(
     store: Any, keys: Sequence[bytes], valid_until: Sequence[int], owners: Sequence[str], caps: Sequence[int | None],
     exposure: Sequence[Exposure], now: int,
 ) -> list[bool | str | None]:
+    # The store's own argument checks and expiry rule (clamped, margin added), so a reservation
+    # made here is the one reserve_many would have made.
+    at, names, expiries, tokens, limits = store_batch_args(keys, valid_until, owners, caps, store.margin_seconds, now)
+
     def run(conn: Any) -> list[bool | str | None]:
         for statement in _SQLITE_SCHEMA:
             conn.execute(statement)
-        conn.execute("DELETE FROM reservations WHERE key IN (SELECT key FROM reservations WHERE expires_at <= ? LIMIT 512)", (now,))
+        # Settled rows are never dropped: their nonce is spent for good.
+        conn.execute("DELETE FROM reservations WHERE key IN (SELECT key FROM reservations WHERE expires_at <= ? AND settled = 0 LIMIT 512)", (at,))
         out: list[bool | str | None] = []
-        for key, until, owner, cap, e in zip(keys, valid_until, owners, caps, exposure, strict=True):
-            row = conn.execute("SELECT expires_at FROM reservations WHERE key = ?", (key,)).fetchone()
-            if row is not None and row[0] > now:
-                out.append(False)
+        for key, expires, owner, cap, e in zip(names, expiries, tokens, limits, exposure, strict=True):
+            row = conn.execute("SELECT settled, owner, expires_at FROM reservations WHERE key = ?", (key,)).fetchone()
+            if row is not None and (row[0] or row[2] > at):
+                out.append(row[0] == 0 and row[1] == owner)
                 continue
-            total, count = _sqlite_outstanding(conn, e.ledger, e.read_block, now, prune=True)
+            if expires <= at:
+                out.append(None)  # kept for no time is not kept: refused, never acknowledged
+                continue
+            total, count = _sqlite_outstanding(conn, e.ledger, e.read_block, at, prune=True)
             if total + e.amount > e.capacity or count >= MAX_LEDGER_ENTRIES:
                 out.append(EXPOSED)
                 continue
-            expires = until + store.margin_seconds
             conn.execute("INSERT OR REPLACE INTO reservations VALUES (?, 0, ?, ?, '0', ?)", (key, owner, None if cap is None else str(cap), expires))
             conn.execute("INSERT OR REPLACE INTO exposures VALUES (?, ?, ?, ?, NULL, ?)", (key, e.ledger, owner, str(e.amount), expires))
             out.append(True)
@@ -317,7 +330,8 @@ local function outstanding(lk, now, read_block, prune)
     local field, v = entries[j], entries[j + 1]
     local owner, amount, block, expires = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
     local cur = redis.call('GET', field)
-    local holder = cur and string.match(cur, '^[RS]|([^|]*)|')
+    -- the store's value: state|cap|charged|expires|owner (owner last: it may hold '|')
+    local holder = cur and string.match(cur, '^[RS]|[^|]*|[^|]*|[^|]*|(.*)$')
     if holder ~= owner or tonumber(expires) <= now then
       if prune then redis.call('HDEL', lk, field) end
     else
@@ -335,21 +349,28 @@ local now, max_entries = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
 for i = 1, #KEYS / 2 do
   local rk, lk = KEYS[2 * i - 1], KEYS[2 * i]
-  local b = 2 + (i - 1) * 6
-  local value, pxat, owner, amount, capacity = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
-  local read_block = tonumber(ARGV[b + 6])
-  if redis.call('EXISTS', rk) == 1 then
-    out[i] = 0
-  elseif pxat == '0' then
-    out[i] = 1
+  local b = 2 + (i - 1) * 7
+  local value, px, owner, amount, capacity = ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
+  local read_block, expires = tonumber(ARGV[b + 6]), ARGV[b + 7]
+  local cur = redis.call('GET', rk)
+  if cur then
+    -- held: this owner's own retry is idempotent, anything else is a replay
+    local state, holder = string.match(cur, '^([RS])|[^|]*|[^|]*|[^|]*|(.*)$')
+    if state == 'R' and holder == owner then out[i] = 1 else out[i] = 0 end
+  elseif px <= 0 then
+    out[i] = 3
   else
     local sum, count = outstanding(lk, now, read_block, true)
     if count >= max_entries or not le(add(sum, amount), capacity) then
       out[i] = 2
     else
-      redis.call('SET', rk, value, 'PXAT', pxat)
-      redis.call('HSET', lk, rk, owner .. '|' .. amount .. '||' .. pxat)
-      if redis.call('PEXPIRETIME', lk) < tonumber(pxat) then redis.call('PEXPIREAT', lk, pxat) end
+      -- lifetimes relative to the verifier's clock (PX), never an absolute instant the
+      -- server's clock may already have passed
+      local existed = redis.call('EXISTS', lk)
+      redis.call('SET', rk, value, 'PX', px)
+      redis.call('HSET', lk, rk, owner .. '|' .. amount .. '||' .. expires)
+      local ttl = redis.call('PTTL', lk)
+      if existed == 0 or (ttl >= 0 and ttl < px) then redis.call('PEXPIRE', lk, px) end
       out[i] = 1
     end
   end
@@ -396,21 +417,22 @@ def redis_reserve_exposed(
     from x402_verify.errors import NonceStoreError
 
     _redis_single_server(store)
-    if not keys:
+    at, names_, expiries, tokens, limits = store_batch_args(keys, valid_until, owners, caps, store.margin_seconds, now)
+    if not names_:
         return []
     names: list[str] = []
-    args: list[str | int] = [now * 1000, MAX_LEDGER_ENTRIES]
-    for key, until, owner, cap, e in zip(keys, valid_until, owners, caps, exposure, strict=True):
-        expires = until + store.margin_seconds
+    args: list[str | int] = [at * 1000, MAX_LEDGER_ENTRIES]
+    for key, expires, owner, cap, e in zip(names_, expiries, tokens, limits, exposure, strict=True):
         names += [store._name(key), _redis_ledger(store, e.ledger)]
-        args += [f"R|{owner}|{'' if cap is None else cap}|0", 0 if expires <= now else expires * 1000, owner, str(e.amount), str(e.capacity), e.read_block]
+        value = store._value("R", cap, 0, expires, owner)
+        args += [value, max(0, expires - at) * 1000, owner, str(e.amount), str(e.capacity), e.read_block, expires * 1000]
     try:
         answers = _redis_script(store, "reserve", _REDIS_RESERVE)(keys=names, args=args)
     except store._redis.RedisError as exc:
         raise store._fail(exc) from exc
-    if len(answers) != len(keys):
-        raise NonceStoreError(f"redis answered {len(answers)} outcomes for {len(keys)} keys")
-    return [True if a == 1 else False if a == 0 else EXPOSED for a in answers]
+    if not isinstance(answers, list) or len(answers) != len(keys):
+        raise NonceStoreError(f"redis answered {len(answers) if isinstance(answers, list) else answers!r} outcomes for {len(keys)} keys")
+    return [True if a == 1 else False if a == 0 else EXPOSED if a == 2 else None for a in answers]
 
 
 def redis_settle_exposure(store: Any, key: bytes, owner: str, ledger: str, block: int | None, amount: int | None) -> None:

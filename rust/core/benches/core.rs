@@ -4,6 +4,9 @@
 //! - `eip712/hash_typed_data_json/permit2`: the digest of an x402 exact Permit2 document, and
 //!   `eip712/stages/permit2/*` its stages (JSON parse, reading the types, the digest).
 //! - `batch/recover_1000/threads=N`: `batch::map` over 1,000 recoveries on 1 and 2 threads.
+//! - `authenticate/<case>/{recover,batch}`: `Authenticator::authenticate` on a warm key cache
+//!   against per-item recovery of the same items (the floor the batch path is measured
+//!   against), for repeat and distinct payers, one bad item in 256, and half bad.
 
 use std::hint::black_box;
 
@@ -103,5 +106,49 @@ fn batch_recover(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, signature, typed_data, batch_recover, x402_stages);
+fn authenticate(c: &mut Criterion) {
+    use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
+    use x402_verify_core::authenticate::{Authenticator, SigItem};
+    let payer = |i: u32| {
+        let mut b = [0x33u8; 32];
+        b[28..].copy_from_slice(&i.to_be_bytes());
+        let sk = secp256k1::SecretKey::from_secret_bytes(b).unwrap();
+        let full = secp256k1::PublicKey::from_secret_key(&sk).serialize_uncompressed();
+        (sk, Address::from_raw_public_key(&full[1..]))
+    };
+    let sign = |(sk, addr): &(secp256k1::SecretKey, Address), j: u32, flip: bool| {
+        let d = keccak256([addr.as_slice(), &j.to_be_bytes()].concat());
+        let (id, rs) = RecoverableSignature::sign_ecdsa_recoverable(secp256k1::Message::from_digest(d.0), sk).serialize_compact();
+        let mut b = [0u8; 65];
+        b[..64].copy_from_slice(&rs);
+        b[64] = 27 + u8::from((id == RecoveryId::One) != flip);
+        SigItem { digest: Digest(d), signature: Signature::parse(&b, &SignaturePolicy::permit2()).unwrap(), claimed: *addr, session: None }
+    };
+    // (name, items, payers, bad every k-th item)
+    for (name, n, payers, bad_every) in [
+        ("n=16,payers=1", 16usize, 1u32, None),
+        ("n=256,payers=16", 256, 16, None),
+        ("n=256,payers=256", 256, 256, None),
+        ("n=1024,payers=16", 1024, 16, None),
+        ("n=256,payers=16,1_bad", 256, 16, Some(256usize)),
+        ("n=256,payers=16,half_bad", 256, 16, Some(2)),
+    ] {
+        let ps: Vec<_> = (0..payers).map(payer).collect();
+        let items: Vec<SigItem> = (0..n).map(|i| sign(&ps[i % ps.len()], i as u32, bad_every.is_some_and(|k| i % k == k / 2))).collect();
+        let auth = Authenticator::new(4096);
+        let warm: Vec<SigItem> = ps.iter().map(|p| sign(p, 1 << 30, false)).collect();
+        auth.authenticate(&warm);
+        let want: Vec<_> = items.iter().map(|it| it.signature.recover_address_from_prehash(&it.digest)).collect();
+        assert_eq!(auth.authenticate(&items), want);
+        let mut g = c.benchmark_group(format!("authenticate/{name}"));
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function("recover", |b| {
+            b.iter(|| black_box(&items).iter().map(|it| it.signature.recover_address_from_prehash(&it.digest)).collect::<Vec<_>>())
+        });
+        g.bench_function("batch", |b| b.iter(|| auth.authenticate(black_box(&items))));
+        g.finish();
+    }
+}
+
+criterion_group!(benches, signature, typed_data, batch_recover, x402_stages, authenticate);
 criterion_main!(benches);

@@ -2,7 +2,8 @@
 # Fuzzes x402-verify-core with cargo-fuzz/libFuzzer on the STABLE toolchain.
 #
 #   ./run.sh TARGET [SECONDS] [-- LIBFUZZER_ARGS...]  fuzz TARGET (json, typed_data, typed_data_gen,
-#                                                    signature, primitives, x402, store, or all) for
+#                                                    signature, primitives, x402, store, authenticate,
+#                                                    or all) for
 #                                                    SECONDS (default 600)
 #   ./run.sh cmin TARGET                              fold corpus-work/TARGET into the committed
 #                                                    corpus/TARGET (only inputs that add coverage)
@@ -18,11 +19,11 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE"
-TARGETS=(json typed_data typed_data_gen signature primitives x402 store)
+TARGETS=(json typed_data typed_data_gen signature primitives x402 store authenticate)
 SANITIZER="${SANITIZER:-none}"
 JOBS="${JOBS:-1}"
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # cargo-fuzz, installed once if missing.
 if ! cargo fuzz --version >/dev/null 2>&1; then

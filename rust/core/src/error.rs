@@ -59,7 +59,7 @@ codes! {
     InvalidJson = "invalid_json", TypedData, "the input is not well-formed UTF-8 JSON";
     DuplicateKey = "duplicate_key", TypedData, "a JSON object names the same key twice";
     InvalidInputType = "invalid_input_type", TypedData, "a Python value has a type this function does not take (a set, an arbitrary object, a non-pair batch item)";
-    InvalidJsonNumber = "invalid_json_number", TypedData, "a JSON number is a float, NaN, Infinity or an integer outside 64 bits; big numbers go in decimal strings";
+    InvalidJsonNumber = "invalid_json_number", TypedData, "a JSON number is a float, an exponent, NaN, Infinity or -0 (in payment JSON also an integer outside 64 bits, which typed data reads exactly)";
     LimitExceeded = "limit_exceeded", TypedData, "the document has more types, fields, elements or nesting than the limits allow";
     // --- typed-data structure ------------------------------------------------------------------
     InvalidTypedData = "invalid_typed_data", TypedData, "the document lacks types, primaryType, domain or message, or one of them has the wrong shape";
@@ -71,7 +71,7 @@ codes! {
     UnknownField = "unknown_field", TypedData, "the value has a field its type does not declare";
     InvalidValueType = "invalid_value_type", TypedData, "a value has the wrong JSON kind for its EIP-712 type";
     // --- atomic values ---------------------------------------------------------------------------
-    NonCanonicalNumber = "non_canonical_number", TypedData, "a number string is not canonical ASCII decimal (no sign, spaces, underscores, exponents, hex or leading zeros)";
+    NonCanonicalNumber = "non_canonical_number", TypedData, "a number string is neither canonical ASCII decimal (no +, spaces, underscores, exponents or leading zeros) nor, in typed data, 0x and hex digits (no sign)";
     NumberOutOfRange = "number_out_of_range", TypedData, "an integer does not fit its intN or uintN type";
     NegativeUnsigned = "negative_unsigned", TypedData, "a negative value was given for an unsigned type";
     InvalidAddress = "invalid_address", TypedData, "an address is not 0x followed by 40 hex digits";
@@ -92,11 +92,11 @@ codes! {
     InvalidBase64 = "invalid_base64", Payment, "the payment header is not standard base64 (RFC 4648, + and /, = padding)";
     InvalidX402Version = "invalid_x402_version", Payment, "x402Version is missing or not 1 or 2";
     InvalidPayload = "invalid_payload", Payment, "the payment payload does not have the x402 shape for its version and scheme";
-    InvalidPaymentRequirements = "invalid_payment_requirements", Payment, "the payment requirements are malformed (missing amount, asset, payTo or network)";
+    InvalidPaymentRequirements = "invalid_payment_requirements", Payment, "the payment requirements break the x402 schema: a required member missing or of the wrong type (the message names it)";
     InvalidNetwork = "invalid_network", Payment, "the network is not one this verifier accepts";
     UnsupportedPayloadType = "unsupported_payload_type", Payment, "the payload's authorization kind does not fit the scheme or the requirements' assetTransferMethod";
     AmbiguousPayload = "ambiguous_payload", Payment, "the payload carries both an EIP-3009 authorization and a Permit2 authorization";
-    AuthorizationWindowTooLong = "authorization_window_too_long", Payment, "validBefore / deadline lies further ahead than the verifier's max_validity_seconds";
+    AuthorizationWindowTooLong = "authorization_window_too_long", Payment, "validBefore / deadline lies further ahead than maxTimeoutSeconds plus the clock-skew allowance (or max_validity_seconds)";
     NeedsChainCheck = "needs_chain_check", Payment, "the signature is a smart-wallet form (ERC-6492 wrapper or a length ECDSA cannot have); only a chain check can decide it";
     // --- x402 Python SDK 2.25 reasons, same strings --------------------------------------------
     UnsupportedScheme = "unsupported_scheme", Payment, "the scheme is not exact (SDK: ERR_UNSUPPORTED_SCHEME)";

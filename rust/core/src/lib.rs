@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authenticate;
 pub mod batch;
 pub mod eip712;
 pub mod error;

@@ -158,6 +158,27 @@ pub(crate) fn parse_decimal_magnitude(s: &str) -> Result<Option<U256>> {
     Ok(decimal_to_u256(s))
 }
 
+/// An EIP-712 integer written as `0x` hex, as wallets and `eth_signTypedData_v4` callers do:
+/// `hex` is what follows the `0x`. Digits of either case and leading zeros are accepted (hex is
+/// never read as octal, and zero-padded words are common); no sign, no spaces, no underscores,
+/// not empty. The value is a magnitude: `Ok(None)` when it is 2^256 or more.
+pub(crate) fn parse_hex_magnitude(hex: &str) -> Result<Option<U256>> {
+    let b = hex.as_bytes();
+    if b.is_empty() || !b.iter().all(u8::is_ascii_hexdigit) {
+        return fail(Code::NonCanonicalNumber, format!("\"0x{}\" is not 0x followed by hex digits", trunc(hex)));
+    }
+    let significant = &b[b.iter().position(|&c| c != b'0').unwrap_or(b.len())..];
+    if significant.len() > 64 {
+        return Ok(None);
+    }
+    let mut word = [0u8; 32];
+    for (i, &c) in significant.iter().rev().enumerate() {
+        let n = nibble(c).unwrap_or(0);
+        word[31 - i / 2] |= if i % 2 == 0 { n } else { n << 4 };
+    }
+    Ok(Some(U256::from_be_bytes(word)))
+}
+
 /// Decodes `0x`-prefixed, even-length hex. `code` names the failure for this field.
 pub fn parse_hex_prefixed(s: &str, code: Code) -> Result<Vec<u8>> {
     let Some(hex) = s.strip_prefix("0x") else {
@@ -241,6 +262,20 @@ mod tests {
         assert_eq!(parse_uint_decimal(over).unwrap_err().code, Code::NumberOutOfRange);
         for s in ["", " 100", "+1", "1_0", "1e6", "0100", "0x64", "-1", "\u{661}\u{660}\u{660}", "1.0", "100\n"] {
             assert_eq!(parse_uint_decimal(s).unwrap_err().code, Code::NonCanonicalNumber, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn hex_magnitudes() {
+        let max = "f".repeat(64);
+        for (s, want) in [("0", Some(U256::ZERO)), ("1", Some(U256::from(1))), ("2105", Some(U256::from(0x2105))), ("de0b6b3a7640000", Some(U256::from(10u64.pow(18)))), ("DE0B6B3A7640000", Some(U256::from(10u64.pow(18)))), ("000000ff", Some(U256::from(255))), (&max, Some(U256::MAX)), (&format!("000{max}"), Some(U256::MAX)), (&format!("1{max}"), None)] {
+            assert_eq!(parse_hex_magnitude(s).unwrap(), want, "{s}");
+        }
+        for n in [1u64, 15, 16, 255, 256, u64::MAX] {
+            assert_eq!(parse_hex_magnitude(&format!("{n:x}")).unwrap(), Some(U256::from(n)));
+        }
+        for s in ["", " 1", "1 ", "+1", "-1", "1_0", "g", "x1", "0x1", "\u{661}", "1.0"] {
+            assert_eq!(parse_hex_magnitude(s).unwrap_err().code, Code::NonCanonicalNumber, "{s:?}");
         }
     }
 

@@ -69,6 +69,11 @@ fn corpus_store() {
 }
 
 #[test]
+fn corpus_authenticate() {
+    replay("authenticate");
+}
+
+#[test]
 fn every_corpus_directory_has_a_test() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("corpus");
     for entry in std::fs::read_dir(&root).expect("corpus root") {

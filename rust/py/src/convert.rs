@@ -9,14 +9,19 @@ use x402_verify_core::{Code, Error, Result};
 /// Most nodes a Python object graph may have; bounds work the same way `max_bytes` bounds text.
 const MAX_NODES: usize = 1 << 20;
 
+/// The message of the error for an input that changed while it was read.
+pub const CHANGED_DURING_READ: &str = "the input changed while it was read (a finalizer or another thread mutated it)";
+
 /// Typed data as handed in: JSON text (parsed later, without the GIL) or an already-built tree.
 pub enum Doc {
     Json(Vec<u8>),
     Tree(Value),
 }
 
-/// Reads a typed-data argument: a dict, JSON `str` or JSON `bytes`.
-pub fn doc(obj: &Bound<'_, PyAny>) -> Result<Doc> {
+/// Reads a typed-data argument: a dict, JSON `str` or JSON `bytes`. A dict may hold no more
+/// than `max_bytes` of JSON (counted as compact JSON text without escapes, while it is read),
+/// the bound text gets before it is parsed.
+pub fn doc(obj: &Bound<'_, PyAny>, max_bytes: usize) -> Result<Doc> {
     if let Ok(s) = obj.cast::<PyString>() {
         let text = s.to_str().map_err(|_| Error::new(Code::InvalidJson, "the string is not valid UTF-8 (lone surrogates)"))?;
         return Ok(Doc::Json(text.as_bytes().to_vec()));
@@ -25,8 +30,15 @@ pub fn doc(obj: &Bound<'_, PyAny>) -> Result<Doc> {
         return Ok(Doc::Json(b));
     }
     if obj.cast::<PyDict>().is_ok() {
-        let mut budget = MAX_NODES;
-        return Ok(Doc::Tree(value(obj, 0, &mut budget)?));
+        let mut budget = Budget { nodes: MAX_NODES, bytes: max_bytes };
+        return read(obj, 0, &mut budget).map(Doc::Tree).map_err(|e| {
+            if e.code == Code::PayloadTooLarge {
+                // One answer for the whole document, as for text: no path.
+                Error::new(Code::PayloadTooLarge, format!("the typed-data dict holds more than {max_bytes} bytes of JSON; the limit is {max_bytes}"))
+            } else {
+                e
+            }
+        });
     }
     Err(Error::new(Code::InvalidInputType, format!("typed data must be a dict, str or bytes, not {}", type_name(obj))))
 }
@@ -50,58 +62,106 @@ fn bytes_like(obj: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
     obj.cast::<PyByteArray>().ok().map(|b| b.to_vec())
 }
 
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
 }
 
-/// Converts a Python object tree into the core's strict value model.
+/// What a conversion may still spend: values, and bytes of the JSON text they stand for.
+struct Budget {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Budget {
+    fn spend(&mut self, bytes: usize) -> Result<()> {
+        if bytes > self.bytes {
+            return Err(Error::new(Code::PayloadTooLarge, "the input is larger than the limit"));
+        }
+        self.bytes -= bytes;
+        Ok(())
+    }
+}
+
+/// Converts a Python object tree into the core's strict value model (no byte bound).
 pub fn value(obj: &Bound<'_, PyAny>, depth: usize, budget: &mut usize) -> Result<Value> {
+    let mut b = Budget { nodes: *budget, bytes: usize::MAX };
+    let out = read(obj, depth, &mut b);
+    *budget = b.nodes;
+    out
+}
+
+/// Containers are copied into a Rust `Vec` of references first and then read from it. Python
+/// code runs during a read (big ints are printed through `int`'s methods, and any allocation
+/// of a Python object may start the garbage collector, whose finalizers can touch the input),
+/// while pyo3's dict iterator panics on a dict that changes size under it; the copying loop
+/// itself allocates no Python object, so nothing runs during it. (`dict.items()` and
+/// `list.copy()`-style C calls allocate while they copy, and CPython 3.11's list-to-tuple copy
+/// then reads freed items when a finalizer shrinks the list.) A container whose length
+/// changed by the end of its read is refused.
+fn read(obj: &Bound<'_, PyAny>, depth: usize, budget: &mut Budget) -> Result<Value> {
     if depth > MAX_DEPTH {
         return Err(Error::new(Code::LimitExceeded, format!("nesting deeper than {MAX_DEPTH}")));
     }
-    if *budget == 0 {
+    if budget.nodes == 0 {
         return Err(Error::new(Code::LimitExceeded, format!("more than {MAX_NODES} values")));
     }
-    *budget -= 1;
+    budget.nodes -= 1;
     // Most common kinds first: typed data is mostly strings and objects.
     if let Ok(s) = obj.cast::<PyString>() {
-        let text = s.to_str().map_err(|_| Error::new(Code::InvalidValueType, "string is not valid UTF-8 (lone surrogates)"))?;
-        return Ok(Value::Str(text.to_owned()));
+        return Ok(Value::Str(string(s, 2, budget, || Error::new(Code::InvalidValueType, "string is not valid UTF-8 (lone surrogates)"))?));
     }
     if let Ok(d) = obj.cast::<PyDict>() {
-        let mut entries = Vec::with_capacity(d.len());
-        // No Python code runs while the dict is read (keys are exact reads of str data, ints are
-        // read through int's own methods), so it cannot change size under the iterator.
-        for (k, v) in d.iter() {
+        let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = d.iter().collect();
+        budget.spend(2 + items.len().saturating_sub(1))?;
+        let mut entries = Vec::with_capacity(items.len());
+        for (k, v) in &items {
             let key = k
                 .cast::<PyString>()
                 .ok()
-                .and_then(|s| s.to_str().ok().map(str::to_owned))
-                .ok_or_else(|| Error::new(Code::InvalidInputType, format!("dict keys must be str, not {}", type_name(&k))))?;
-            let val = value(&v, depth + 1, budget).map_err(|e| e.at_key(&key))?;
+                .map(|s| string(s, 3, budget, || Error::new(Code::InvalidInputType, "dict keys must be valid UTF-8 str (lone surrogates)")))
+                .transpose()?
+                .ok_or_else(|| Error::new(Code::InvalidInputType, format!("dict keys must be str, not {}", type_name(k))))?;
+            let val = read(v, depth + 1, budget).map_err(|e| e.at_key(&key))?;
             entries.push((key, val));
+        }
+        if d.len() != items.len() {
+            return Err(Error::new(Code::InvalidInputType, CHANGED_DURING_READ));
         }
         // Python dict keys are unique already; from_entries only re-checks.
         return Ok(Value::Object(Object::from_entries(entries)?));
     }
     if obj.is_none() {
+        budget.spend(4)?;
         return Ok(Value::Null);
     }
     // bool before int: Python's bool is an int subclass.
     if let Ok(b) = obj.cast::<PyBool>() {
-        return Ok(Value::Bool(b.is_true()));
+        let v = b.is_true();
+        budget.spend(if v { 4 } else { 5 })?;
+        return Ok(Value::Bool(v));
     }
     if let Ok(i) = obj.cast::<PyInt>() {
-        return int(i);
+        return int(i, budget);
     }
     if let Ok(l) = obj.cast::<PyList>() {
-        return l.iter().enumerate().map(|(i, v)| value(&v, depth + 1, budget).map_err(|e| e.at_index(i))).collect::<Result<_>>().map(Value::Array);
+        let items: Vec<Bound<'_, PyAny>> = l.iter().collect();
+        let out = sequence(&items, depth, budget)?;
+        if l.len() != items.len() {
+            return Err(Error::new(Code::InvalidInputType, CHANGED_DURING_READ));
+        }
+        return Ok(out);
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
-        return t.iter().enumerate().map(|(i, v)| value(&v, depth + 1, budget).map_err(|e| e.at_index(i))).collect::<Result<_>>().map(Value::Array);
+        return sequence(&t.iter().collect::<Vec<_>>(), depth, budget);
     }
-    if let Some(b) = bytes_like(obj) {
-        return Ok(Value::Bytes(b));
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        // Counted as the 0x hex string that JSON text would carry.
+        budget.spend(b.as_bytes().len().saturating_mul(2).saturating_add(4))?;
+        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        budget.spend(b.len().saturating_mul(2).saturating_add(4))?;
+        return Ok(Value::Bytes(b.to_vec()));
     }
     if obj.cast::<PyFloat>().is_ok() {
         return Err(Error::new(Code::InvalidJsonNumber, "a float is not an integer; pass integers as int or decimal str"));
@@ -109,11 +169,25 @@ pub fn value(obj: &Bound<'_, PyAny>, depth: usize, budget: &mut usize) -> Result
     Err(Error::new(Code::InvalidInputType, format!("values of type {} cannot appear in typed data", type_name(obj))))
 }
 
-fn int(i: &Bound<'_, PyInt>) -> Result<Value> {
+fn sequence(items: &[Bound<'_, PyAny>], depth: usize, budget: &mut Budget) -> Result<Value> {
+    budget.spend(2 + items.len().saturating_sub(1))?;
+    items.iter().enumerate().map(|(i, v)| read(v, depth + 1, budget).map_err(|e| e.at_index(i))).collect::<Result<_>>().map(Value::Array)
+}
+
+/// A str's UTF-8 text, charged with `extra` bytes of JSON punctuation.
+fn string(s: &Bound<'_, PyString>, extra: usize, budget: &mut Budget, bad: impl Fn() -> Error) -> Result<String> {
+    let text = s.to_str().map_err(|_| bad())?;
+    budget.spend(text.len().saturating_add(extra))?;
+    Ok(text.to_owned())
+}
+
+fn int(i: &Bound<'_, PyInt>, budget: &mut Budget) -> Result<Value> {
     if let Ok(v) = i.extract::<i64>() {
+        budget.spend(decimal_len(v.unsigned_abs()) + usize::from(v < 0))?;
         return Ok(Value::Int(Int::from_i64(v)));
     }
     if let Ok(v) = i.extract::<u64>() {
+        budget.spend(decimal_len(v))?;
         return Ok(Value::Int(Int::from_u64(v)));
     }
     // Beyond 64 bits: go through the decimal text, but never print a huge int (Python caps
@@ -124,6 +198,8 @@ fn int(i: &Bound<'_, PyInt>) -> Result<Value> {
     let call = |name: &str| int_type.getattr(name).and_then(|m| m.call1((i,)));
     let bits: usize = call("bit_length").and_then(|b| b.extract()).unwrap_or(usize::MAX);
     let negative = int_type.getattr("__lt__").and_then(|m| m.call1((i, 0i32))).and_then(|b| b.extract::<bool>()).unwrap_or(false);
+    // Digits of a b-bit number: at least floor((b - 1) * log10(2)) + 1.
+    budget.spend((bits.saturating_sub(1) / 10).saturating_mul(3) + 1)?;
     if bits > 300 {
         return Ok(Value::Int(Int { negative, mag: None }));
     }
@@ -131,6 +207,10 @@ fn int(i: &Bound<'_, PyInt>) -> Result<Value> {
     let text = text.cast_into::<PyString>().map_err(|_| Error::new(Code::InvalidInputType, "int could not be printed"))?;
     let text = text.to_str().map_err(|_| Error::new(Code::InvalidInputType, "int could not be printed"))?;
     Int::from_decimal_repr(text).map(Value::Int).ok_or_else(|| Error::new(Code::InvalidInputType, "int could not be read"))
+}
+
+fn decimal_len(v: u64) -> usize {
+    v.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// Builds Python objects from a strict value (for `decode_payment_header`).

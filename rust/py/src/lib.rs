@@ -1,16 +1,18 @@
 //! PyO3 bindings: the private module `x402_verify._core`. Argument handling and GIL release
 //! only; every rule lives in `x402-verify-core`.
 
+mod args;
 mod convert;
 mod errors;
 mod policy;
+mod requirements;
 mod response;
 mod store;
 mod verifier;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyInt, PyList, PyString};
 use x402_verify_core::eip712::{self, DEFAULT_MAX_BYTES};
 use x402_verify_core::primitives::checksum;
 use x402_verify_core::{Address, Code, Digest, Error, Result as CoreResult, SignaturePolicy as CorePolicy};
@@ -37,16 +39,45 @@ fn recover_digest(digest: &[u8], sig: &[u8], policy: &CorePolicy) -> CoreResult<
     x402_verify_core::recover_hash(&Digest::from_slice(digest)?, sig, policy)
 }
 
-/// Single-call argument errors of the wrong Python type are TypeErrors; the rest are data.
-fn single_doc(obj: &Bound<'_, PyAny>) -> PyResult<Doc> {
-    convert::doc(obj).map_err(|e| if e.code == Code::InvalidInputType { PyTypeError::new_err(e.message) } else { to_pyerr(e) })
+/// Single-call argument errors of the wrong Python type are TypeErrors; the rest are data (an
+/// input that changed while it was read is not of a wrong type: `TypedDataError`).
+fn single_doc(obj: &Bound<'_, PyAny>, max_bytes: usize) -> PyResult<Doc> {
+    convert::doc(obj, max_bytes).map_err(|e| {
+        if e.code == Code::InvalidInputType && e.message != convert::CHANGED_DURING_READ {
+            PyTypeError::new_err(e.message)
+        } else {
+            to_pyerr(e)
+        }
+    })
 }
 
-pub(crate) fn check_threads(threads: Option<usize>) -> PyResult<Option<usize>> {
-    match threads {
-        Some(0) => Err(value_error("threads must be at least 1 (or None for every core)")),
-        Some(n) if n > x402_verify_core::batch::MAX_THREADS => Err(value_error(format!("threads must be at most {}", x402_verify_core::batch::MAX_THREADS))),
-        t => Ok(t),
+/// Count options (`max_bytes`, `threads`): an int in [0, 2**64), never a bool. pyo3's own
+/// `usize` extraction raises OverflowError for a negative or huge int; these say what is wrong.
+macro_rules! count_arg {
+    ($ty:ident, $name:literal) => {
+        pub(crate) struct $ty(pub usize);
+
+        impl<'a, 'py> FromPyObject<'a, 'py> for $ty {
+            type Error = PyErr;
+
+            fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+                count(&obj, $name).map($ty)
+            }
+        }
+    };
+}
+
+count_arg!(MaxBytes, "max_bytes");
+
+fn count(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
+    if obj.cast::<PyBool>().is_ok() || obj.cast::<PyInt>().is_err() {
+        return Err(PyTypeError::new_err(format!("{name} must be an int, not {}", convert::type_name(obj))));
+    }
+    match obj.extract::<u64>() {
+        // A bound past the address space is no bound at all.
+        Ok(v) => Ok(usize::try_from(v).unwrap_or(usize::MAX)),
+        Err(_) if obj.lt(0i32).unwrap_or(false) => Err(value_error(format!("{name} must not be negative"))),
+        Err(_) => Err(value_error(format!("{name} must be below 2**64"))),
     }
 }
 
@@ -71,9 +102,11 @@ mod _core {
     #[pymodule_export]
     use super::SignaturePolicy;
     #[pymodule_export]
+    use crate::requirements::Requirements;
+    #[pymodule_export]
     use crate::response::{PaymentAuthorization, VerifyResponse};
     #[pymodule_export]
-    use crate::store::MemoryNonceStore;
+    use crate::store::{store_amount_arg, store_batch_args, store_key_arg, store_margin_arg, store_now_arg, store_owner_arg, store_refusals, MemoryNonceStore};
     #[pymodule_export]
     use crate::verifier::VerifierCore;
 
@@ -81,25 +114,27 @@ mod _core {
 
     /// The 32-byte EIP-712 signing digest of a typed-data document.
     #[pyfunction]
-    #[pyo3(signature = (typed_data, *, max_bytes = DEFAULT_MAX_BYTES))]
-    fn hash_typed_data<'py>(py: Python<'py>, typed_data: &Bound<'py, PyAny>, max_bytes: usize) -> PyResult<Bound<'py, PyBytes>> {
-        let doc = single_doc(typed_data)?;
+    #[pyo3(signature = (typed_data, *, max_bytes = MaxBytes(DEFAULT_MAX_BYTES)))]
+    fn hash_typed_data<'py>(py: Python<'py>, typed_data: &Bound<'py, PyAny>, max_bytes: MaxBytes) -> PyResult<Bound<'py, PyBytes>> {
+        let max_bytes = max_bytes.0;
+        let doc = single_doc(typed_data, max_bytes)?;
         let digest = py.detach(|| digest_of(&doc, max_bytes)).map_err(to_pyerr)?;
         Ok(PyBytes::new(py, digest.as_bytes()))
     }
 
     /// The EIP-55 address that signed a typed-data document.
     #[pyfunction]
-    #[pyo3(signature = (typed_data, signature, *, policy = None, max_bytes = DEFAULT_MAX_BYTES))]
+    #[pyo3(signature = (typed_data, signature, *, policy = None, max_bytes = MaxBytes(DEFAULT_MAX_BYTES)))]
     fn recover_typed_data(
         py: Python<'_>,
         typed_data: &Bound<'_, PyAny>,
         signature: &Bound<'_, PyAny>,
         policy: Option<&SignaturePolicy>,
-        max_bytes: usize,
+        max_bytes: MaxBytes,
     ) -> PyResult<String> {
+        let max_bytes = max_bytes.0;
         let sig = convert::byte_arg(signature, Code::InvalidSignatureEncoding, "signature").map_err(to_pyerr)?;
-        let doc = single_doc(typed_data)?;
+        let doc = single_doc(typed_data, max_bytes)?;
         let policy = policy::resolve(policy);
         let addr = py.detach(|| recover_doc(&doc, &sig, &policy, max_bytes)).map_err(to_pyerr)?;
         Ok(checksum(&addr))
@@ -118,22 +153,23 @@ mod _core {
 
     /// `recover_typed_data` over `(typed_data, signature)` pairs, in parallel, GIL released.
     #[pyfunction]
-    #[pyo3(signature = (items, *, policy = None, threads = None, max_bytes = DEFAULT_MAX_BYTES))]
+    #[pyo3(signature = (items, *, policy = None, threads = None, max_bytes = MaxBytes(DEFAULT_MAX_BYTES)))]
     fn recover_typed_data_batch<'py>(
         py: Python<'py>,
         items: &Bound<'py, PyAny>,
         policy: Option<&SignaturePolicy>,
-        threads: Option<usize>,
-        max_bytes: usize,
+        threads: Option<args::Threads>,
+        max_bytes: MaxBytes,
     ) -> PyResult<Bound<'py, PyList>> {
-        let threads = check_threads(threads)?;
+        let max_bytes = max_bytes.0;
+        let threads = args::threads(threads);
         let policy = policy::resolve(policy);
         let mut inputs: Vec<CoreResult<(Doc, Vec<u8>)>> = Vec::new();
         for item in items.try_iter()? {
             let item = item?;
             inputs.push(pair(&item).and_then(|(d, s)| {
                 let sig = convert::byte_arg(&s, Code::InvalidSignatureEncoding, "signature")?;
-                Ok((convert::doc(&d)?, sig))
+                Ok((convert::doc(&d, max_bytes)?, sig))
             }));
         }
         let results = py.detach(|| {
@@ -152,9 +188,9 @@ mod _core {
         py: Python<'py>,
         items: &Bound<'py, PyAny>,
         policy: Option<&SignaturePolicy>,
-        threads: Option<usize>,
+        threads: Option<args::Threads>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let threads = check_threads(threads)?;
+        let threads = args::threads(threads);
         let policy = policy::resolve(policy);
         let mut inputs: Vec<CoreResult<(Vec<u8>, Vec<u8>)>> = Vec::new();
         for item in items.try_iter()? {
@@ -191,10 +227,12 @@ mod _core {
 
     /// Decodes an x402 payment header (base64 JSON, or JSON text) into a dict, strictly.
     #[pyfunction]
-    #[pyo3(signature = (value, *, max_bytes = x402_verify_core::x402::verify::DEFAULT_MAX_PAYLOAD_BYTES))]
-    fn decode_payment_header<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, max_bytes: usize) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (value, *, max_bytes = args::ByteLimit(x402_verify_core::x402::verify::DEFAULT_MAX_PAYLOAD_BYTES)))]
+    fn decode_payment_header<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, max_bytes: args::ByteLimit) -> PyResult<Bound<'py, PyAny>> {
+        let max_bytes = max_bytes.0;
         let bytes = if let Ok(s) = value.cast::<PyString>() {
-            s.to_str()?.as_bytes().to_vec()
+            let text = s.to_str().map_err(|_| to_pyerr(Error::new(Code::InvalidPayload, "the header is not valid UTF-8 text (lone surrogates)")))?;
+            text.as_bytes().to_vec()
         } else if let Ok(b) = value.cast::<PyBytes>() {
             b.as_bytes().to_vec()
         } else {
@@ -209,4 +247,7 @@ mod _core {
 
     #[pymodule_export]
     const DEFAULT_MAX_TYPED_DATA_BYTES: usize = DEFAULT_MAX_BYTES;
+
+    #[pymodule_export]
+    const DEFAULT_PAYER_KEY_CACHE: usize = x402_verify_core::authenticate::DEFAULT_KEY_CACHE;
 }

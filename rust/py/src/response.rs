@@ -7,6 +7,7 @@ use x402_verify_core::primitives::checksum;
 use x402_verify_core::x402::{Authorization, NonceSpace, Verdict};
 use x402_verify_core::Code;
 
+use crate::args::Text;
 use crate::convert::u256_to_py;
 
 /// The verdict on one payment.
@@ -114,8 +115,9 @@ impl VerifyResponse {
     }
 
     /// A copy marked invalid with `reason` (used by replay protection after the core verdict).
-    fn with_invalid(&self, reason: &str, message: String) -> PyResult<Self> {
-        let code = Code::from_slug(reason).ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown reason code {reason:?}")))?;
+    fn with_invalid(&self, reason: Text, message: Text) -> PyResult<Self> {
+        let (reason, message) = (reason.0, message.0);
+        let code = Code::from_slug(&reason).ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown reason code {reason:?}")))?;
         let mut v = self.0.clone();
         v.reason = Some(code);
         v.message = message;
@@ -142,8 +144,8 @@ impl VerifyResponse {
     }
 
     /// A copy that carries the owner token of its nonce reservation.
-    fn with_reservation(&self, owner: String) -> Self {
-        VerifyResponse(self.0.clone(), Some(owner))
+    fn with_reservation(&self, owner: Text) -> Self {
+        VerifyResponse(self.0.clone(), Some(owner.0))
     }
 
     fn __eq__(&self, other: &Self) -> bool {

@@ -3,9 +3,9 @@
 
     python rust/core/fuzz/seeds/make_seeds.py
 
-Every payment is signed here with eth_account (EIP-3009 through ``Account.sign_typed_data``,
-x402's Permit2 ``PermitWitnessTransferFrom`` by hand + ``Account.unsafe_sign_hash``, the same
-construction as tests/test_x402_bad_inputs.py). The requirements are the four fixed ones of
+Every payment is signed with eth_account by the tests' payment builder, tests/payments.py
+(EIP-3009 through ``Account.sign_typed_data``, x402's Permit2 ``PermitWitnessTransferFrom`` by
+hand + ``Account.unsafe_sign_hash``), the one tests/test_x402_bad_inputs.py uses. The requirements are the four fixed ones of
 ``fuzz_checks::x402_requirements()`` (rust/core/tests/common/fuzz_checks.rs) and every
 ``valid_*`` seed verifies as valid under one of them at ``fuzz_checks::X402_NOW`` (the
 ``x402_seeds`` test of rust/core/tests/fuzz_corpus.rs checks it). The output is deterministic
@@ -24,160 +24,34 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from eth_abi.abi import encode as abi_encode
-from eth_account import Account
-from eth_utils.crypto import keccak
+
+# The payment builder the tests use (tests/payments.py): one construction for tests and seeds.
+sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "tests"))
+from payments import FAC, KINDS, NOW, OTHER, PAYER, UPTO_PROXY, USDC_BASE_SEPOLIA, ERC6492_MAGIC, requirements  # noqa: E402
+from payments import compact, high_s_twin, payment as signed_payment  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 OUT = CORPUS / "x402"
 
-NOW = 1_750_000_000  # fuzz_checks::X402_NOW
-N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-PAYER = Account.from_key("0x" + "11" * 32)
-OTHER = Account.from_key("0x" + "22" * 32)
-PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
-FAC = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-USDC_BASE_SEPOLIA = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
-OPG_BASE = "0xFbC2051AE2265686a469421b2C5A2D5462FbF5eB"
-PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
-EXACT_PROXY = "0x402085c248EeA27D92E8b30b2C58ed07f9E20001"
-UPTO_PROXY = "0x4020A4f3b7b90ccA423B9fabCc0CE57C6C240002"
-ERC6492_MAGIC = bytes.fromhex("6492" * 16)
-
+assert NOW == 1_750_000_000  # fuzz_checks::X402_NOW
 # The same four documents as fuzz_checks::X402_REQUIREMENTS.
-REQUIREMENTS: dict[str, dict[str, Any]] = {
-    "eip3009": {
-        "scheme": "exact", "network": "eip155:84532", "asset": USDC_BASE_SEPOLIA, "amount": "10000",
-        "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"},
-    },
-    "permit2": {
-        "scheme": "exact", "network": "eip155:8453", "asset": OPG_BASE, "amount": "10000", "payTo": PAY_TO,
-        "maxTimeoutSeconds": 300, "extra": {"name": "OpenGradient", "version": "1", "assetTransferMethod": "permit2"},
-    },
-    "upto": {
-        "scheme": "upto", "network": "eip155:8453", "asset": OPG_BASE, "amount": "10000", "payTo": PAY_TO,
-        "maxTimeoutSeconds": 300,
-        "extra": {"name": "OpenGradient", "version": "1", "assetTransferMethod": "permit2", "facilitatorAddress": FAC},
-    },
-    "eip3009_v1": {
-        "scheme": "exact", "network": "base-sepolia", "maxAmountRequired": "10000", "resource": "https://api.example/x",
-        "description": "", "mimeType": "application/json", "payTo": PAY_TO, "maxTimeoutSeconds": 300,
-        "asset": USDC_BASE_SEPOLIA, "extra": {"name": "USDC", "version": "2"},
-    },
-}  # fmt: skip
-CHAIN = {"eip3009": 84532, "eip3009_v1": 84532, "permit2": 8453, "upto": 8453}
-
-
-def fields(kind: str, **over: Any) -> dict[str, Any]:
-    f: dict[str, Any] = {"from_": PAYER.address, "to": PAY_TO, "amount": 10000, "valid_after": NOW - 600, "valid_before": NOW + 300}
-    if kind.startswith("eip3009"):
-        f["nonce"] = "0x" + "5a" * 32
-    else:
-        f["nonce"] = 0x1234_5678_9ABC_DEF0 << 128
-        f["token"] = OPG_BASE
-        f["spender"] = UPTO_PROXY if kind == "upto" else EXACT_PROXY
-        if kind == "upto":
-            f["facilitator"] = FAC
-    f.update(over)
-    return f
-
-
-def authorization(kind: str, f: dict[str, Any]) -> dict[str, Any]:
-    if kind.startswith("eip3009"):
-        return {
-            "from": f["from_"], "to": f["to"], "value": str(f["amount"]), "validAfter": str(f["valid_after"]),
-            "validBefore": str(f["valid_before"]), "nonce": f["nonce"],
-        }  # fmt: skip
-    witness: dict[str, Any] = {"to": f["to"], "validAfter": str(f["valid_after"])}
-    if f.get("facilitator") is not None:
-        witness = {"to": f["to"], "facilitator": f["facilitator"], "validAfter": str(f["valid_after"])}
-    return {
-        "from": f["from_"], "permitted": {"token": f["token"], "amount": str(f["amount"])}, "spender": f["spender"],
-        "nonce": str(f["nonce"]), "deadline": str(f["valid_before"]), "witness": witness,
-    }  # fmt: skip
-
-
-def eip3009_typed_data(f: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"},
-            ],
-            "TransferWithAuthorization": [
-                {"name": "from", "type": "address"}, {"name": "to", "type": "address"}, {"name": "value", "type": "uint256"},
-                {"name": "validAfter", "type": "uint256"}, {"name": "validBefore", "type": "uint256"},
-                {"name": "nonce", "type": "bytes32"},
-            ],
-        },
-        "primaryType": "TransferWithAuthorization",
-        "domain": {"name": "USDC", "version": "2", "chainId": 84532, "verifyingContract": USDC_BASE_SEPOLIA},
-        "message": {
-            "from": f["from_"], "to": f["to"], "value": f["amount"], "validAfter": f["valid_after"],
-            "validBefore": f["valid_before"], "nonce": bytes.fromhex(f["nonce"].removeprefix("0x")),
-        },
-    }  # fmt: skip
-
-
-PERMIT_STUB = "PermitWitnessTransferFrom(TokenPermissions permitted,address spender,uint256 nonce,uint256 deadline,Witness witness)"
-TOKEN_PERMISSIONS = "TokenPermissions(address token,uint256 amount)"
-EXACT_WITNESS = "Witness(address to,uint256 validAfter)"
-UPTO_WITNESS = "Witness(address to,address facilitator,uint256 validAfter)"
-
-
-def permit2_digest(f: dict[str, Any], chain_id: int) -> bytes:
-    upto = f.get("facilitator") is not None
-    witness_type = UPTO_WITNESS if upto else EXACT_WITNESS
-    permitted = keccak(abi_encode(["bytes32", "address", "uint256"], [keccak(text=TOKEN_PERMISSIONS), f["token"], f["amount"]]))
-    if upto:
-        witness = keccak(abi_encode(["bytes32", "address", "address", "uint256"], [keccak(text=UPTO_WITNESS), f["to"], f["facilitator"], f["valid_after"]]))
-    else:
-        witness = keccak(abi_encode(["bytes32", "address", "uint256"], [keccak(text=EXACT_WITNESS), f["to"], f["valid_after"]]))
-    struct = keccak(
-        abi_encode(
-            ["bytes32", "bytes32", "address", "uint256", "uint256", "bytes32"],
-            [keccak(text=PERMIT_STUB + TOKEN_PERMISSIONS + witness_type), permitted, f["spender"], f["nonce"], f["valid_before"], witness],
-        )
-    )
-    domain_type = "EIP712Domain(string name,uint256 chainId,address verifyingContract)"
-    domain = keccak(abi_encode(["bytes32", "bytes32", "uint256", "address"], [keccak(text=domain_type), keccak(text="Permit2"), chain_id, PERMIT2]))
-    return keccak(b"\x19\x01" + domain + struct)
-
-
-def sign(kind: str, f: dict[str, Any], acct: Any = PAYER) -> bytes:
-    if kind.startswith("eip3009"):
-        return bytes(Account.sign_typed_data(acct.key, full_message=eip3009_typed_data(f)).signature)
-    return bytes(Account.unsafe_sign_hash(permit2_digest(f, CHAIN[kind]), acct.key).signature)
+REQUIREMENTS: dict[str, dict[str, Any]] = {kind: requirements(kind) for kind in ("eip3009", "permit2", "upto", "eip3009_v1")}
+assert set(REQUIREMENTS) == set(KINDS)
 
 
 def payment(kind: str, acct: Any = PAYER, **over: Any) -> dict[str, Any]:
-    f = fields(kind, **over)
-    req = REQUIREMENTS[kind]
-    key = "authorization" if kind.startswith("eip3009") else "permit2Authorization"
-    inner = {"signature": "0x" + sign(kind, f, acct).hex(), key: authorization(kind, f)}
-    if kind == "eip3009_v1":
-        return {"x402Version": 1, "scheme": req["scheme"], "network": req["network"], "payload": inner}
-    return {"x402Version": 2, "accepted": copy.deepcopy(req), "payload": inner, "resource": {"url": "https://api.example/x"}}
+    return signed_payment(kind, acct=acct, **over)[0]
 
 
 def with_sig(doc: dict[str, Any], raw: bytes) -> dict[str, Any]:
     out = copy.deepcopy(doc)
     out["payload"]["signature"] = "0x" + raw.hex()
     return out
-
-
-def high_s_twin(sig: bytes) -> bytes:
-    r, s, v = sig[:32], int.from_bytes(sig[32:64], "big"), sig[64]
-    return r + (N - s).to_bytes(32, "big") + bytes([55 - v])  # 27 <-> 28
-
-
-def compact(sig: bytes) -> bytes:
-    """EIP-2098: s with the parity of v in its top bit."""
-    r, s, v = sig[:32], int.from_bytes(sig[32:64], "big"), sig[64]
-    return r + (s | ((v - 27) << 255)).to_bytes(32, "big")
 
 
 def text(doc: Any) -> bytes:

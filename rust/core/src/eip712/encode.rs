@@ -1,11 +1,17 @@
 //! `encodeData` / `hashStruct`: turning values into 32-byte words under their EIP-712 types.
 
+use std::collections::HashMap;
+
 use alloy_primitives::{keccak256, Keccak256, B256, U256};
 
 use super::types::{FieldType, TypeSet};
 use crate::error::{fail, Code, Error, Result};
 use crate::json::{Int, Value};
-use crate::primitives::{parse_address, parse_decimal_magnitude, parse_hex_prefixed, trunc};
+use crate::primitives::{parse_address, parse_decimal_magnitude, parse_hex_magnitude, parse_hex_prefixed, trunc};
+
+/// Objects up to this many keys are searched in place; bigger ones are indexed once, so a
+/// struct's fields are found in O(fields + keys), never O(fields x keys).
+const SCAN_KEYS: usize = 16;
 
 /// `keccak256(typeHash || encodeData(value))` for the struct `idx`.
 pub fn hash_struct(types: &TypeSet, idx: usize, value: &Value) -> Result<B256> {
@@ -13,15 +19,21 @@ pub fn hash_struct(types: &TypeSet, idx: usize, value: &Value) -> Result<B256> {
     let Value::Object(obj) = value else {
         return fail(Code::InvalidValueType, format!("struct {} needs an object, got {}", st.name, value.kind()));
     };
+    let index: Option<HashMap<&str, &Value>> = (obj.len() > SCAN_KEYS).then(|| obj.iter().collect());
+    let lookup = |name: &str| match &index {
+        Some(map) => map.get(name).copied(),
+        None => obj.get(name),
+    };
     // Streamed into the hasher: no buffer per struct.
     let mut hasher = Keccak256::new();
     hasher.update(types.type_hash(idx));
     for f in &st.fields {
-        let v = obj.get(&f.name).ok_or_else(|| Error::new(Code::MissingField, format!("{} has no field {:?}", st.name, f.name)).at_key(&f.name))?;
+        let v = lookup(&f.name).ok_or_else(|| Error::new(Code::MissingField, format!("{} has no field {:?}", st.name, f.name)).at_key(&f.name))?;
         let word = encode_value(types, &f.ty, v).map_err(|e| e.at_key(&f.name))?;
         hasher.update(word);
     }
-    // Every declared field was found and keys are unique, so a longer object has extras.
+    // Every declared field was found and keys are unique, so a longer object has extras; one
+    // is among its first `fields + 1` keys, so finding the first costs O(fields^2) at most.
     if obj.len() != st.fields.len() {
         let extra = obj.keys().find(|k| !st.fields.iter().any(|f| f.name == *k)).unwrap_or_default();
         return Err(Error::new(Code::UnknownField, format!("{} declares no field {:?}", st.name, trunc(extra))).at_key(extra));
@@ -121,21 +133,28 @@ fn unreachable_atomic() -> Result<B256> {
     fail(Code::InvalidTypedData, "internal: composite type passed to encode_atomic")
 }
 
-/// Reads an integer from a JSON integer or a canonical decimal string (`-` allowed).
+/// Reads an integer from a JSON integer, a canonical decimal string (`-` allowed) or a `0x`
+/// hex string. Hex is a magnitude, never two's complement: `"0xff"` is 255 whatever the type
+/// (so out of range for `int8`, not -1), and it takes no sign; eth-account reads it the same
+/// way. Negative values are written in decimal.
 fn read_int(v: &Value) -> Result<(bool, Option<U256>)> {
     match v {
         Value::Int(Int { negative, mag }) => Ok((*negative, *mag)),
         Value::Str(s) => {
+            if let Some(hex) = s.strip_prefix("0x") {
+                return Ok((false, parse_hex_magnitude(hex)?));
+            }
             let (negative, digits) = match s.strip_prefix('-') {
                 Some(d) => (true, d),
                 None => (false, s.as_str()),
             };
-            let mag = parse_decimal_magnitude(digits).map_err(|e| Error::new(e.code, format!("{:?} is not a canonical decimal integer", trunc(s))))?;
+            let mag = parse_decimal_magnitude(digits)
+                .map_err(|e| Error::new(e.code, format!("{:?} is not a canonical integer (decimal, or 0x hex without a sign)", trunc(s))))?;
             if negative && mag == Some(U256::ZERO) {
                 return fail(Code::NonCanonicalNumber, "\"-0\" is not canonical");
             }
             Ok((negative, mag))
         }
-        _ => fail(Code::InvalidValueType, format!("an integer or decimal string expected, got {}", v.kind())),
+        _ => fail(Code::InvalidValueType, format!("an integer, a decimal string or a 0x hex string expected, got {}", v.kind())),
     }
 }

@@ -150,10 +150,17 @@ pub fn hash_typed_data(doc: &Value) -> Result<Digest> {
 
 /// The signing digest of a JSON document, refusing anything over `max_bytes` before parsing.
 pub fn hash_typed_data_json(bytes: &[u8], max_bytes: usize) -> Result<Digest> {
+    hash_typed_data(&parse_json(bytes, max_bytes)?)
+}
+
+/// Reads a typed-data document from JSON text as `hash_typed_data_json` does: bounded first,
+/// then parsed with integer literals exact at any size (the dict form of a document holds
+/// them, so its JSON text must too).
+pub fn parse_json(bytes: &[u8], max_bytes: usize) -> Result<Value> {
     if bytes.len() > max_bytes {
         return fail(Code::PayloadTooLarge, format!("typed data is {} bytes; the limit is {max_bytes}", bytes.len()));
     }
-    hash_typed_data(&crate::json::parse(bytes)?)
+    crate::json::parse_with(bytes, crate::json::Integers::Exact)
 }
 
 #[cfg(test)]
@@ -195,5 +202,27 @@ mod tests {
         let e = hash_typed_data_json(bad.as_bytes(), DEFAULT_MAX_BYTES).unwrap_err();
         assert_eq!((e.code, e.path()), (Code::UnknownField, "message.cc".to_owned()));
         assert_eq!(hash_typed_data_json(MAIL.as_bytes(), 10).unwrap_err().code, Code::PayloadTooLarge);
+    }
+
+    #[test]
+    fn hex_and_big_literal_integers() {
+        let want = hash_typed_data_json(MAIL.as_bytes(), DEFAULT_MAX_BYTES).unwrap();
+        for chain in ["\"0x1\"", "\"0x01\"", "\"0x0000000000000000000000000000000000000000000000000000000000000001\""] {
+            let doc = MAIL.replace("\"chainId\":1", &format!("\"chainId\":{chain}"));
+            assert_eq!(hash_typed_data_json(doc.as_bytes(), DEFAULT_MAX_BYTES).unwrap(), want, "{chain}");
+        }
+        for (chain, code) in [("\"0x\"", Code::NonCanonicalNumber), ("\"0X1\"", Code::NonCanonicalNumber), ("\"-0x1\"", Code::NonCanonicalNumber), ("\"0x1_0\"", Code::NonCanonicalNumber), ("\"0xg\"", Code::NonCanonicalNumber), ("\"0x 1\"", Code::NonCanonicalNumber)] {
+            let doc = MAIL.replace("\"chainId\":1", &format!("\"chainId\":{chain}"));
+            let e = hash_typed_data_json(doc.as_bytes(), DEFAULT_MAX_BYTES).unwrap_err();
+            assert_eq!((e.code, e.path()), (code, "domain.chainId".to_owned()), "{chain}");
+        }
+        let over = format!("1{}", "0".repeat(80));
+        let doc = MAIL.replace("\"chainId\":1", &format!("\"chainId\":{over}"));
+        let e = hash_typed_data_json(doc.as_bytes(), DEFAULT_MAX_BYTES).unwrap_err();
+        assert_eq!((e.code, e.path()), (Code::NumberOutOfRange, "domain.chainId".to_owned()));
+        let doc = MAIL.replace("\"chainId\":1", "\"chainId\":18446744073709551617");
+        let a = hash_typed_data_json(doc.as_bytes(), DEFAULT_MAX_BYTES).unwrap();
+        let b = hash_typed_data_json(doc.replace("18446744073709551617", "\"0x10000000000000001\"").as_bytes(), DEFAULT_MAX_BYTES).unwrap();
+        assert_eq!(a, b);
     }
 }

@@ -49,6 +49,8 @@ pub struct Field {
 pub struct StructType {
     pub name: String,
     pub fields: Vec<Field>,
+    /// Length of this struct's own part of an encodeType text: `Name(type name,...)`.
+    def_len: usize,
 }
 
 /// The struct types of one document, resolved and hashed.
@@ -62,21 +64,51 @@ pub struct TypeSet {
 
 /// Most entries the typehash cache keeps; past it, hashes are computed and not remembered.
 const TYPE_HASH_CACHE_ENTRIES: usize = 4096;
+/// Longest encodeType text the cache keeps. Real ones are a few hundred bytes (Permit2's
+/// witness types about 300); a longer one is hashed each time it is needed, so documents
+/// with long attacker-chosen names cannot pin memory.
+pub const TYPE_HASH_CACHE_MAX_LEN: usize = 1024;
+/// Most bytes of encodeType text the cache holds in all.
+pub const TYPE_HASH_CACHE_BYTES: usize = 1 << 20;
+
+#[derive(Default)]
+struct TypeHashCache {
+    map: HashMap<String, B256>,
+    bytes: usize,
+}
+
+static CACHE: LazyLock<RwLock<TypeHashCache>> = LazyLock::new(Default::default);
 
 /// `keccak256(encodeType)`, remembered: gateways hash the same few type strings millions of
-/// times. Bounded, so attacker-chosen type strings cannot grow it without limit.
+/// times. Bounded in entries and in bytes, so attacker-chosen type strings cannot grow it.
 pub fn type_hash_of(encoded_type: &str) -> B256 {
-    static CACHE: LazyLock<RwLock<HashMap<String, B256>>> = LazyLock::new(Default::default);
-    if let Some(h) = CACHE.read().unwrap_or_else(|p| p.into_inner()).get(encoded_type) {
+    if encoded_type.len() > TYPE_HASH_CACHE_MAX_LEN {
+        return keccak256(encoded_type.as_bytes());
+    }
+    if let Some(h) = CACHE.read().unwrap_or_else(|p| p.into_inner()).map.get(encoded_type) {
         return *h;
     }
     let h = keccak256(encoded_type.as_bytes());
     let mut cache = CACHE.write().unwrap_or_else(|p| p.into_inner());
-    if cache.len() < TYPE_HASH_CACHE_ENTRIES {
-        cache.insert(encoded_type.to_owned(), h);
+    if cache.map.len() < TYPE_HASH_CACHE_ENTRIES && cache.bytes + encoded_type.len() <= TYPE_HASH_CACHE_BYTES && !cache.map.contains_key(encoded_type) {
+        cache.bytes += encoded_type.len();
+        cache.map.insert(encoded_type.to_owned(), h);
     }
     h
 }
+
+/// Bytes of encodeType text the typehash cache holds now (an observable for tests).
+#[doc(hidden)]
+pub fn type_hash_cache_bytes() -> usize {
+    CACHE.read().unwrap_or_else(|p| p.into_inner()).bytes
+}
+
+/// The encodeType texts of one document's struct types may total this much in all, plus
+/// `ENCODE_TYPE_FACTOR` times the length of the definitions themselves. Each struct's text
+/// repeats every struct it reaches, so without a bound a chain of small structs over one
+/// long name costs hundreds of times the document's size; real documents stay far below.
+pub const ENCODE_TYPE_ALLOWANCE: usize = 64 * 1024;
+pub const ENCODE_TYPE_FACTOR: usize = 4;
 
 fn is_identifier(s: &str) -> bool {
     let mut bytes = s.bytes();
@@ -173,7 +205,9 @@ impl TypeSet {
             structs.push(st);
         }
         let type_hashes = (0..structs.len()).map(|_| OnceCell::new()).collect();
-        Ok(TypeSet { structs, by_name, type_hashes })
+        let set = TypeSet { structs, by_name, type_hashes };
+        set.check_encode_work()?;
+        Ok(set)
     }
 
     fn read_struct(name: &str, def: &Value, by_name: &HashMap<String, usize>) -> Result<StructType> {
@@ -184,14 +218,18 @@ impl TypeSet {
             return fail(Code::LimitExceeded, format!("more than {MAX_FIELDS} fields"));
         }
         let mut fields: Vec<Field> = Vec::with_capacity(members.len());
+        // Up to 256 fields: a scan per field is quadratic, so long structs use a set.
+        let mut seen = std::collections::HashSet::new();
         for (i, m) in members.iter().enumerate() {
             let field = Self::read_field(m, by_name).map_err(|e| e.at_index(i))?;
-            if fields.iter().any(|f| f.name == field.name) {
+            let repeated = if members.len() <= 16 { fields.iter().any(|f| f.name == field.name) } else { !seen.insert(field.name.clone()) };
+            if repeated {
                 return Err(Error::new(Code::InvalidTypeDefinition, format!("field {:?} is declared twice", field.name)).at_index(i));
             }
             fields.push(field);
         }
-        Ok(StructType { name: name.to_owned(), fields })
+        let def_len = name.len() + 2 + fields.iter().map(|f| f.type_str.len() + 1 + f.name.len()).sum::<usize>() + fields.len().saturating_sub(1);
+        Ok(StructType { name: name.to_owned(), fields, def_len })
     }
 
     fn read_field(m: &Value, by_name: &HashMap<String, usize>) -> Result<Field> {
@@ -244,6 +282,35 @@ impl TypeSet {
 
     pub fn type_hash(&self, idx: usize) -> &B256 {
         self.type_hashes[idx].get_or_init(|| type_hash_of(&self.encode_type(idx)))
+    }
+
+    /// Fails with `limit_exceeded` if the encodeType texts of all the struct types (each one
+    /// with every struct it reaches) would total more than the allowance, before any is built.
+    fn check_encode_work(&self) -> Result<()> {
+        let defs: usize = self.structs.iter().map(|s| s.def_len).sum();
+        let budget = ENCODE_TYPE_ALLOWANCE.saturating_add(ENCODE_TYPE_FACTOR.saturating_mul(defs));
+        // No text is longer than all the definitions once: most documents stop here.
+        if self.structs.len().saturating_mul(defs) <= budget {
+            return Ok(());
+        }
+        let mut total = 0usize;
+        for i in 0..self.structs.len() {
+            total += self.encode_type_len(i);
+            if total > budget {
+                return fail(
+                    Code::LimitExceeded,
+                    format!(
+                        "the struct types' encodeType texts would total more than {budget} bytes ({ENCODE_TYPE_ALLOWANCE} + {ENCODE_TYPE_FACTOR} x the {defs} bytes of their definitions): long type names repeated through many structs"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `encode_type(idx).len()`, without building it.
+    pub fn encode_type_len(&self, idx: usize) -> usize {
+        self.structs[idx].def_len + self.dependencies(idx).iter().map(|&j| self.structs[j].def_len).sum::<usize>()
     }
 
     /// Struct types reachable from `idx` (not counting `idx` itself unless it recurses).
@@ -377,4 +444,59 @@ mod tests {
         assert!(ts.check_encodable(0).is_ok());
         assert_eq!(ts.encode_type(0), "Node(Node[] kids,uint8 v)");
     }
+
+    /// The shape of issue 10 item 5: a chain of small structs, the last of which refers to one
+    /// struct with a long name, so every struct's encodeType repeats the long name.
+    pub(crate) fn chain_types(links: usize, long_name_len: usize) -> String {
+        let big = format!("B{}", "x".repeat(long_name_len - 1));
+        let mut out = String::from("{");
+        for i in 0..links {
+            let next = if i + 1 < links { format!("S{}[]", i + 1) } else { big.clone() };
+            out.push_str(&format!(r#""S{i}":[{{"name":"n","type":"{next}"}}],"#));
+        }
+        out.push_str(&format!(r#""{big}":[{{"name":"v","type":"bool"}}]}}"#));
+        out
+    }
+
+    #[test]
+    fn encode_type_len_is_exact() {
+        let ts = set(r#"{"Mail":[{"name":"from","type":"Person"},{"name":"to","type":"Person[2]"},{"name":"contents","type":"string"}],
+                        "Person":[{"name":"name","type":"string"},{"name":"wallet","type":"address"},{"name":"me","type":"Person[]"}],"E":[]}"#)
+        .unwrap();
+        for i in 0..3 {
+            assert_eq!(ts.encode_type_len(i), ts.encode_type(i).len());
+        }
+        let ts = set(&chain_types(20, 50)).unwrap();
+        for i in 0..21 {
+            assert_eq!(ts.encode_type_len(i), ts.encode_type(i).len());
+        }
+    }
+
+    #[test]
+    fn encode_type_work_is_bounded() {
+        // 250 links over a 120 KB name: about 60 MB of encodeType text for a 240 KB document.
+        let e = set(&chain_types(250, 120_000)).unwrap_err();
+        assert_eq!(e.code, Code::LimitExceeded, "{e:?}");
+        // The same chain with short names, and a long name nobody repeats, are fine.
+        assert!(set(&chain_types(30, 20)).is_ok());
+        assert!(set(&chain_types(1, 200_000)).is_ok());
+    }
+
+    #[test]
+    fn type_hash_cache_is_bounded_in_bytes() {
+        // Long texts are hashed but never kept.
+        let long = "L".repeat(TYPE_HASH_CACHE_MAX_LEN + 1);
+        assert_eq!(type_hash_of(&long), keccak256(long.as_bytes()));
+        assert!(!CACHE.read().unwrap().map.contains_key(&long));
+        // Many distinct texts at the longest kept length fill it to its byte bound, no further.
+        for i in 0..(TYPE_HASH_CACHE_BYTES / TYPE_HASH_CACHE_MAX_LEN + 50) {
+            let mut t = format!("T{i}(");
+            t.push_str(&"a".repeat(TYPE_HASH_CACHE_MAX_LEN - t.len()));
+            assert_eq!(type_hash_of(&t), keccak256(t.as_bytes()));
+        }
+        let cache = CACHE.read().unwrap();
+        assert!(cache.bytes <= TYPE_HASH_CACHE_BYTES && cache.bytes == cache.map.keys().map(String::len).sum::<usize>());
+        assert!(type_hash_cache_bytes() <= TYPE_HASH_CACHE_BYTES);
+    }
 }
+

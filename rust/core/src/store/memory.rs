@@ -1,12 +1,13 @@
 //! The in-process store: one mutex over a hash map, taken once per batch. Bounded: expired
-//! entries are swept when the map fills, and a map still full refuses new reservations.
+//! unsettled entries are swept when the map fills, and a map still full (of live
+//! reservations and settled keys, which are never dropped) refuses new reservations.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use alloy_primitives::{B256, U256};
 
-use super::{Entry, State, StoreRefusal};
+use super::{Entry, State, StoreRefusal, KEPT};
 
 pub struct MemoryStore {
     max_entries: usize,
@@ -40,7 +41,8 @@ impl MemoryStore {
     }
 
     /// Reserves each key in order; `Ok(true)` reserved (or already the caller's), `Ok(false)`
-    /// replay. The same key twice in one batch: the second sees the first.
+    /// replay, `Err(Full | Expired)` refused. The same key twice in one batch: the second sees
+    /// the first.
     pub fn reserve_many(&self, items: &[Reserve<'_>], now: u64) -> Vec<Result<bool, StoreRefusal>> {
         let mut map = self.lock();
         items
@@ -52,9 +54,10 @@ impl MemoryStore {
                     }
                 }
                 if r.expires_at <= now {
-                    // Dead on arrival: nothing to keep (and nothing a later sweep must find).
+                    // Dead on arrival: keeping it for no time would acknowledge a reservation
+                    // that is not held, so it is refused (and an expired entry dropped).
                     map.remove(&r.key);
-                    return Ok(true);
+                    return Err(StoreRefusal::Expired);
                 }
                 if map.len() >= self.max_entries && !map.contains_key(&r.key) {
                     let mut swept = self.full_sweep_at.lock().unwrap_or_else(|p| p.into_inner());
@@ -86,7 +89,8 @@ impl MemoryStore {
         }
     }
 
-    /// Marks the caller's reservation settled; returns the upto total charged (0 for exact).
+    /// Marks the caller's reservation settled, and keeps it for as long as the store lives;
+    /// returns the upto total charged (0 for exact).
     pub fn settle(&self, key: &B256, owner: &str, now: u64) -> Result<U256, StoreRefusal> {
         self.with_live(key, now, |map| {
             let e = map.get_mut(key).ok_or(StoreRefusal::NotFound)?;
@@ -94,6 +98,7 @@ impl MemoryStore {
                 State::Reserved { owner: o, charged, .. } if o == owner => {
                     let total = *charged;
                     e.state = State::Settled { owner: owner.to_owned(), total };
+                    e.expires_at = KEPT;
                     Ok(total)
                 }
                 State::Settled { owner: o, total } if o == owner => Ok(*total),
@@ -136,11 +141,16 @@ impl MemoryStore {
         self.lock().get(key).filter(|e| e.expires_at > now).cloned()
     }
 
-    /// Drops every expired entry; returns how many remain.
+    /// Drops every expired (unsettled) entry; returns how many remain.
     pub fn sweep(&self, now: u64) -> usize {
         let mut map = self.lock();
         map.retain(|_, e| e.expires_at > now);
         map.len()
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&self) {
+        self.lock().clear();
     }
 
     pub fn len(&self) -> usize {
@@ -169,9 +179,27 @@ mod tests {
         assert_eq!(s.settle(&key(1), "a", 0), Ok(U256::ZERO));
         assert_eq!(s.release(&key(1), "a", 0), Err(StoreRefusal::Closed));
         assert_eq!(s.reserve_many(&[r(1, "a")], 0), vec![Ok(false)]);
-        // Expired: gone, and reservable again.
-        assert_eq!(s.get(&key(1), 100), None);
-        assert_eq!(s.reserve_many(&[r(1, "c")], 100), vec![Ok(true)]);
+        // Settled: kept past its expiry, a replay for ever.
+        assert_eq!(s.get(&key(1), u64::MAX - 1).map(|e| e.expires()), Some(None));
+        assert_eq!(s.reserve_many(&[r(1, "c")], 1_000_000), vec![Ok(false)]);
+        assert_eq!(s.sweep(1_000_000), 1);
+        // Unsettled and expired: gone, and reservable again.
+        assert_eq!(s.reserve_many(&[r(2, "a")], 0), vec![Ok(true)]);
+        assert_eq!(s.get(&key(2), 100), None);
+        assert_eq!(s.reserve_many(&[r(2, "c")], 100), vec![Err(StoreRefusal::Expired)]);
+        assert_eq!(s.reserve_many(&[Reserve { key: key(2), owner: "c", expires_at: 200, cap: None }], 100), vec![Ok(true)]);
+    }
+
+    #[test]
+    fn full_of_settled_keys_refuses() {
+        let s = MemoryStore::new(2);
+        let r = |k| Reserve { key: key(k), owner: "o", expires_at: 10, cap: None };
+        assert_eq!(s.reserve_many(&[r(1), r(2)], 0), vec![Ok(true), Ok(true)]);
+        s.settle(&key(1), "o", 0).unwrap();
+        s.settle(&key(2), "o", 0).unwrap();
+        let later = Reserve { key: key(3), owner: "o", expires_at: 1000, cap: None };
+        assert_eq!(s.reserve_many(&[later], 500), vec![Err(StoreRefusal::Full)]);
+        assert_eq!(s.len(), 2);
     }
 
     #[test]

@@ -68,13 +68,17 @@ pub struct PaymentPayload {
 /// The route's payment requirements.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentRequirements {
+    /// 2 when the requirements carry `amount`, 1 when they carry `maxAmountRequired`: the
+    /// schema (x402 SDK `PaymentRequirements` / `PaymentRequirementsV1`) they are read by.
+    pub x402_version: u8,
     pub scheme: String,
     pub network: String,
     /// `amount` (v2) or `maxAmountRequired` (v1).
     pub amount: U256,
     pub asset: Address,
     pub pay_to: Address,
-    pub max_timeout_seconds: Option<u64>,
+    /// Required by both schemas; bounds how long a payment for this route may stay valid.
+    pub max_timeout_seconds: u64,
     pub extra_name: Option<String>,
     pub extra_version: Option<String>,
     pub asset_transfer_method: Option<String>,
@@ -203,23 +207,60 @@ pub fn parse_payload(v: &Value) -> Result<PaymentPayload> {
 fn requirements_amount(o: &Object, key: &str) -> Result<U256> {
     match member(o, key)? {
         Value::Str(s) => parse_uint_decimal(s).map_err(|e| e.at_key(key)),
+        // The server's own configuration: a JSON integer is read exactly (payloads must use strings).
         Value::Int(Int { negative: false, mag: Some(m) }) => Ok(*m),
         v => Err(Error::new(Code::InvalidValueType, format!("{key} must be a decimal string, got {}", v.kind())).at_key(key)),
     }
 }
 
-/// Reads payment requirements of either version (`amount` in v2, `maxAmountRequired` in v1).
+/// A member both schemas type as an optional string or object: absent, `null` or that kind.
+fn optional_kind(o: &Object, key: &str, want: &str) -> Result<()> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Str(_)) if want == "string" => Ok(()),
+        Some(Value::Object(_)) if want == "object" => Ok(()),
+        Some(v) => Err(Error::new(Code::InvalidValueType, format!("{key} must be {want} or null, got {}", v.kind())).at_key(key)),
+    }
+}
+
+fn timeout(o: &Object) -> Result<u64> {
+    match member(o, "maxTimeoutSeconds")? {
+        // Past u64 it is "for ever" all the same; the window check saturates.
+        Value::Int(Int { negative: false, mag: Some(m) }) => Ok(u64::try_from(*m).unwrap_or(u64::MAX)),
+        v => Err(Error::new(Code::InvalidValueType, format!("maxTimeoutSeconds must be a non-negative integer, got {}", v.kind())).at_key("maxTimeoutSeconds")),
+    }
+}
+
+/// Reads payment requirements of either version, by the x402 SDK's schemas: v2
+/// (`PaymentRequirements`: scheme, network, asset, amount, payTo, maxTimeoutSeconds; extra an
+/// object) when they carry `amount`, v1 (`PaymentRequirementsV1`: scheme, network,
+/// maxAmountRequired, resource, payTo, maxTimeoutSeconds, asset; description, mimeType,
+/// outputSchema and extra optional, null allowed) when they carry `maxAmountRequired`. Every
+/// required member, for every scheme, must be present and of its type; other members are ignored.
 pub fn parse_requirements(v: &Value) -> Result<PaymentRequirements> {
     let inner = || -> Result<PaymentRequirements> {
         let o = obj(v, "payment requirements")?;
-        let amount_key = match (o.get("amount").is_some(), o.get("maxAmountRequired").is_some()) {
+        let (x402_version, amount_key) = match (o.get("amount").is_some(), o.get("maxAmountRequired").is_some()) {
             (true, true) => return fail(Code::InvalidPayload, "requirements carry both amount (v2) and maxAmountRequired (v1)"),
-            (false, true) => "maxAmountRequired",
-            (true, false) => "amount",
+            (false, true) => (1, "maxAmountRequired"),
+            (true, false) => (2, "amount"),
             (false, false) => return fail(Code::MissingField, "amount (v2) or maxAmountRequired (v1) is missing"),
         };
+        let scheme = string(o, "scheme")?.to_owned();
+        let network = string(o, "network")?.to_owned();
+        let amount = requirements_amount(o, amount_key)?;
+        let asset = address(o, "asset")?;
+        let pay_to = address(o, "payTo")?;
+        let max_timeout_seconds = timeout(o)?;
+        if x402_version == 1 {
+            string(o, "resource")?;
+            for (key, kind) in [("description", "string"), ("mimeType", "string"), ("outputSchema", "object")] {
+                optional_kind(o, key, kind)?;
+            }
+        }
         let extra = match o.get("extra") {
-            None | Some(Value::Null) => None,
+            None => None,
+            Some(Value::Null) if x402_version == 1 => None,
             Some(Value::Object(e)) => Some(e),
             Some(v) => return Err(Error::new(Code::InvalidValueType, format!("extra must be an object, got {}", v.kind())).at_key("extra")),
         };
@@ -234,20 +275,13 @@ pub fn parse_requirements(v: &Value) -> Result<PaymentRequirements> {
             Some(s) => Some(parse_address(&s).map_err(|e| e.at_key("facilitatorAddress").at_key("extra"))?),
             None => None,
         };
-        let max_timeout_seconds = match o.get("maxTimeoutSeconds") {
-            None | Some(Value::Null) => None,
-            Some(Value::Int(Int { negative: false, mag: Some(m) })) => Some(u64::try_from(*m).unwrap_or(u64::MAX)),
-            Some(v) => {
-                return Err(Error::new(Code::InvalidValueType, format!("maxTimeoutSeconds must be a non-negative integer, got {}", v.kind()))
-                    .at_key("maxTimeoutSeconds"))
-            }
-        };
         Ok(PaymentRequirements {
-            scheme: string(o, "scheme")?.to_owned(),
-            network: string(o, "network")?.to_owned(),
-            amount: requirements_amount(o, amount_key)?,
-            asset: address(o, "asset")?,
-            pay_to: address(o, "payTo")?,
+            x402_version,
+            scheme,
+            network,
+            amount,
+            asset,
+            pay_to,
             max_timeout_seconds,
             extra_name: extra_str("name")?,
             extra_version: extra_str("version")?,

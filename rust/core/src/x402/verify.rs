@@ -9,6 +9,7 @@ use super::digest::{eip3009_digest, eip3009_domain_separator, permit2_domain_sep
 use super::network::{default_names, parse_caip2};
 use super::payload::{parse_payload, Authorization, PaymentPayload, PaymentRequirements};
 use super::replay::{replay_key, ReplayKey};
+use crate::authenticate::{Session, SigItem};
 use crate::error::{Code, Error, Result};
 use crate::json::Value;
 use crate::primitives::{parse_hex_prefixed, Digest};
@@ -20,6 +21,11 @@ pub const EXACT_PERMIT2_PROXY: Address = address!("402085c248EeA27D92E8b30b2C58e
 pub const UPTO_PERMIT2_PROXY: Address = address!("4020A4f3b7b90ccA423B9fabCc0CE57C6C240002");
 /// The SDK's buffer on deadlines (about three blocks).
 pub const DEFAULT_TIME_BUFFER: u64 = 6;
+/// Default allowance for a client clock running ahead of ours, on top of the requirements'
+/// `maxTimeoutSeconds`: the x402 SDK clients sign validAfter = their now - 600, so a payment
+/// from a clock up to 600 s ahead passes the validAfter check; its validBefore / deadline
+/// (their now + maxTimeoutSeconds) passes the window check under the same allowance.
+pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 600;
 /// Largest decoded payment JSON accepted by default.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 16 * 1024;
 
@@ -44,7 +50,10 @@ pub struct VerifyConfig {
     /// `extra.facilitatorAddress` is the only one accepted.
     pub facilitator_addresses: Vec<Address>,
     pub time_buffer: u64,
-    /// When set, a validBefore/deadline further than this many seconds ahead is refused.
+    /// A validBefore/deadline later than now + the requirements' `maxTimeoutSeconds` + this is
+    /// refused (`authorization_window_too_long`), so every reservation has a bounded life.
+    pub clock_skew_seconds: u64,
+    /// When set, a validBefore/deadline further than this many seconds ahead is refused too.
     pub max_validity_seconds: Option<u64>,
     pub max_payload_bytes: usize,
     pub eip3009_policy: SignaturePolicy,
@@ -60,6 +69,7 @@ impl Default for VerifyConfig {
             upto_permit2_proxies: vec![UPTO_PERMIT2_PROXY],
             facilitator_addresses: Vec::new(),
             time_buffer: DEFAULT_TIME_BUFFER,
+            clock_skew_seconds: DEFAULT_CLOCK_SKEW_SECONDS,
             max_validity_seconds: None,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             eip3009_policy: SignaturePolicy::eip3009(),
@@ -102,13 +112,13 @@ pub struct Verdict {
     pub replay: Option<ReplayKey>,
     /// What a chain check needs once the cascade reached the signature step (every other
     /// check passed): the requirements' asset, the EIP-712 digest and the signature bytes.
-    pub signed: Option<Signed>,
+    pub signed: Option<SignedPayment>,
 }
 
 /// The signed digest of a payment and its signature, for checks only the chain can make
 /// (ERC-1271 / ERC-6492 wallets, EIP-7702 delegated accounts).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Signed {
+pub struct SignedPayment {
     pub asset: Address,
     pub digest: Digest,
     pub signature: Vec<u8>,
@@ -165,11 +175,35 @@ pub fn read_payload(input: &PayloadInput<'_>, cfg: &VerifyConfig) -> Result<Paym
 
 /// Verifies one payment against already-read requirements at unix time `now`.
 pub fn verify(input: &PayloadInput<'_>, requirements: &Result<PaymentRequirements>, now: u64, cfg: &VerifyConfig) -> Verdict {
+    let (mut v, pending) = verify_deferred(input, requirements, now, cfg);
+    if let Some(p) = pending {
+        let recovered = p.item.signature.recover_address_from_prehash(&p.item.digest);
+        finish(&mut v, &p, recovered);
+    }
+    v
+}
+
+/// A payment that passed every check before the signature's: what is left is to authenticate
+/// `item` (recovery, or `authenticate::Authenticator` for many at once) and `finish`.
+#[derive(Clone, Copy, Debug)]
+pub struct PendingSignature {
+    pub item: SigItem,
+    code: Code,
+}
+
+/// `verify` up to the signature: the verdict so far, and the signature still to authenticate
+/// when every other check passed (the verdict is then valid until `finish` says otherwise).
+pub fn verify_deferred(
+    input: &PayloadInput<'_>,
+    requirements: &Result<PaymentRequirements>,
+    now: u64,
+    cfg: &VerifyConfig,
+) -> (Verdict, Option<PendingSignature>) {
     let payload = match read_payload(input, cfg) {
         Ok(p) => p,
-        Err(e) => return Verdict::from_error(&e),
+        Err(e) => return (Verdict::from_error(&e), None),
     };
-    let mut v = Verdict {
+    let v = Verdict {
         reason: None,
         message: String::new(),
         payer: Some(payload.authorization.payer()),
@@ -182,10 +216,27 @@ pub fn verify(input: &PayloadInput<'_>, requirements: &Result<PaymentRequirement
     };
     let req = match requirements {
         Ok(r) => r,
-        Err(e) => return fill(v, Err(fail_with(e.code, &Verdict::from_error(e).message))),
+        Err(e) => return (fill(v, Err(fail_with(e.code, &Verdict::from_error(e).message))), None),
     };
-    let outcome = cascade(&payload, req, now, cfg, &mut v);
-    fill(v, outcome)
+    let mut v = v;
+    match cascade(&payload, req, now, cfg, &mut v) {
+        Ok(pending) => (v, Some(pending)),
+        Err(e) => (fill(v, Err(e)), None),
+    }
+}
+
+/// Completes a verdict from `verify_deferred` with what authenticating its signature gave:
+/// exactly what `verify` does with the recovered address.
+pub fn finish(v: &mut Verdict, p: &PendingSignature, recovered: Result<Address>) {
+    let outcome = recovered.map_err(|e| (p.code, format!("{}: {}", e.code, e.message))).and_then(|signer| {
+        check(signer == p.item.claimed, p.code, || format!("the signature recovers to {signer}, not the payer {}", p.item.claimed))?;
+        v.payer = Some(signer);
+        Ok(())
+    });
+    if let Err((code, message)) = outcome {
+        v.reason = Some(code);
+        v.message = message;
+    }
 }
 
 fn fill(mut v: Verdict, outcome: std::result::Result<(), (Code, String)>) -> Verdict {
@@ -201,6 +252,8 @@ fn fail_with(code: Code, message: &str) -> (Code, String) {
 }
 
 type Step = std::result::Result<(), (Code, String)>;
+/// The cascade's end: every check passed, the signature is still to authenticate.
+type Signed = std::result::Result<PendingSignature, (Code, String)>;
 
 fn check(ok: bool, code: Code, message: impl FnOnce() -> String) -> Step {
     if ok {
@@ -210,7 +263,7 @@ fn check(ok: bool, code: Code, message: impl FnOnce() -> String) -> Step {
     }
 }
 
-fn cascade(p: &PaymentPayload, req: &PaymentRequirements, now: u64, cfg: &VerifyConfig, v: &mut Verdict) -> Step {
+fn cascade(p: &PaymentPayload, req: &PaymentRequirements, now: u64, cfg: &VerifyConfig, v: &mut Verdict) -> Signed {
     let scheme = match (req.scheme.as_str(), &p.authorization) {
         ("upto", Authorization::Permit2(_)) => Scheme::UptoPermit2,
         ("upto", Authorization::Eip3009(_)) => return Err(fail_with(Code::UnsupportedPayloadType, "upto payments are Permit2 authorizations")),
@@ -240,9 +293,20 @@ fn network_allowed(chain: u64, cfg: &VerifyConfig) -> Step {
     check(ok, Code::InvalidNetwork, || format!("chain {chain} is not among this verifier's networks"))
 }
 
-fn window(valid_until: &U256, now: u64, cfg: &VerifyConfig) -> Step {
+/// How far ahead an authorization may stay valid: a client signs validBefore / deadline =
+/// its now + maxTimeoutSeconds, so later than that (plus its clock's allowance) is an
+/// authorization that would hold a reservation longer than the route ever needs, and a free
+/// way to fill the store (signing costs nothing).
+fn window(valid_until: &U256, now: u64, req: &PaymentRequirements, cfg: &VerifyConfig) -> Step {
+    let bound = U256::from(now) + U256::from(req.max_timeout_seconds) + U256::from(cfg.clock_skew_seconds);
+    check(*valid_until <= bound, Code::AuthorizationWindowTooLong, || {
+        format!(
+            "authorization is valid until {valid_until}, more than maxTimeoutSeconds ({}) + {} s of clock skew after now ({now})",
+            req.max_timeout_seconds, cfg.clock_skew_seconds
+        )
+    })?;
     match cfg.max_validity_seconds {
-        Some(max) => check(*valid_until <= U256::from(now.saturating_add(max)), Code::AuthorizationWindowTooLong, || {
+        Some(max) => check(*valid_until <= U256::from(now) + U256::from(max), Code::AuthorizationWindowTooLong, || {
             format!("authorization is valid until {valid_until}, more than {max} s after now ({now})")
         }),
         None => Ok(()),
@@ -256,7 +320,7 @@ fn exact_eip3009(
     now: u64,
     cfg: &VerifyConfig,
     v: &mut Verdict,
-) -> Step {
+) -> Signed {
     check(p.scheme == "exact", Code::UnsupportedScheme, || format!("payload scheme {:?} is not exact", p.scheme))?;
     check(p.network == req.network, Code::NetworkMismatch, || format!("payload network {:?} differs from {:?}", p.network, req.network))?;
     let chain = chain_id(&req.network, p.x402_version, cfg).ok_or_else(|| (Code::FailedToGetNetworkConfig, format!("unknown network {:?}", req.network)))?;
@@ -272,10 +336,11 @@ fn exact_eip3009(
     let fresh = a.valid_before >= U256::from(now) + U256::from(cfg.time_buffer) && a.valid_before > U256::from(now);
     check(fresh, Code::ValidBeforeExpired, || format!("validBefore {} is before now + {} s ({now})", a.valid_before, cfg.time_buffer))?;
     check(a.valid_after <= U256::from(now), Code::ValidAfterFuture, || format!("validAfter {} is after now ({now})", a.valid_after))?;
-    window(&a.valid_before, now, cfg)?;
+    window(&a.valid_before, now, req, cfg)?;
     let domain = eip3009_domain_separator(name, version, chain, &req.asset);
     let digest = eip3009_digest(&domain, a);
-    signer_matches(&p.signature, &digest, req.asset, a.from, &cfg.eip3009_policy, Code::InvalidExactSignature, v)
+    let session = Session { now, expires: a.valid_before.saturating_to() };
+    signature_item(&p.signature, &digest, req.asset, a.from, &cfg.eip3009_policy, Code::InvalidExactSignature, session, v)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -287,7 +352,7 @@ fn permit2(
     now: u64,
     cfg: &VerifyConfig,
     v: &mut Verdict,
-) -> Step {
+) -> Signed {
     let (scheme_code, network_code, config_code, proxies) = if upto {
         (Code::UptoInvalidScheme, Code::UptoNetworkMismatch, Code::UptoFailedToGetNetworkConfig, &cfg.upto_permit2_proxies)
     } else {
@@ -325,20 +390,31 @@ fn permit2(
     // an upto session may settle 0 (the facilitator then sends nothing).
     check(upto || !a.amount.is_zero(), Code::Permit2InvalidAmount, || "the exact Permit2 proxy cannot settle an amount of 0".to_owned())?;
     check(!a.to.is_zero(), Code::Permit2InvalidDestination, || "witness.to is the zero address".to_owned())?;
-    window(&a.deadline, now, cfg)?;
+    window(&a.deadline, now, req, cfg)?;
     let digest = permit2_witness_digest(&permit2_domain_separator(chain), a);
-    signer_matches(&p.signature, &digest, req.asset, a.from, &cfg.permit2_policy, Code::InvalidPermit2Signature, v)
+    let session = Session { now, expires: a.deadline.saturating_to() };
+    signature_item(&p.signature, &digest, req.asset, a.from, &cfg.permit2_policy, Code::InvalidPermit2Signature, session, v)
 }
 
-/// The signature step: smart-wallet forms are sent to a chain check, never recovered as EOA
-/// signatures; everything else must recover to the claimed payer under the policy.
+/// The signature step, up to authentication: smart-wallet forms are sent to a chain check,
+/// never recovered as EOA signatures; everything else must parse under the policy, and then
+/// recover to the claimed payer (`finish`).
 #[allow(clippy::too_many_arguments)]
-fn signer_matches(text: &str, digest: &Digest, asset: Address, claimed: Address, policy: &SignaturePolicy, code: Code, v: &mut Verdict) -> Step {
+fn signature_item(
+    text: &str,
+    digest: &Digest,
+    asset: Address,
+    claimed: Address,
+    policy: &SignaturePolicy,
+    code: Code,
+    session: Session,
+    v: &mut Verdict,
+) -> Signed {
     if text.is_empty() || text == "0x" {
         return Err(fail_with(code, "the payload has no signature"));
     }
     let bytes = parse_hex_prefixed(text, Code::InvalidSignatureEncoding).map_err(|e| (code, e.message))?;
-    v.signed = Some(Signed { asset, digest: *digest, signature: bytes.clone() });
+    v.signed = Some(SignedPayment { asset, digest: *digest, signature: bytes.clone() });
     let ecdsa_len = bytes.len() == 65 || (policy.allow_compact && bytes.len() == 64);
     // Any other length (and the ERC-6492 wrapper) can only be a contract wallet's signature:
     // ERC-1271 accepts whatever the wallet accepts, so only the chain can decide.
@@ -349,8 +425,5 @@ fn signer_matches(text: &str, digest: &Digest, asset: Address, claimed: Address,
         ));
     }
     let sig = Signature::parse(&bytes, policy).map_err(|e| (code, format!("{}: {}", e.code, e.message)))?;
-    let signer = sig.recover_address_from_prehash(digest).map_err(|e| (code, format!("{}: {}", e.code, e.message)))?;
-    check(signer == claimed, code, || format!("the signature recovers to {signer}, not the payer {claimed}"))?;
-    v.payer = Some(signer);
-    Ok(())
+    Ok(PendingSignature { item: SigItem { digest: *digest, signature: sig, claimed, session: Some(session) }, code })
 }

@@ -23,7 +23,7 @@ use x402_verify_core::x402::{header, payload_text};
 use x402_verify_core::{Code, Digest, Signature, SignaturePolicy, B256, U256};
 
 /// The fuzz targets, by the name of their corpus directory.
-pub const TARGETS: [&str; 7] = ["json", "typed_data", "typed_data_gen", "signature", "primitives", "x402", "store"];
+pub const TARGETS: [&str; 8] = ["json", "typed_data", "typed_data_gen", "signature", "primitives", "x402", "store", "authenticate"];
 
 /// Runs the check of the target `name` on one input.
 pub fn check(name: &str, data: &[u8]) {
@@ -35,6 +35,7 @@ pub fn check(name: &str, data: &[u8]) {
         "primitives" => check_primitives(data),
         "x402" => check_x402(data),
         "store" => check_store(data),
+        "authenticate" => check_authenticate(data),
         _ => panic!("no fuzz target named {name:?}"),
     }
 }
@@ -45,6 +46,7 @@ pub fn check(name: &str, data: &[u8]) {
 /// what it refuses that serde_json accepts is refused for a strictness reason, and an accepted
 /// value survives a print/parse round trip unchanged.
 pub fn check_json(data: &[u8]) {
+    check_json_exact(data);
     let ours = json::parse(data);
     let theirs = serde_json::from_slice::<serde_json::Value>(data);
     match &ours {
@@ -66,6 +68,38 @@ pub fn check_json(data: &[u8]) {
                 assert!(matches!(e.code, Code::InvalidJson | Code::InvalidJsonNumber | Code::DuplicateKey), "unexpected code {}", e.code);
             }
         }
+    }
+}
+
+/// `json::parse_with(_, Integers::Exact)` (typed data) differs from `json::parse` only where
+/// the latter says `invalid_json_number`: the same value or error otherwise; what it accepts
+/// serde_json accepts too, or refuses only as a number beyond any float; an accepted value
+/// whose integers are below 2^256 prints back and re-parses to itself.
+fn check_json_exact(data: &[u8]) {
+    let exact = json::parse_with(data, json::Integers::Exact);
+    match json::parse(data) {
+        Ok(v) => assert_eq!(exact.as_ref(), Ok(&v), "exact integers changed a value the plain reader accepts"),
+        Err(e) if e.code != Code::InvalidJsonNumber => assert_eq!(exact.as_ref().err(), Some(&e), "exact integers changed a non-number error"),
+        Err(_) => {}
+    }
+    if let Ok(v) = &exact {
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(data) {
+            assert!(e.to_string().starts_with("number out of range"), "exact reader accepted what serde_json refuses: {e}");
+        }
+        if all_ints_fit(v) {
+            let text = to_json_text(v);
+            let again = json::parse_with(text.as_bytes(), json::Integers::Exact).unwrap_or_else(|e| panic!("printed value does not re-parse: {e}; {text:?}"));
+            assert_eq!(&again, v, "print/parse round trip changed the value (exact integers)");
+        }
+    }
+}
+
+fn all_ints_fit(v: &Value) -> bool {
+    match v {
+        Value::Int(i) => i.mag.is_some(),
+        Value::Array(items) => items.iter().all(all_ints_fit),
+        Value::Object(o) => o.iter().all(|(_, x)| all_ints_fit(x)),
+        _ => true,
     }
 }
 
@@ -130,8 +164,8 @@ pub fn check_typed_data(data: &[u8]) {
     if let Some(less) = data.len().checked_sub(1) {
         assert_eq!(eip712::hash_typed_data_json(data, less).unwrap_err().code, Code::PayloadTooLarge);
     }
-    // The JSON entry point is parse + from_value + signing_digest, step by step.
-    match json::parse(data) {
+    // The JSON entry point is parse (integers exact) + from_value + signing_digest, step by step.
+    match json::parse_with(data, json::Integers::Exact) {
         Err(e) => assert_eq!(first.unwrap_err(), e, "a JSON error must be reported as is"),
         Ok(doc) => match eip712::TypedData::from_value(&doc) {
             Err(e) => assert_eq!(first.unwrap_err(), e, "from_value's error must be reported as is"),
@@ -439,7 +473,7 @@ fn gen_atomic(c: &mut Choices<'_>, a: &str) -> Gj {
         } else {
             U256::from(1u8) << width
         };
-        let s = c.pick(&["-1", "01", "0x10", " 1", "1e3", "-0", "+1", "1.0", ""]);
+        let s = c.pick(&["-1", "01", "0X10", " 1", "1e3", "-0", "+1", "1.0", "", "0x", "-0x1", "0x1_0", "0xg"]);
         let over = if !signed && width == 256 {
             "115792089237316195423570985008687907853269984665640564039457584007913129639936".to_owned()
         } else {
@@ -463,13 +497,14 @@ fn gen_atomic(c: &mut Choices<'_>, a: &str) -> Gj {
             (signed && c.rarely(2), U256::from_be_slice(&raw) & max)
         }
     };
-    let text = format!("{}{}", if negative && !mag.is_zero() { "-" } else { "" }, mag);
-    // Small values also go as JSON integers.
-    let fits_json = if negative { mag <= U256::from(1u64 << 63) } else { mag <= U256::from(u64::MAX) };
-    if fits_json && c.rarely(2) {
-        Gj::Raw(text)
-    } else {
-        jstr(&text)
+    let negative = negative && !mag.is_zero();
+    let text = format!("{}{}", if negative { "-" } else { "" }, mag);
+    // As a JSON integer literal (any size), a decimal string, or (non-negative) 0x hex.
+    match c.below(4) {
+        0 => Gj::Raw(text),
+        1 if !negative => jstr(&format!("0x{}{mag:x}", "0".repeat(c.below(3)))),
+        2 if !negative => jstr(&format!("0x{mag:X}")),
+        _ => jstr(&text),
     }
 }
 
@@ -756,7 +791,7 @@ pub fn check_x402(data: &[u8]) {
                             assert_eq!(text, got, "Text and Value input disagree");
                         }
                         check_verdict(&got, &PayloadInput::Value(v), p, Some(req), t, cfg);
-                        if in_window(&p.authorization, t, cfg) {
+                        if in_window(&p.authorization, t, req, cfg) {
                             match &inside {
                                 None => inside = Some(got),
                                 Some(first) => assert_eq!(&got, first, "inside the validity window the verdict changed with now (t={t})"),
@@ -918,14 +953,16 @@ fn window_of(auth: &Authorization) -> (U256, U256) {
 }
 
 /// Whether `t` passes the time checks: validAfter <= t, validBefore / deadline >= t + buffer
-/// (and > t for EIP-3009: USDC's own rule), and within max_validity_seconds of t.
-fn in_window(auth: &Authorization, t: u64, cfg: &VerifyConfig) -> bool {
+/// (and > t for EIP-3009: USDC's own rule), no later than t + maxTimeoutSeconds + the clock-skew
+/// allowance, and within max_validity_seconds of t.
+fn in_window(auth: &Authorization, t: u64, req: &PaymentRequirements, cfg: &VerifyConfig) -> bool {
     let (after, before) = window_of(auth);
     let now = U256::from(t);
     let strict_after = matches!(auth, Authorization::Eip3009(_));
     after <= now
         && before >= now + U256::from(cfg.time_buffer)
         && (!strict_after || before > now)
+        && before <= now + U256::from(req.max_timeout_seconds) + U256::from(cfg.clock_skew_seconds)
         && cfg.max_validity_seconds.is_none_or(|m| before <= now + U256::from(m))
 }
 
@@ -957,7 +994,7 @@ fn check_verdict(v: &Verdict, input: &PayloadInput<'_>, p: &PaymentPayload, req:
     assert!(v.replay.is_some(), "a valid verdict has no replay key");
     let chain = v.chain_id.expect("a valid verdict has a chain");
     assert!(cfg.allowed_chain_ids.as_ref().is_none_or(|ids| ids.contains(&chain)), "valid on a chain the config does not allow");
-    assert!(in_window(auth, t, cfg), "valid at t={t} outside the window");
+    assert!(in_window(auth, t, req, cfg), "valid at t={t} outside the window");
     assert_eq!(p.network, req.network, "valid with another network");
     assert_eq!(p.scheme, req.scheme, "valid with another scheme");
     let sig = sig_bytes.expect("valid with a signature that is not hex");
@@ -1050,14 +1087,16 @@ fn render_requirements(r: &PaymentRequirements) -> String {
     if let Some(f) = &r.facilitator_address {
         extra.push(format!(r#""facilitatorAddress":"{}""#, checksum(f)));
     }
-    let timeout = r.max_timeout_seconds.map(|t| format!(r#","maxTimeoutSeconds":{t}"#)).unwrap_or_default();
+    let amount = if r.x402_version == 1 { r#""maxAmountRequired":""# } else { r#""amount":""# };
+    let v1_only = if r.x402_version == 1 { r#","resource":"https://api.example/x""# } else { "" };
     format!(
-        r#"{{"scheme":{},"network":{},"amount":"{}","asset":"{}","payTo":"{}"{timeout},"extra":{{{}}}}}"#,
+        r#"{{"scheme":{},"network":{},{amount}{}","asset":"{}","payTo":"{}","maxTimeoutSeconds":{}{v1_only},"extra":{{{}}}}}"#,
         q(&r.scheme),
         q(&r.network),
         r.amount,
         checksum(&r.asset),
         checksum(&r.pay_to),
+        r.max_timeout_seconds,
         extra.join(",")
     )
 }
@@ -1134,10 +1173,10 @@ impl StoreModel {
             // Reserved by the caller: an idempotent retry. Anything else: a replay.
             return Ok(matches!(&e.state, State::Reserved { owner: o, .. } if o == owner));
         }
-        // Dead on arrival: granted, and nothing is kept.
+        // Dead on arrival: nothing would be kept, so it is refused, never acknowledged.
         if expires_at <= now {
             self.map.remove(&key);
-            return Ok(true);
+            return Err(StoreRefusal::Expired);
         }
         // Bounded: full means full of live entries.
         if self.live_count(now) >= self.max_entries {
@@ -1152,6 +1191,8 @@ impl StoreModel {
         match e.state.clone() {
             State::Reserved { owner: o, charged, .. } if o == owner => {
                 e.state = State::Settled { owner: o, total: charged };
+                // The nonce is spent: a settled key is kept for as long as the store lives.
+                e.expires_at = u64::MAX;
                 Ok(charged)
             }
             State::Settled { owner: o, total } if o == owner => Ok(total),
@@ -1242,5 +1283,169 @@ pub fn check_store(data: &[u8]) {
         let (len, live) = (store.len(), model.live_count(now));
         assert!(live <= len && len <= max_entries.max(live), "step {step}: len {len}, {live} live, capacity {max_entries}");
         assert_eq!(store.is_empty(), len == 0);
+    }
+}
+
+// --- authenticate --------------------------------------------------------------------------
+
+/// Keys and signatures the `authenticate` check builds its batches from (signing is slow; the
+/// fuzzer mutates which of these it picks and how it breaks them).
+pub struct AuthPool {
+    pub keys: Vec<[u8; 64]>,
+    pub addresses: Vec<x402_verify_core::Address>,
+    /// (key index, digest, 65-byte r || s || v)
+    pub sigs: Vec<(usize, [u8; 32], [u8; 65])>,
+}
+
+pub const AUTH_KEYS: usize = 6;
+const AUTH_SIGS_PER_KEY: usize = 24;
+
+pub fn auth_pool() -> &'static AuthPool {
+    static POOL: OnceLock<AuthPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        use secp256k1::ecdsa::{RecoverableSignature, RecoveryId};
+        let mut keys = Vec::new();
+        let mut addresses = Vec::new();
+        let mut sigs = Vec::new();
+        for k in 0..AUTH_KEYS {
+            let mut b = [0x11u8; 32];
+            b[31] = k as u8;
+            let sk = secp256k1::SecretKey::from_secret_bytes(b).unwrap();
+            let full = secp256k1::PublicKey::from_secret_key(&sk).serialize_uncompressed();
+            let xy: [u8; 64] = full[1..].try_into().unwrap();
+            keys.push(xy);
+            addresses.push(x402_verify_core::Address::from_raw_public_key(&xy));
+            for j in 0..AUTH_SIGS_PER_KEY {
+                let d: [u8; 32] = alloy_primitives::keccak256([k as u8, j as u8]).0;
+                let (id, rs) = RecoverableSignature::sign_ecdsa_recoverable(secp256k1::Message::from_digest(d), &sk).serialize_compact();
+                let mut sig = [0u8; 65];
+                sig[..64].copy_from_slice(&rs);
+                sig[64] = 27 + u8::from(id == RecoveryId::One);
+                sigs.push((k, d, sig));
+            }
+        }
+        AuthPool { keys, addresses, sigs }
+    })
+}
+
+/// Builds item `i` of a batch from three bytes: which pooled signature, how it is broken, and a
+/// parameter. Returns (digest, signature bytes, claimed signer).
+pub fn auth_item(pick: u8, kind: u8, param: u8, prev: Option<&(Digest, Vec<u8>, x402_verify_core::Address)>) -> (Digest, Vec<u8>, x402_verify_core::Address) {
+    let pool = auth_pool();
+    let (k, d, sig) = pool.sigs[pick as usize % pool.sigs.len()];
+    let mut digest = d;
+    let mut bytes = sig.to_vec();
+    let mut claimed = pool.addresses[k];
+    let n = curve_order();
+    let set = |bytes: &mut Vec<u8>, at: usize, v: U256| bytes[at..at + 32].copy_from_slice(&v.to_be_bytes::<32>());
+    match kind % 16 {
+        0..=3 => {}
+        // v flipped on an otherwise valid signature: recovers another key.
+        4 => bytes[64] ^= 27 ^ 28,
+        // A good signature by another key, claimed for this one.
+        5 => {
+            let (_, d2, s2) = pool.sigs[(pick as usize + AUTH_SIGS_PER_KEY * (1 + param as usize % (AUTH_KEYS - 1))) % pool.sigs.len()];
+            digest = d2;
+            bytes = s2.to_vec();
+        }
+        // The digest the payer did not sign.
+        6 => digest[param as usize % 32] ^= 1 | param,
+        // The high-s twin (r, n - s, !v): recovers the same key where the policy takes it.
+        7 => {
+            let s = U256::from_be_slice(&bytes[32..64]);
+            set(&mut bytes, 32, n - s);
+            bytes[64] ^= 27 ^ 28;
+        }
+        8 => bytes[64] = if param == 27 || param == 28 { 29 } else { param },
+        9 => set(&mut bytes, 0, [U256::ZERO, n, U256::MAX, n + U256::from(param)][param as usize % 4]),
+        10 => set(&mut bytes, 32, [U256::ZERO, n, U256::MAX, n + U256::from(param)][param as usize % 4]),
+        // r = 5 is the x of no point (5^3 + 7 is not a square mod p).
+        11 => set(&mut bytes, 0, U256::from(5)),
+        // EIP-2098 compact form.
+        12 => {
+            let y = bytes[64] == 28;
+            bytes.truncate(64);
+            if y {
+                bytes[32] |= 0x80;
+            }
+        }
+        // Unrelated r and s.
+        13 => {
+            let h = alloy_primitives::keccak256([param, pick, kind]).0;
+            bytes[..32].copy_from_slice(&h[..]);
+            bytes[32..64].copy_from_slice(&alloy_primitives::keccak256(h).0);
+        }
+        // A payer nobody holds a key for.
+        14 => claimed = x402_verify_core::Address::repeat_byte(param),
+        _ => {
+            if let Some(p) = prev {
+                return p.clone();
+            }
+        }
+    }
+    (Digest::from_slice(&digest).unwrap(), bytes, claimed)
+}
+
+/// What per-item recovery says: the parse error, or the recovered address (or its error).
+fn auth_reference(digest: &Digest, bytes: &[u8], policy: &SignaturePolicy) -> Result<x402_verify_core::Address, x402_verify_core::Error> {
+    Signature::parse(bytes, policy)?.recover_address_from_prehash(digest)
+}
+
+/// Batch authentication gives every item exactly what per-item recovery gives it, with the
+/// cache cold, warmed by a first pass, or filled by hand, at any capacity, with and without the
+/// session cache (bit 3 of the first byte; the third pass runs past every deadline); each item
+/// is batch-verified, recovered or a session hit, once; the cache holds only keys whose address
+/// they hash to and never more than its capacity.
+pub fn check_authenticate(data: &[u8]) {
+    use x402_verify_core::authenticate::{Authenticator, Session, SigItem};
+    if data.len() < 2 {
+        return;
+    }
+    let policy = all_policies()[data[0] as usize % 8];
+    let sessions = data[0] & 8 != 0;
+    let capacity = [0usize, 1, 3, 64][data[1] as usize & 3];
+    let warm = data[1] >> 2;
+    let mut items: Vec<(Digest, Vec<u8>, x402_verify_core::Address)> = Vec::new();
+    for c in data[2..].chunks_exact(3).take(1024) {
+        let item = auth_item(c[0], c[1], c[2], items.last());
+        items.push(item);
+    }
+    let pool = auth_pool();
+    let auth = Authenticator::new(capacity);
+    for k in 0..AUTH_KEYS {
+        if warm >> k & 1 == 1 {
+            auth.keys().insert(pool.addresses[k], &pool.keys[k]).unwrap();
+        }
+    }
+    let reference: Vec<_> = items.iter().map(|(d, b, _)| auth_reference(d, b, &policy)).collect();
+    let mut submitted = 0u64;
+    for pass in 0..3u64 {
+        // Deadlines 1000 + (a digest byte): the third pass (now 2000) is past all of them.
+        let session = |d: &Digest| sessions.then(|| Session { now: [500, 900, 2000][pass as usize], expires: 1000 + u64::from(d.0[0]) });
+        // Parse errors are the policy's, before any curve work; the rest is authenticated.
+        let parsed: Vec<_> = items.iter().map(|(_, b, _)| Signature::parse(b, &policy)).collect();
+        let sig_items: Vec<SigItem> = items
+            .iter()
+            .zip(&parsed)
+            .filter_map(|((d, _, c), p)| p.as_ref().ok().map(|s| SigItem { digest: *d, signature: *s, claimed: *c, session: session(d) }))
+            .collect();
+        let mut results = auth.authenticate(&sig_items).into_iter();
+        submitted += sig_items.len() as u64;
+        for (i, p) in parsed.iter().enumerate() {
+            let got = match p {
+                Err(e) => Err(e.clone()),
+                Ok(_) => results.next().expect("one result per item"),
+            };
+            assert_eq!(got, reference[i], "pass {pass}, item {i} of {}: batch and per-item recovery disagree", items.len());
+        }
+    }
+    let stats = auth.stats();
+    assert_eq!(stats.batch_verified + stats.recovered + stats.session_hits, submitted, "each item batch-verified, recovered or a session hit, once: {stats:?}");
+    assert!(stats.key_cache_size as usize <= capacity);
+    assert!(sessions || stats.session_hits == 0);
+    for k in 0..AUTH_KEYS {
+        if let Some(key) = auth.keys().get(&pool.addresses[k]) {
+            assert_eq!(key.as_xy(), &pool.keys[k], "the cache holds a wrong key for payer {k}");
+        }
     }
 }

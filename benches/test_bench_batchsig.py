@@ -1,0 +1,198 @@
+"""Batch signature verification over cached payer keys (issue 15): ``Verifier.verify_batch``
+with warm key caches, against coincurve's recover + keccak of the same payments' signatures and
+against our own ``recover_hash_batch``, 1 thread, in alternating rounds of the same run.
+
+    python -m pytest benches/test_bench_batchsig.py --benchmark-enable -p no:cacheprovider -s
+
+Data: exact Permit2 x402 headers (v2), signed with coincurve by 256 test keys; each case is a
+batch of n items by its payers. Every round runs on a verifier made (untimed) for that round
+and taught each payer's key by one other payment (untimed), so the timed call's payments are
+new to its session cache and the batch path does the work; the resumed-session case re-runs
+a batch the round's verifier has already verified (only the session cache's path). The anchor
+runs coincurve's ``PublicKey.from_signature_and_message(sig, digest, hasher=None)`` + keccak of
+the key over the same n (digest, signature) pairs; the checked figure is the median same-round
+ratio (anchor per item / ours per item). The bad cases flip v on valid signatures.
+Deterministic counts (``Verifier.stats()``) are printed beside the times.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import x402_verify as xv
+from conftest import alternate, check_targets
+
+coincurve = pytest.importorskip("coincurve")
+
+NOW = int(time.time())
+PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+TOKEN = "0xFbC2051AE2265686a469421b2C5A2D5462FbF5eB"
+PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
+REQ = {
+    "scheme": "exact", "network": "eip155:8453", "amount": "10000", "asset": TOKEN, "payTo": PAY_TO,
+    "maxTimeoutSeconds": 3600, "extra": {"assetTransferMethod": "permit2"},
+}  # fmt: skip
+ROUNDS = int(os.environ.get("BATCHSIG_ROUNDS", "9"))
+CASES = {
+    # name: (items, payers, bad every k-th item or None)
+    "n256_payers16": (256, 16, None),
+    "n256_payers256": (256, 256, None),
+    "n1024_payers16": (1024, 16, None),
+    "n256_payers16_1bad": (256, 16, 256),
+    "n256_payers16_halfbad": (256, 16, 2),
+}
+
+
+def _t(fields: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"name": n, "type": t} for n, t in fields]
+
+
+TYPES = {
+    "EIP712Domain": _t([("name", "string"), ("chainId", "uint256"), ("verifyingContract", "address")]),
+    "TokenPermissions": _t([("token", "address"), ("amount", "uint256")]),
+    "Witness": _t([("to", "address"), ("validAfter", "uint256")]),
+    "PermitWitnessTransferFrom": _t(
+        [("permitted", "TokenPermissions"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256"), ("witness", "Witness")]
+    ),
+}
+
+
+class Signed:
+    def __init__(self, key: Any, keccak: Callable[[bytes], bytes], nonce: int, flip: bool) -> None:
+        pub = key.public_key.format(compressed=False)[1:]
+        payer = "0x" + keccak(pub)[12:].hex()
+        auth = {
+            "from": payer, "permitted": {"token": TOKEN, "amount": "10000"}, "spender": xv.EXACT_PERMIT2_PROXY,
+            "nonce": str(nonce), "deadline": str(NOW + 3600), "witness": {"to": PAY_TO, "validAfter": str(NOW - 60)},
+        }  # fmt: skip
+        doc = {
+            "types": TYPES, "primaryType": "PermitWitnessTransferFrom",
+            "domain": {"name": "Permit2", "chainId": 8453, "verifyingContract": PERMIT2},
+            "message": {k: v for k, v in auth.items() if k != "from"},
+        }  # fmt: skip
+        self.digest = xv.hash_typed_data(doc)
+        sig = key.sign_recoverable(self.digest, hasher=None)
+        self.anchor_sig = sig
+        v = 27 + (sig[64] ^ int(flip))
+        self.sig = sig[:64] + bytes([v])
+        payload = {"x402Version": 2, "accepted": REQ, "payload": {"signature": "0x" + self.sig.hex(), "permit2Authorization": auth}}
+        self.item = (xv.encode_payment_header(payload), REQ)
+
+
+@pytest.fixture(scope="module")
+def keys(keccak: Callable[[bytes], bytes]) -> list[Any]:
+    return [coincurve.PrivateKey(keccak(f"x402-verify batchsig bench key #{i}".encode())) for i in range(256)]
+
+
+def _batch(keys: list[Any], keccak: Callable[[bytes], bytes], n: int, payers: int, bad: int | None, salt: int) -> list[Signed]:
+    return [Signed(keys[i % payers], keccak, salt * 10_000_000 + i, bad is not None and i % bad == _bad_at(bad)) for i in range(n)]
+
+
+def _bad_at(every: int) -> int:
+    """Which residue of ``every`` is flipped: item 129 of 256 (not the first payer's), or every
+    even item."""
+    return (every // 2 + 1) % every
+
+
+def _fresh_verifier(keys: list[Any], keccak: Callable[[bytes], bytes], payers: int, salt: int) -> xv.Verifier:
+    v = xv.Verifier(nonce_store=None, payer_key_cache=4096)
+    warm = _batch(keys, keccak, payers, payers, None, salt)
+    assert all(r.is_valid for r in v.verify_batch([s.item for s in warm], now=NOW, threads=1))
+    return v
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_batch_path(case: str, benchmark: Any, recorder: Any, keys: list[Any], keccak: Callable[[bytes], bytes]) -> None:
+    if benchmark.disabled:
+        pytest.skip("benchmarks disabled (pass --benchmark-enable)")
+    n, payers, bad = CASES[case]
+    batches = [_batch(keys, keccak, n, payers, bad, 1 + r) for r in range(ROUNDS)]
+    verifiers = [_fresh_verifier(keys, keccak, payers, 1000 + r) for r in range(ROUNDS)]
+    off = xv.Verifier(nonce_store=None, payer_key_cache=0)
+    want = [r.to_dict() for r in off.verify_batch([s.item for s in batches[0]], now=NOW, threads=1)]
+    assert sum(1 for w in want if w["isValid"]) == n - (0 if bad is None else len(range(_bad_at(bad), n, bad)))
+    from_sig = coincurve.PublicKey.from_signature_and_message
+    state = {"round": 0}
+
+    def anchor_half(half: int) -> Callable[[], Any]:
+        def run() -> Any:
+            b = batches[state["round"]]
+            part = b[: n // 2] if half == 0 else b[n // 2 :]
+            return [keccak(from_sig(s.anchor_sig, s.digest, hasher=None).format(compressed=False)[1:])[12:] for s in part]
+
+        return run
+
+    results: list[Any] = []
+
+    def ours() -> None:
+        r = state["round"]
+        results.append(verifiers[r].verify_batch([s.item for s in batches[r]], now=NOW, threads=1))
+
+    def recover() -> None:
+        b = batches[state["round"]]
+        xv.recover_hash_batch([(s.digest, s.sig) for s in b], threads=1)
+
+    def per_item() -> None:
+        off.verify_batch([s.item for s in batches[state["round"]]], now=NOW, threads=1)
+
+    contenders = {"ours": ours, "recover": recover, "off": per_item}
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    around: dict[str, list[float]] = {k: [] for k in contenders}
+    for r in range(ROUNDS):
+        state["round"] = r
+        # Each contender between the two halves of the anchor, the order rotating by round.
+        names = list(contenders)[r % 3 :] + list(contenders)[: r % 3]
+        o, a = alternate((anchor_half(0), anchor_half(1)), {k: contenders[k] for k in names}, 1)
+        for k in contenders:
+            times[k] += o[k]
+            around[k] += a[k]
+    for r, res in enumerate(results):
+        got = [x.to_dict() for x in res]
+        assert [g["isValid"] for g in got] == [w["isValid"] for w in want], f"round {r}"
+    assert [x.to_dict() for x in results[0]] == want
+    for k, key in (("ours", f"bs_{case}"), ("recover", f"bs_recover_{case}"), ("off", f"bs_off_{case}")):
+        recorder.record_times(key, times[k], n)
+        recorder.record_times(f"{key}_anchor", around[k], n)
+        recorder.record_paired(key, f"{key}_anchor", times[k], around[k], n, n)
+    # Ours against the same verifier with the cache off, same rounds.
+    recorder.record_paired(f"bs_{case}", f"bs_off_{case}", times["ours"], times["off"], n, n)
+    s = verifiers[0].stats()
+    recorder.note(
+        f"{case}: stats of one round: batch_verified={s['batch_verified']} recovered={s['recovered']} "
+        f"checks={s['batch_checks']} failed={s['failed_checks']} bisections={s['bisections']} located={s['located']} "
+        f"points={s['points_multiplied']} fallbacks={s['fallbacks']} (warm-up: {payers} recoveries)"
+    )
+
+
+def test_resumed_sessions(benchmark: Any, recorder: Any, keys: list[Any], keccak: Callable[[bytes], bytes]) -> None:
+    """The same 256 authorizations presented again to the verifier that verified them."""
+    if benchmark.disabled:
+        pytest.skip("benchmarks disabled (pass --benchmark-enable)")
+    n = 256
+    batch = _batch(keys, keccak, n, 16, None, 77)
+    v = xv.Verifier(nonce_store=None, payer_key_cache=4096)
+    items = [s.item for s in batch]
+    assert all(r.is_valid for r in v.verify_batch(items, now=NOW, threads=1))
+    from_sig = coincurve.PublicKey.from_signature_and_message
+
+    def anchor_half(half: int) -> Callable[[], Any]:
+        part = batch[: n // 2] if half == 0 else batch[n // 2 :]
+        return lambda: [keccak(from_sig(s.anchor_sig, s.digest, hasher=None).format(compressed=False)[1:])[12:] for s in part]
+
+    before = v.stats()
+    o, a = alternate((anchor_half(0), anchor_half(1)), {"ours": lambda: v.verify_batch(items, now=NOW, threads=1)}, ROUNDS)
+    after = v.stats()
+    assert after["session_hits"] - before["session_hits"] == ROUNDS * n
+    assert after["recovered"] == before["recovered"] and after["points_multiplied"] == before["points_multiplied"]
+    recorder.record_times("bs_sessions", o["ours"], n)
+    recorder.record_times("bs_anchor_sessions", a["ours"], n)
+    recorder.record_paired("bs_sessions", "bs_anchor_sessions", o["ours"], a["ours"], n, n)
+
+
+def test_zz_batchsig_targets(recorder: Any) -> None:
+    check_targets(recorder, "batchsig")

@@ -1,0 +1,184 @@
+"""Micro-batching: coalesce the items that concurrent coroutines submit into one blocking call
+run off the event loop, and hand each caller its own result.
+
+Used by the ASGI middleware and the SDK drop-in to turn many concurrent ``Verifier.verify``
+calls into one ``Verifier.verify_batch`` (the core releases the GIL, so the loop keeps serving
+while a batch runs). Reusable for anything shaped ``fn(list[item]) -> list[result]``.
+
+Scheduling: a lone request is never held back on purpose. When fewer than ``max_inflight``
+batches are running, whatever has arrived is flushed on the next turn of the event loop (so
+the requests that arrive in the same turn share a batch). When ``max_inflight`` batches are
+already running, new items queue; the next batch starts as soon as one finishes, holding
+everything that queued meanwhile (at most ``max_batch``). ``max_wait`` (seconds, default 0)
+optionally holds a batch open a little longer to gather more items when a batch is already
+running; it never delays a request that finds the pipeline idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+__all__ = ["BatchStats", "MicroBatcher"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger("x402_verify.batching")
+
+
+@dataclass
+class BatchStats:
+    """Counters for the benchmarks and the docs: batches run and items they held."""
+
+    batches: int = 0
+    items: int = 0
+    largest: int = 0
+    sizes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def mean_size(self) -> float:
+        return self.items / self.batches if self.batches else 0.0
+
+    def record(self, n: int) -> None:
+        self.batches += 1
+        self.items += n
+        self.largest = max(self.largest, n)
+        self.sizes[n] = self.sizes.get(n, 0) + 1
+
+
+class MicroBatcher(Generic[T, R]):
+    """Coalesces ``await submit(item)`` calls into ``fn(items)`` calls in a worker thread.
+
+    Args:
+        fn: a blocking function from a list of items to a list of results of the same length,
+            in order. If it raises, every caller of that batch gets the exception.
+        max_batch: most items in one call.
+        max_wait: seconds a batch may wait for more items while another batch is running
+            (0: none). Never applied when the pipeline is idle.
+        max_inflight: batches running at once (threads of the private executor).
+        on_orphan: called (in a worker thread) with ``(item, result)`` for each result
+            whose caller went away (its task was cancelled), so a reservation it carries can be
+            undone. Exceptions it raises are logged.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[list[T]], Sequence[R]],
+        *,
+        max_batch: int = 256,
+        max_wait: float = 0.0,
+        max_inflight: int = 2,
+        on_orphan: Callable[[T, R], None] | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        if max_wait < 0:
+            raise ValueError("max_wait must be >= 0")
+        if max_inflight < 1:
+            raise ValueError("max_inflight must be >= 1")
+        self._fn = fn
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.max_inflight = max_inflight
+        self._on_orphan = on_orphan
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._inflight = 0
+        self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=max_inflight, thread_name_prefix="x402-batch")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.stats = BatchStats()
+
+    async def submit(self, item: T) -> R:
+        """Queues ``item`` and waits for its result."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("a MicroBatcher serves one event loop")
+        fut: asyncio.Future[R] = loop.create_future()
+        self._pending.append((item, fut))
+        if len(self._pending) >= self.max_batch and self._inflight < self.max_inflight:
+            self._cancel_scheduled()
+            self._flush()
+        elif self._scheduled is None and self._inflight < self.max_inflight:
+            if self._inflight == 0 or self.max_wait == 0:
+                self._scheduled = loop.call_soon(self._flush)
+            else:
+                self._scheduled = loop.call_later(self.max_wait, self._flush)
+        return await fut
+
+    def _cancel_scheduled(self) -> None:
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+
+    def _flush(self) -> None:
+        self._scheduled = None
+        while self._pending and self._inflight < self.max_inflight:
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            # Callers that went away before the batch started need no work done.
+            batch = [(item, fut) for item, fut in batch if not fut.done()]
+            if not batch:
+                continue
+            self._inflight += 1
+            self.stats.record(len(batch))
+            assert self._loop is not None
+            task = self._loop.run_in_executor(self._executor, self._run, batch)
+            task.add_done_callback(self._done)
+
+    def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        items = [item for item, _ in batch]
+        try:
+            results = self._fn(items)
+            if len(results) != len(items):
+                raise RuntimeError(f"batch function returned {len(results)} results for {len(items)} items")
+        except BaseException as exc:  # every caller of the batch learns of it
+            self._call_soon(self._fail, batch, exc)
+            return
+        self._call_soon(self._deliver, batch, list(results))
+
+    def _call_soon(self, fn: Callable[..., None], *args: object) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop closed under us: nobody is left to answer
+            log.warning("event loop closed before a batch's results were delivered")
+
+    def _deliver(self, batch: list[tuple[T, asyncio.Future[R]]], results: list[R]) -> None:
+        orphans: list[tuple[T, R]] = []
+        for (item, fut), result in zip(batch, results):
+            if fut.done():  # cancelled while the batch ran
+                orphans.append((item, result))
+            else:
+                fut.set_result(result)
+        if orphans and self._on_orphan is not None:
+            # Off the loop: undoing a reservation may be a store round trip.
+            self._executor.submit(self._orphans, orphans)
+
+    def _orphans(self, orphans: list[tuple[T, R]]) -> None:
+        assert self._on_orphan is not None
+        for item, result in orphans:
+            try:
+                self._on_orphan(item, result)
+            except Exception:
+                log.exception("on_orphan failed")
+
+    @staticmethod
+    def _fail(batch: list[tuple[T, asyncio.Future[R]]], exc: BaseException) -> None:
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def _done(self, _task: asyncio.Future[None]) -> None:
+        self._inflight -= 1
+        if self._pending and self._scheduled is None:
+            self._flush()
+
+    def close(self) -> None:
+        """Stops the worker threads once running batches finish."""
+        self._executor.shutdown(wait=False)

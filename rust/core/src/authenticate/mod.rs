@@ -1,0 +1,336 @@
+//! Authenticating many signatures at once: items whose claimed signer has a cached key are
+//! checked together with one randomized multi-scalar multiplication (`secp_batch`), the rest
+//! are recovered one by one, which teaches the cache their keys.
+//!
+//! The result for each item is exactly what `Signature::recover_address_from_prehash` gives
+//! for it, so a caller cannot tell the two paths apart except by speed:
+//! - an item the batch accepts gets `Ok(claimed)`: the batch equation holds only if recovery
+//!   would return the cached key, whose address is `claimed` (up to 2⁻¹¹⁸ per check);
+//! - every other item, however the batch judged it, is recovered, and gets recovery's answer.
+//!
+//! A batch that fails is narrowed down, cheapest first: a failed check names its single bad
+//! item when there is one (`secp_batch::check` with `locate`); with two or more it is halved.
+//! Failed checks are paid from a budget per call; past it, and whenever the first small probe
+//! already holds two bad items (most of the batch is likely bad), what is left is recovered.
+
+mod cache;
+mod sessions;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use alloy_primitives::{keccak256, Address};
+use secp_batch::{Prepared, PublicKey, SigInput};
+
+pub use cache::{KeyCache, KeyRejected};
+
+use crate::error::Result;
+use crate::primitives::Digest;
+use crate::signature::Signature;
+
+/// Default number of payer keys a verifier keeps (a gateway's active payers).
+pub const DEFAULT_KEY_CACHE: usize = 16_384;
+
+/// Below this many cached items a check costs about what recovering them does.
+const MIN_BATCH: usize = 8;
+/// Items checked first, alone, when there are at least `PROBE_FROM` (see `run`): a batch
+/// whose probe holds two or more bad items is recovered whole.
+const PROBE: usize = 16;
+const PROBE_FROM: usize = 64;
+/// A range this small is recovered rather than checked again.
+const LEAF: usize = 2;
+/// Points of failed checks allowed, per point of one check over the whole batch, before the
+/// rest is recovered: enough to name a few bad items (a failed locating check is two passes;
+/// each half after a split, two more), and a bound on what planted bad items can cost (a point
+/// is about a sixth of a recovery).
+const BUDGET_PASSES: u64 = 4;
+
+/// One signature to authenticate: its digest, the signature parsed under the policy, and the
+/// signer the payment claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SigItem {
+    pub digest: Digest,
+    pub signature: Signature,
+    pub claimed: Address,
+    /// When set, a signature authenticated for `claimed` is remembered until the deadline, and
+    /// one remembered is accepted with no curve work while the deadline is not past.
+    pub session: Option<Session>,
+}
+
+/// The clock of the verification, and the authorization's deadline (validBefore / deadline).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub now: u64,
+    pub expires: u64,
+}
+
+/// Deterministic work counters (what was done, not how long it took).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub key_cache_hits: u64,
+    pub key_cache_misses: u64,
+    pub key_cache_size: u64,
+    /// Items accepted by a batch check.
+    pub batch_verified: u64,
+    /// Items recovered one by one (uncached, unbatchable, bad or past the budget).
+    pub recovered: u64,
+    /// Batch checks run, and how many of them failed.
+    pub batch_checks: u64,
+    pub failed_checks: u64,
+    /// Ranges split in two after a failed check named no single bad item.
+    pub bisections: u64,
+    /// Bad items a failed check named.
+    pub located: u64,
+    /// Points multiplied in batch checks (items + keys + G, per sum).
+    pub points_multiplied: u64,
+    /// Items recovered because the failure budget ran out or the probe found the batch bad.
+    pub fallbacks: u64,
+    /// Items accepted from the session cache (no curve work), and its size.
+    pub session_hits: u64,
+    pub session_size: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    batch_verified: AtomicU64,
+    recovered: AtomicU64,
+    batch_checks: AtomicU64,
+    failed_checks: AtomicU64,
+    bisections: AtomicU64,
+    located: AtomicU64,
+    points_multiplied: AtomicU64,
+    fallbacks: AtomicU64,
+    session_hits: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, by: u64) {
+    c.fetch_add(by, Ordering::Relaxed);
+}
+
+/// The key cache and the counters one verifier shares across calls and threads.
+pub struct Authenticator {
+    keys: KeyCache,
+    sessions: sessions::Sessions,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").field("keys", &self.keys).field("stats", &self.stats()).finish()
+    }
+}
+
+impl Authenticator {
+    /// `key_cache` keys at most, and as many remembered session signatures; 0 turns both off
+    /// (every item is recovered).
+    pub fn new(key_cache: usize) -> Self {
+        Authenticator { keys: KeyCache::new(key_cache), sessions: sessions::Sessions::new(key_cache), counters: Counters::default() }
+    }
+
+    pub fn keys(&self) -> &KeyCache {
+        &self.keys
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            key_cache_hits: self.keys.hits(),
+            key_cache_misses: self.keys.misses(),
+            key_cache_size: self.keys.len() as u64,
+            batch_verified: get(&c.batch_verified),
+            recovered: get(&c.recovered),
+            batch_checks: get(&c.batch_checks),
+            failed_checks: get(&c.failed_checks),
+            bisections: get(&c.bisections),
+            located: get(&c.located),
+            points_multiplied: get(&c.points_multiplied),
+            fallbacks: get(&c.fallbacks),
+            session_hits: get(&c.session_hits),
+            session_size: self.sessions.len() as u64,
+        }
+    }
+
+    /// For each item, what `item.signature.recover_address_from_prehash(&item.digest)` returns.
+    pub fn authenticate(&self, items: &[SigItem]) -> Vec<Result<Address>> {
+        let mut out: Vec<Option<Result<Address>>> = vec![None; items.len()];
+        let mut batch = Batch::default();
+        if self.keys.capacity() > 0 {
+            for (i, item) in items.iter().enumerate() {
+                if item.session.is_some_and(|s| self.sessions.known(item, s.now)) {
+                    bump(&self.counters.session_hits, 1);
+                    out[i] = Some(Ok(item.claimed));
+                    continue;
+                }
+                if let Some(key) = self.keys.get(&item.claimed) {
+                    batch.add(i, item.claimed, key);
+                }
+            }
+        }
+        if batch.members.len() >= MIN_BATCH {
+            self.run(items, &mut batch, &mut out);
+        }
+        for (i, slot) in out.iter_mut().enumerate() {
+            if slot.is_none() {
+                *slot = Some(self.recover(&items[i]));
+            }
+        }
+        let out: Vec<Result<Address>> = out.into_iter().map(|r| r.expect("every item resolved")).collect();
+        for (item, r) in items.iter().zip(&out) {
+            if let (Some(s), Ok(a)) = (item.session, r) {
+                if *a == item.claimed {
+                    self.sessions.remember(item, s.expires);
+                }
+            }
+        }
+        out
+    }
+
+    /// Recovery, as the per-item path does it; a key that recovers to the claimed payer is
+    /// learned.
+    fn recover(&self, item: &SigItem) -> Result<Address> {
+        bump(&self.counters.recovered, 1);
+        let xy = item.signature.recover_public_key_from_prehash(&item.digest)?;
+        let signer = Address::from_slice(&keccak256(xy)[12..]);
+        if signer == item.claimed && self.keys.capacity() > 0 {
+            if let Some(key) = PublicKey::from_xy(&xy) {
+                self.keys.learn(signer, key);
+            }
+        }
+        Ok(signer)
+    }
+
+    fn run(&self, items: &[SigItem], batch: &mut Batch, out: &mut [Option<Result<Address>>]) {
+        // Items of one payer side by side: a sub-range then names few keys.
+        batch.members.sort_by_key(|m| m.key);
+        let mut budget = BUDGET_PASSES * (batch.members.len() + batch.keys.len() + 1) as u64;
+        if batch.members.len() >= PROBE_FROM {
+            // The probe is a run at a random place in that order: one or two payers, so a
+            // cheap check, and a place an adversary cannot plan bad items around.
+            let Ok(r) = secp_batch::random_u64() else { return };
+            let at = (r % (batch.members.len() - PROBE + 1) as u64) as usize;
+            let probe: Vec<Member> = batch.members.drain(at..at + PROBE).collect();
+            let prepared = self.prepare(items, &probe);
+            // Two or more bad among the probe: much of the batch is likely bad, and checks
+            // would cost more than recovering it. One bad is named and recovered.
+            if !self.check(items, &prepared, &batch.keys, &mut budget, out, true) {
+                bump(&self.counters.fallbacks, batch.members.len() as u64);
+                return;
+            }
+        }
+        let rest = &batch.members[..];
+        let prepared = self.prepare(items, rest);
+        for chunk in prepared.chunks(secp_batch::MAX_LOCATE) {
+            self.resolve(items, chunk, &batch.keys, &mut budget, out);
+        }
+    }
+
+    /// Prepares members for checking; one that cannot be (r is no point's x) is left to
+    /// recovery, which gives its exact error.
+    fn prepare(&self, items: &[SigItem], members: &[Member]) -> Vec<(Member, Prepared)> {
+        let inputs: Vec<SigInput> = members
+            .iter()
+            .map(|m| {
+                let item = &items[m.item];
+                SigInput {
+                    r: item.signature.r().to_be_bytes::<32>(),
+                    s: item.signature.s().to_be_bytes::<32>(),
+                    z: *item.digest.as_bytes(),
+                    y_odd: item.signature.y_parity(),
+                }
+            })
+            .collect();
+        // Out of memory: none prepared, so recovery decides each item.
+        let prepared = secp_batch::prepare(&inputs).unwrap_or_default();
+        members.iter().zip(prepared).filter_map(|(m, p)| p.map(|p| (*m, p))).collect()
+    }
+
+    /// Checks `range`, narrowing a failure down until every item is accepted or left to
+    /// recovery; returns false when the range held two or more bad items that were not
+    /// narrowed down (only asked for the probe: `probe = true` stops there).
+    fn check(
+        &self,
+        items: &[SigItem],
+        range: &[(Member, Prepared)],
+        keys: &[PublicKey],
+        budget: &mut u64,
+        out: &mut [Option<Result<Address>>],
+        probe: bool,
+    ) -> bool {
+        if range.len() <= LEAF {
+            return true; // left to recovery
+        }
+        let prepared: Vec<Prepared> = range.iter().map(|(_, p)| *p).collect();
+        let key_of: Vec<u32> = range.iter().map(|(m, _)| m.key).collect();
+        let Ok(outcome) = secp_batch::check(&prepared, &key_of, keys, range.len() <= secp_batch::MAX_LOCATE) else {
+            // No randomness or no memory: recovery decides each item.
+            return true;
+        };
+        bump(&self.counters.batch_checks, 1);
+        bump(&self.counters.points_multiplied, outcome.points as u64);
+        if outcome.holds {
+            for (m, _) in range {
+                out[m.item] = Some(Ok(items[m.item].claimed));
+            }
+            bump(&self.counters.batch_verified, range.len() as u64);
+            return true;
+        }
+        bump(&self.counters.failed_checks, 1);
+        *budget = budget.saturating_sub(outcome.points as u64);
+        if let Some(b) = outcome.bad {
+            bump(&self.counters.located, 1);
+            for (i, (m, _)) in range.iter().enumerate() {
+                if i != b {
+                    out[m.item] = Some(Ok(items[m.item].claimed));
+                }
+            }
+            bump(&self.counters.batch_verified, range.len() as u64 - 1);
+            return true;
+        }
+        if probe || *budget == 0 {
+            bump(&self.counters.fallbacks, range.len() as u64);
+            return false;
+        }
+        bump(&self.counters.bisections, 1);
+        let (left, right) = range.split_at(range.len() / 2);
+        self.resolve(items, left, keys, budget, out);
+        self.resolve(items, right, keys, budget, out);
+        true
+    }
+
+    fn resolve(&self, items: &[SigItem], range: &[(Member, Prepared)], keys: &[PublicKey], budget: &mut u64, out: &mut [Option<Result<Address>>]) {
+        if *budget == 0 {
+            bump(&self.counters.fallbacks, range.len() as u64);
+            return;
+        }
+        self.check(items, range, keys, budget, out, false);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    item: usize,
+    key: u32,
+}
+
+/// The cached items of one call and the distinct keys they name.
+#[derive(Default)]
+struct Batch {
+    members: Vec<Member>,
+    keys: Vec<PublicKey>,
+    index: HashMap<Address, u32>,
+}
+
+impl Batch {
+    fn add(&mut self, item: usize, payer: Address, key: PublicKey) {
+        let keys = &mut self.keys;
+        let k = *self.index.entry(payer).or_insert_with(|| {
+            keys.push(key);
+            (keys.len() - 1) as u32
+        });
+        self.members.push(Member { item, key: k });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+"""The micro-batcher (x402_verify._batching): coalescing, caps, failures, orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from x402_verify._batching import MicroBatcher
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_concurrent_submits_share_batches_and_get_their_own_results() -> None:
+    seen: list[list[int]] = []
+
+    def fn(items: list[int]) -> list[int]:
+        seen.append(items)
+        return [i * 2 for i in items]
+
+    async def main() -> list[int]:
+        b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=64, max_inflight=1)
+        try:
+            return await asyncio.gather(*(b.submit(i) for i in range(200)))
+        finally:
+            b.close()
+
+    assert run(main()) == [i * 2 for i in range(200)]
+    assert sum(len(s) for s in seen) == 200
+    assert len(seen) < 200 and max(len(s) for s in seen) <= 64
+
+
+def test_max_inflight_bounds_the_batches_running_at_once() -> None:
+    lock = threading.Lock()
+    running = peak = 0
+    gate = threading.Event()
+
+    def fn(items: list[int]) -> list[int]:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        gate.wait(0.05)
+        with lock:
+            running -= 1
+        return items
+
+    async def main() -> None:
+        b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=4, max_inflight=2)
+        try:
+            assert await asyncio.gather(*(b.submit(i) for i in range(40))) == list(range(40))
+        finally:
+            b.close()
+        assert b.stats.items == 40 and b.stats.largest <= 4
+
+    run(main())
+    assert peak == 2
+
+
+def test_a_failing_batch_fails_its_callers_only() -> None:
+    def fn(items: list[int]) -> list[int]:
+        if 13 in items:
+            raise RuntimeError("boom")
+        return items
+
+    async def main() -> None:
+        b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=1)
+        try:
+            out = await asyncio.gather(*(b.submit(i) for i in (1, 13, 2)), return_exceptions=True)
+            assert out[0] == 1 and out[2] == 2 and isinstance(out[1], RuntimeError)
+            assert await b.submit(3) == 3
+        finally:
+            b.close()
+
+    run(main())
+
+
+def test_a_short_answer_is_an_error_not_a_misdelivery() -> None:
+    async def main() -> None:
+        b: MicroBatcher[int, int] = MicroBatcher(lambda items: items[:-1])
+        try:
+            with pytest.raises(RuntimeError, match="returned"):
+                await b.submit(1)
+        finally:
+            b.close()
+
+    run(main())
+
+
+def test_results_of_cancelled_callers_go_to_on_orphan() -> None:
+    started = threading.Event()
+    release = threading.Event()
+    orphans: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def fn(items: list[int]) -> list[int]:
+        started.set()
+        release.wait(5)
+        return [i + 100 for i in items]
+
+    def on_orphan(item: int, result: int) -> None:
+        orphans.append((item, result))
+        done.set()
+
+    async def main() -> None:
+        b: MicroBatcher[int, int] = MicroBatcher(fn, on_orphan=on_orphan)
+        task = asyncio.ensure_future(b.submit(7))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+        b.close()
+
+    run(main())
+    assert orphans == [(7, 107)]
+
+
+def test_a_lone_request_does_not_wait_for_max_wait() -> None:
+    async def main() -> int:
+        b: MicroBatcher[int, int] = MicroBatcher(lambda items: items, max_wait=3600.0)
+        try:
+            # The pipeline is idle: flushed on the next loop turn, not after an hour.
+            return await asyncio.wait_for(b.submit(5), timeout=60)
+        finally:
+            b.close()
+
+    assert run(main()) == 5
+
+
+@pytest.mark.parametrize("kwargs", [{"max_batch": 0}, {"max_wait": -1.0}, {"max_inflight": 0}])
+def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        MicroBatcher(lambda items: items, **kwargs)

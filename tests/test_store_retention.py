@@ -1,0 +1,125 @@
+"""What a store keeps, and for how long (issue 10 items 1 and 10; issue 9 §1).
+
+- A settled key is never forgotten while the store lives (memory, SQLite, Redis): a payer who
+  re-signs a settled authorization's nonce with a later deadline, after the first one's window
+  and the store's margin have passed, gets the replay reason (EIP-3009 and Permit2, exact and
+  upto). On-chain that nonce is spent: accepting would serve a request whose settlement reverts.
+- An unsettled reservation may be forgotten after its expiry (test_stores.py covers that).
+- A memory store full of settled keys refuses new reservations (fails closed).
+- Deadlines at and past 2**63 - margin get one answer from every store: kept, their expiry
+  clamped to 2**48.
+- Redis: a settled key carries no TTL; an unsettled one lives (expiry - now) seconds, however
+  far ``now`` lies behind the server's clock.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import x402_verify as xv
+from redis_servers import RedisServer, shared_redis_server  # noqa: F401  (fixture)
+from test_stores import KINDS, REPLAY_REASON, close_store, make_store, new_key, open_store, sign_payment, store, store_kind, verifier  # noqa: F401
+
+MARGIN = 60
+# A2's requirements allow its long validity (the verifier bounds validity by maxTimeoutSeconds).
+LONG_TIMEOUT = 20_000
+MAX_EXPIRES_AT = 2**48
+
+
+def same_nonce(kind: str) -> int | bytes:
+    return secrets.token_bytes(32) if kind == "eip3009" else secrets.randbits(256)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_resigned_authorization_reusing_a_settled_nonce_is_a_replay(store_kind: str, make_store: Callable[..., Any], kind: str) -> None:
+    store = make_store(margin_seconds=MARGIN)
+    v = verifier(store)
+    t1 = int(time.time())
+    # A1 ran out (window + margin) before t1. Memory and SQLite drop keys by ``now``; Redis
+    # times a key's life itself, from the ``now`` it was made with (t0 lies before t1).
+    t0 = t1 - 30 - MARGIN - 100
+    nonce = same_nonce(kind)
+    a1 = sign_payment(kind, t0, valid_for=30, nonce=nonce)
+    r1 = v.verify(a1.header, a1.requirements, now=t0)
+    assert r1.is_valid, r1.invalid_reason
+    v.settle(r1, now=t0)
+    if store_kind != "redis":
+        assert store.sweep(now=t1) == 1  # a sweep after A1's expiry keeps the settled key
+    a2 = sign_payment(kind, t1, valid_for=10_000, nonce=nonce, max_timeout=LONG_TIMEOUT)
+    assert a2.header != a1.header
+    r2 = v.verify(a2.header, a2.requirements, now=t1)
+    assert r2.replay_key == r1.replay_key
+    assert (r2.is_valid, r2.invalid_reason) == (False, REPLAY_REASON[kind])
+    # And much later still.
+    later = t1 + 10**6
+    a3 = sign_payment(kind, later, valid_for=10_000, nonce=nonce, max_timeout=LONG_TIMEOUT)
+    assert v.verify(a3.header, a3.requirements, now=later).invalid_reason == REPLAY_REASON[kind]
+    assert store.state(r1.replay_key, now=later) == ("settled", r1.reservation, 0, None)
+
+
+def test_control_a_fresh_nonce_with_the_same_terms_passes(make_store: Callable[..., Any]) -> None:
+    """The re-signed payment of the test above is refused for its nonce only."""
+    v = verifier(make_store(margin_seconds=MARGIN))
+    t1 = int(time.time())
+    for kind in KINDS:
+        a2 = sign_payment(kind, t1, valid_for=10_000, max_timeout=LONG_TIMEOUT)
+        r = v.verify(a2.header, a2.requirements, now=t1)
+        assert r.is_valid, r.invalid_reason
+
+
+def test_redis_settled_keys_carry_no_ttl(shared_redis_server: RedisServer) -> None:
+    store = open_store("redis", redis_url=shared_redis_server.url, margin_seconds=MARGIN)
+    raw = shared_redis_server.client()
+    try:
+        now = int(time.time()) - 3600  # an hour behind the server
+        settled, reserved = new_key(), new_key()
+        assert store.reserve_many([settled, reserved], [now + 30] * 2, ["o", "o"], now=now) == [True, True]
+        assert 0 < raw.pttl(store.prefix + reserved.hex()) <= (30 + MARGIN) * 1000
+        store.settle(settled, "o", now=now)
+        assert raw.pttl(store.prefix + settled.hex()) == -1  # no TTL: kept for good
+        assert store.state(settled) == ("settled", "o", 0, None)
+        assert store.state(reserved) == ("reserved", "o", 0, now + 30 + MARGIN)
+    finally:
+        raw.close()
+        close_store(store)
+
+
+def test_a_memory_store_full_of_settled_keys_refuses_new_reservations() -> None:
+    store = xv.MemoryNonceStore(3, margin_seconds=0)
+    v = verifier(store)
+    t0 = int(time.time())
+    pays = [sign_payment(kind, t0, valid_for=30) for kind in KINDS]
+    for p in pays:
+        r = v.verify(p.header, p.requirements, now=t0)
+        assert r.is_valid
+        v.settle(r, now=t0)
+    later = t0 + 10_000  # every authorization long expired
+    assert store.sweep(now=later) == 3  # nothing to drop: all settled
+    fresh = [sign_payment(kind, later) for kind in KINDS]
+    assert [v.verify(p.header, p.requirements, now=later).invalid_reason for p in fresh] == ["nonce_store_unavailable"] * 3
+    assert store.reserve_many([new_key()], [later + 100], ["o"], now=later) == [None]
+    assert len(store) == 3
+
+
+@pytest.mark.parametrize("until", [2**48 - 1, 2**63 - MARGIN, 2**63 - 1, 2**63, 2**64 - 1, 2**256, 2**1000])
+def test_distant_deadlines_get_one_answer_from_every_store(store: Any, until: int) -> None:
+    """Issue 10 item 10: SQLite used to raise OverflowError, Redis to refuse PXAT (both
+    ``nonce_store_unavailable``), the memory store to accept. Now every store keeps the key,
+    with its expiry clamped to 2**48."""
+    k, now = new_key(), int(time.time())
+    assert store.reserve_many([k], [until], ["o"], now=now) == [True]
+    assert store.reserve_many([k], [until], ["p"], now=now) == [False]
+    assert store.state(k, now=now) == ("reserved", "o", 0, MAX_EXPIRES_AT)
+    assert store.settle(k, "o", now=now) == 0
+    assert store.state(k, now=now) == ("settled", "o", 0, None)
+
+
+def test_a_now_past_the_latest_expiry_keeps_nothing(store: Any) -> None:
+    k = new_key()
+    assert store.reserve_many([k], [2**64 - 1], ["o"], now=MAX_EXPIRES_AT) == [None]
+    assert store.state(k, now=MAX_EXPIRES_AT) is None
