@@ -175,7 +175,7 @@ def test_an_upto_session_counts_its_cap_until_settled_then_its_charge(store: Any
     s.charge(key, "a", 3, now=now)
     assert s.outstanding(8453, token, payer, now=now, as_of_block=50) == 8  # the cap, until settled
     total = s.settle(key, "a", now=now)
-    s.settle_exposure(key, "a", ledger, 60, total, now=now)
+    s.settle_exposure(key, "a", ledger, 60, now=now)
     assert total == 3
     assert s.outstanding(8453, token, payer, now=now, as_of_block=59) == 3  # the charge, until seen
     assert s.outstanding(8453, token, payer, now=now, as_of_block=60) == 0

@@ -274,16 +274,13 @@ class Verifier:
         Each item's requirements are read as they are when the item is taken from ``items``
         (a dict edited between two items is read again); ``threads`` overrides the verifier's."""
         results: list[VerifyResponse] = self._core.verify_batch(items, now=now, threads=threads)
+        exposure = None
         if self._chain is not None:
             results, exposure = self._chain.check(results)
-            if self.nonce_store is not None:
-                from x402_verify.chain.exposure import reserve_exposed
-
-                return reserve_exposed(self.nonce_store, results, exposure, now)
         if self.nonce_store is not None:
             from x402_verify.stores import reserve_verified
 
-            results = reserve_verified(self.nonce_store, results, now)
+            results = reserve_verified(self.nonce_store, results, now, exposure)
         return results
 
     def stats(self) -> dict[str, int]:
@@ -321,11 +318,13 @@ class Verifier:
         With chain checks, ``block`` (the settlement's block number) lets the payer's exposure
         ledger drop the amount once a read at or after that block has seen it leave."""
         key, token = self._reservation(response, owner)
+        if block is not None:
+            block = _int("block", block, 0, 2**63 - 1)
         total: int = self.nonce_store.settle(key, token, now=_now(now))
         if self._chain is not None and isinstance(response, VerifyResponse):
             from x402_verify.chain.exposure import settle_exposure
 
-            settle_exposure(self.nonce_store, response, token, block, total, now)
+            settle_exposure(self.nonce_store, response, token, block, _now(now))
         return total
 
     def release(self, response: VerifyResponse | bytes, *, owner: str | None = None, now: int | None = None) -> None:

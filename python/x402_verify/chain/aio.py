@@ -22,15 +22,11 @@ async def averify_batch(verifier: Any, items: Iterable[tuple[Any, Any]], *, now:
     pairs = list(items)
     results: list[VerifyResponse] = await asyncio.to_thread(verifier._core.verify_batch, pairs, now=now, threads=threads)
     store = verifier.nonce_store
-    if verifier._chain is None:
-        if store is None:
-            return results
-        from x402_verify.stores import reserve_verified
-
-        return await asyncio.to_thread(reserve_verified, store, results, now)
-    results, exposure = await verifier._chain.acheck(results)
+    exposure = None
+    if verifier._chain is not None:
+        results, exposure = await verifier._chain.acheck(results)
     if store is None:
         return results
-    from x402_verify.chain.exposure import reserve_exposed
+    from x402_verify.stores import reserve_verified
 
-    return await asyncio.to_thread(reserve_exposed, store, results, exposure, now)
+    return await asyncio.to_thread(reserve_verified, store, results, now, exposure)

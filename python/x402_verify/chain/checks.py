@@ -438,9 +438,12 @@ class ChainChecks:
                 if it.verdict is not None:
                     if it.verdict[0] != it.response.invalid_reason or it.verdict[1] != it.response.invalid_message:
                         out[it.index] = it.response.with_invalid(*it.verdict)
+                elif it.capacity is None or it.response.chain_id is None:
+                    # Not reached (every accepted payment had its balance read); refused, not
+                    # accepted unreserved, if it ever is.
+                    out[it.index] = it.response.with_invalid("chain_read_failed", "no capacity was read for this payment; refused")
                 else:
                     out[it.index] = it.response if it.response.is_valid else it.response.with_valid()
-                    assert it.capacity is not None and it.response.chain_id is not None
                     capacity[it.index] = Exposure(ledger_id(it.response.chain_id, it.asset, it.payer), it.amount, it.capacity, it.read_block)
         return out, capacity
 

@@ -1,41 +1,58 @@
 """Reservations that count what is promised: the exposure ledger.
 
-Per (chain, token, payer) a store keeps the amounts of its live reservations (exact: the
-amount; upto: the signed maximum until settled, then the charged total). A payment is reserved
-only if ``outstanding + amount <= capacity``, where capacity is what the chain stage read (the
-balance; for Permit2 the lesser of balance and allowance), decided in the same atomic step as
-the nonce reservation (one lock for the memory store, one transaction for SQLite, one script for
-Redis). Releasing or expiry drops an entry; a settled entry is not counted by a read at or
-after the settlement's block (``Verifier.settle(..., block=receipt_block)``), which sees the
-balance it left, and still counted by any older read, so node lag cannot admit more than the
-balance covers; it leaves the ledger with its reservation. A settlement reported
-without its block stays counted until its reservation expires (safe, but it holds capacity).
+Per (chain, token, payer) a store keeps one entry per live reservation the chain stage
+admitted: its amount (upto: the signed maximum), the reservation's owner and expiry, and, once
+it is settled and the settlement's block is told, that block. A payment is reserved only if
+``outstanding + amount <= capacity``, where capacity is what the chain stage read (the
+balance; for Permit2 the lesser of balance and allowance), decided in the store's own
+reservation step (``reserve_exposed``: the same rules as ``reserve_many``, implemented once per
+store, with this condition asked about each item those rules would newly reserve): under one
+lock in memory, in the same SQLite transaction, in the same Redis script.
+
+What an entry counts, on a read at block ``b`` and time ``now`` (the verifier's clock):
+
+- nothing once its reservation is released, or held by another owner, or once ``now`` passes
+  the reservation's expiry (validBefore / deadline + the store's margin). A settled key is kept
+  by the store for ever (its nonce is spent), but its amount stops counting at that expiry: the
+  token and Permit2 refuse the authorization after validBefore / deadline, so any settlement of
+  it is in a block mined before then, which a node lagging by less than the margin has seen;
+- nothing if it settled in a block ``<= b`` (the read already saw the balance it left);
+- otherwise its amount; for a settled upto session, what it charged (the store's own total).
+
+So node lag cannot admit more than the balance covers: a read from an older block still counts
+a settled amount. A settlement reported without its block (``Verifier.settle(..., block=None)``)
+stays counted until the expiry: safe, but it holds capacity.
 
 The read's block is the ``eth_blockNumber`` answer of the same JSON-RPC batch minus one: a node
 may run the batch's calls on the block before the one it names.
+
+Bounds: at most ``MAX_LEDGER_ENTRIES`` live entries per payer (then ``"exposure"``); each
+store drops dead entries as it reads a ledger, SQLite also 512 expired rows per batch, the
+memory ledger sweeps everything once it holds twice what its last sweep left, and a Redis
+ledger hash expires with its longest-lived entry. Redis Cluster: not supported (a payer's
+ledger and its reservations' keys would sit in different hash slots, and no script could
+decide them together); ``Verifier`` refuses a cluster store when chain checks are on.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
-import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from x402_verify._core import MemoryNonceStore, VerifyResponse, store_batch_args
+from x402_verify._core import MemoryNonceStore, VerifyResponse, store_amount_arg, store_batch_args, store_key_arg, store_now_arg, store_owner_arg
+from x402_verify.stores import EXPOSED
 
-__all__ = ["EXPOSED", "Exposure", "MAX_LEDGER_ENTRIES", "MemoryExposureStore", "ledger_id", "reserve_exposed", "settle_exposure"]
+__all__ = ["EXPOSED", "Exposure", "MAX_LEDGER_ENTRIES", "MemoryExposureStore", "ledger_id", "settle_exposure"]
 
 log = logging.getLogger("x402_verify.chain")
 
-#: A reserve_exposed outcome: refused because the payer's capacity is already promised.
-EXPOSED = "exposure"
 #: Most live entries one payer's ledger holds; past it further payments are refused.
 MAX_LEDGER_ENTRIES = 10_000
-
-_REPLAY_REASON = {"eip3009": "invalid_exact_evm_nonce_already_used", "permit2": "permit2_nonce_already_used"}
+_MAX_LEDGER_CHARS = 256
+_MAX_BLOCK = 2**63 - 1
 
 
 class Exposure(NamedTuple):
@@ -44,97 +61,145 @@ class Exposure(NamedTuple):
     ledger: str
     amount: int
     capacity: int
-    read_block: int  # -1: unknown (then no settled entry is dropped)
+    read_block: int  # -1: unknown (then every settled amount counts)
 
 
-def _seen_gone(settled_block: int | None, read_block: int | None) -> bool:
-    # A settled entry is not deleted when one read has seen it: a later read from a lagging
-    # node (an older block) must count it again. It leaves with its reservation.
-    return settled_block is not None and read_block is not None and settled_block <= read_block
+def _address(what: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    body = value[2:]
+    if len(value) != 42 or value[:2] not in ("0x", "0X") or not body.isascii() or not all(c in "0123456789abcdefABCDEF" for c in body):
+        raise ValueError(f"{what} must be a 0x-prefixed 20-byte hex address")
+    return "0x" + body.lower()
+
+
+def _block(what: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not low <= value <= _MAX_BLOCK:
+        raise ValueError(f"{what} must be an int in [{low}, 2**63)")
+    return value
 
 
 def ledger_id(chain_id: int, token: str, payer: str) -> str:
-    return f"{chain_id}:{token.lower()}:{payer.lower()}"
+    """The ledger of (chain, token, payer); addresses in any case name the same ledger."""
+    return f"{_block('chain_id', chain_id, 0)}:{_address('token', token)}:{_address('payer', payer)}"
 
 
-def reserve_exposed(store: Any, results: list[VerifyResponse], exposure: Sequence[Exposure | None], now: int | None) -> list[VerifyResponse]:
-    """``stores.reserve_verified`` with the exposure check, for payments the chain stage passed."""
-    picked = [i for i, r in enumerate(results) if r.is_valid and r.replay_key is not None]
-    if not picked:
-        return results
-    batch = secrets.token_hex(8)
-    owners = [f"{batch}:{i}" for i in picked]
-    keys, until, caps, entries = [], [], [], []
-    for i in picked:
-        r = results[i]
-        keys.append(r.replay_key)
-        until.append(r.valid_until or 0)
-        auth = r.authorization
-        caps.append(auth.amount if r.scheme == "upto_permit2" and auth is not None else None)
-        entries.append(exposure[i])
-    try:
-        if any(e is None for e in entries):
-            raise ValueError("a chain-checked payment has no exposure reading")
-        outcomes = store.reserve_exposed(keys, until, owners, caps, entries, now=now)
-        if len(outcomes) != len(keys):
-            raise ValueError(f"store answered {len(outcomes)} outcomes for {len(keys)} keys")
-    except Exception as exc:  # fail closed on anything the store raises
-        log.warning("nonce store unavailable: %s", exc)
-        outcomes = [None] * len(keys)
-        failure = f"{type(exc).__name__}: {exc}"
-    else:
-        failure = "the nonce store is full"
-    out = list(results)
-    for i, owner, ok, e in zip(picked, owners, outcomes, entries):
-        r = results[i]
-        if ok is True:
-            out[i] = r.with_reservation(owner)
-        elif ok is False:
-            out[i] = r.with_invalid(_REPLAY_REASON[r.nonce_space or "permit2"], "this authorization's nonce is already reserved or settled")
-        elif ok == EXPOSED:
-            assert e is not None
-            out[i] = r.with_invalid(
-                "payer_exposure_exceeded",
-                f"the payer's capacity {e.capacity} does not cover {e.amount} on top of its reserved, unsettled payments",
-            )
-        else:
-            out[i] = r.with_invalid("nonce_store_unavailable", f"replay protection could not answer ({failure}); refused")
+def _readings(exposure: Iterable[Any]) -> list[Exposure]:
+    """The readings of one ``reserve_exposed`` call, checked (one bad value, one exception)."""
+    if isinstance(exposure, (str, bytes)):
+        raise TypeError("exposure must be a sequence of Exposure readings")
+    out: list[Exposure] = []
+    for e in exposure:
+        if not isinstance(e, Exposure):
+            raise TypeError(f"an exposure reading is an Exposure, not {type(e).__name__}")
+        if not isinstance(e.ledger, str) or not 0 < len(e.ledger) <= _MAX_LEDGER_CHARS or not e.ledger.isascii():
+            raise ValueError(f"a ledger id is 1 to {_MAX_LEDGER_CHARS} ASCII characters (see ledger_id)")
+        out.append(Exposure(e.ledger, store_amount_arg(e.amount), store_amount_arg(e.capacity), _block("read_block", e.read_block, -1)))
     return out
 
 
-def settle_exposure(store: Any, response: VerifyResponse, owner: str, block: int | None, total: int, now: int | None) -> None:
-    """After ``store.settle``: tells the ledger the settlement's block (and an upto session's
-    charged total). A failure here leaves the amount counted (safe) and is logged."""
+def _as_of(as_of_block: Any) -> int:
+    return -1 if as_of_block is None else _block("as_of_block", as_of_block, 0)
+
+
+def settle_exposure(store: Any, response: VerifyResponse, owner: str, block: int | None, now: int | None) -> None:
+    """After ``store.settle``: tells the ledger the settlement's block. A failure here leaves the
+    amount counted until its reservation expires (safe) and is logged."""
     auth, asset = response.authorization, response.asset
-    if response.replay_key is None or auth is None or asset is None or response.chain_id is None:
+    if block is None or response.replay_key is None or auth is None or asset is None or response.chain_id is None:
         return
-    amount = total if response.scheme == "upto_permit2" else None
     try:
-        store.settle_exposure(response.replay_key, owner, ledger_id(response.chain_id, asset, auth.payer), block, amount, now=now)
+        store.settle_exposure(response.replay_key, owner, ledger_id(response.chain_id, asset, auth.payer), block, now=now)
     except Exception as exc:  # the amount stays counted until the reservation expires
-        log.warning("exposure ledger not updated on settle: %s", exc)
+        log.warning("exposure ledger not updated on settle: %s: %s", type(exc).__name__, str(exc)[:300])
+
+
+class _Ledger:
+    """One ledger as one reservation call sees it: its live entries as (counted amount, settled
+    block), read once, and the sums already asked for, kept up to date as entries are added."""
+
+    __slots__ = ("entries", "sums")
+
+    def __init__(self, entries: list[tuple[int, int | None]]) -> None:
+        self.entries = entries
+        self.sums: dict[int, int] = {}
+
+    def counted(self, read_block: int) -> int:
+        total = self.sums.get(read_block)
+        if total is None:
+            total = self.sums[read_block] = sum(a for a, settled in self.entries if settled is None or settled > read_block)
+        return total
+
+    def admits(self, e: Exposure) -> bool:
+        return len(self.entries) < MAX_LEDGER_ENTRIES and self.counted(e.read_block) + e.amount <= e.capacity
+
+    def add(self, amount: int) -> None:
+        self.entries.append((amount, None))
+        for block in self.sums:
+            self.sums[block] += amount
+
+
+class _Tally:
+    """The ledgers one reservation call touches, each loaded once by ``load(ledger)``."""
+
+    def __init__(self, load: Callable[[str], list[tuple[int, int | None]]]) -> None:
+        self._load = load
+        self._ledgers: dict[str, _Ledger] = {}
+
+    def ledger(self, name: str) -> _Ledger:
+        found = self._ledgers.get(name)
+        if found is None:
+            found = self._ledgers[name] = _Ledger(self._load(name))
+        return found
+
+
+# --- memory: the ledger beside a MemoryNonceStore, changed under one lock -------------------------
 
 
 class _Entry:
-    __slots__ = ("owner", "amount", "settled_block", "expires_at")
+    __slots__ = ("owner", "amount", "upto", "expires", "settled_block")
 
-    def __init__(self, owner: str, amount: int, expires_at: int) -> None:
+    def __init__(self, owner: str, amount: int, upto: bool, expires: int) -> None:
         self.owner = owner
         self.amount = amount
+        self.upto = upto
+        self.expires = expires
         self.settled_block: int | None = None
-        self.expires_at = expires_at
+
+
+class _MemoryLedgers:
+    """The ledgers of one MemoryNonceStore, shared by every MemoryExposureStore over it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ledgers: dict[str, dict[bytes, _Entry]] = {}
+        self.size = 0
+        self.sweep_at = 4096
+
+
+# Every wrapper of one store shares its ledgers (two verifiers on one store must see each
+# other's promises); they go with the store.
+_MEMORY_LEDGERS: weakref.WeakKeyDictionary[MemoryNonceStore, _MemoryLedgers] = weakref.WeakKeyDictionary()
+_MEMORY_LEDGERS_LOCK = threading.Lock()
 
 
 class MemoryExposureStore:
-    """The in-process store with an exposure ledger: a ``MemoryNonceStore`` (reservations) and,
-    beside it, the ledger, both changed under one lock by ``reserve_exposed``. Every other
-    store method is the inner store's. The verifier wraps its memory store in this when chain
-    checks are on."""
+    """A ``MemoryNonceStore`` with an exposure ledger. ``reserve_exposed`` is the store's own
+    ``reserve_many``, one item at a time under the ledger's lock: an item it newly reserves is
+    then checked against the ledger, and one the capacity does not cover is released again
+    before anyone is told of it. Every other method is the store's. The verifier wraps its
+    memory store in this when chain checks are on; wrappers of one store share one ledger."""
 
     def __init__(self, inner: MemoryNonceStore | None = None) -> None:
-        self.inner = inner if inner is not None else MemoryNonceStore()
-        self._lock = threading.Lock()
-        self._ledgers: dict[str, dict[bytes, _Entry]] = {}
+        if inner is None:
+            inner = MemoryNonceStore()
+        if not isinstance(inner, MemoryNonceStore):
+            raise TypeError(f"MemoryExposureStore wraps a MemoryNonceStore, not {type(inner).__name__}")
+        self.inner = inner
+        with _MEMORY_LEDGERS_LOCK:
+            self._state = _MEMORY_LEDGERS.setdefault(inner, _MemoryLedgers())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -142,28 +207,33 @@ class MemoryExposureStore:
     def __len__(self) -> int:
         return len(self.inner)
 
-    def _live(self, key: bytes, entry: _Entry, now: int | None) -> bool:
-        state = self.inner.state(key, now=now)
-        if state is None or state[1] != entry.owner:
-            return False
-        # A settled key is kept for good (its nonce is spent), but its amount counts only until
-        # its window and margin pass, as in the SQLite and Redis ledgers.
-        at = int(time.time()) if now is None else now
-        return state[0] == "reserved" or at < entry.expires_at + self.inner.margin_seconds
+    def _counted(self, key: bytes, entry: _Entry, at: int) -> int | None:
+        state = self.inner.state(key, now=at)
+        if state is None or state[1] != entry.owner or at >= entry.expires:
+            return None
+        return state[2] if state[0] == "settled" and entry.upto else entry.amount
 
-    def _outstanding(self, ledger: str, read_block: int | None, now: int | None) -> tuple[int, int]:
-        entries = self._ledgers.get(ledger)
-        if not entries:
-            return 0, 0
-        total = 0
+    def _entries(self, ledger: str, at: int) -> list[tuple[int, int | None]]:
+        entries = self._state.ledgers.get(ledger, {})
+        out: list[tuple[int, int | None]] = []
         for key, entry in list(entries.items()):
-            if not self._live(key, entry, now):
+            amount = self._counted(key, entry, at)
+            if amount is None:
                 del entries[key]
-            elif not _seen_gone(entry.settled_block, read_block):
-                total += entry.amount
+                self._state.size -= 1
+            else:
+                out.append((amount, entry.settled_block))
         if not entries:
-            del self._ledgers[ledger]
-        return total, len(entries)
+            self._state.ledgers.pop(ledger, None)
+        return out
+
+    def _sweep(self, at: int) -> None:
+        state = self._state
+        if state.size < state.sweep_at:
+            return
+        for ledger in list(state.ledgers):
+            self._entries(ledger, at)
+        state.sweep_at = max(4096, 2 * state.size)
 
     def reserve_exposed(
         self,
@@ -175,137 +245,154 @@ class MemoryExposureStore:
         *,
         now: int | None = None,
     ) -> list[bool | str | None]:
+        """``reserve_many``, except that an item the payer's capacity does not cover on top of
+        its live reservations is refused (``"exposure"``)."""
+        margin = self.inner.margin_seconds
+        at, names, expiries, tokens, limits = store_batch_args(keys, valid_until, owners, caps, margin, now)
+        readings = _readings(exposure)
+        if len(readings) != len(names):
+            raise ValueError("one exposure reading per key")
         out: list[bool | str | None] = []
-        with self._lock:
-            for key, until, owner, cap, e in zip(keys, valid_until, owners, caps, exposure, strict=True):
-                if self.inner.state(key, now=now) is not None:
-                    out.append(False)
-                    continue
-                total, count = self._outstanding(e.ledger, e.read_block, now)
-                if total + e.amount > e.capacity or count >= MAX_LEDGER_ENTRIES:
-                    out.append(EXPOSED)
-                    continue
-                ok = self.inner.reserve_many([key], [until], [owner], [cap], now=now)[0]
-                if ok is True:
-                    self._ledgers.setdefault(e.ledger, {})[key] = _Entry(owner, e.amount, until)
+        with self._state.lock:
+            self._sweep(at)
+            tally = _Tally(lambda ledger: self._entries(ledger, at))
+            for key, expires, owner, cap, e in zip(names, expiries, tokens, limits, readings):
+                fresh = self.inner.state(key, now=at) is None
+                # The store's margin added to ``expires - margin`` gives ``expires`` again.
+                ok: bool | str | None = self.inner.reserve_many([key], [expires - margin], [owner], [cap], now=at)[0]
+                if ok is True and fresh:
+                    ledger = tally.ledger(e.ledger)
+                    if ledger.admits(e):
+                        entries = self._state.ledgers.setdefault(e.ledger, {})
+                        self._state.size += key not in entries
+                        entries[key] = _Entry(owner, e.amount, cap is not None, expires)
+                        ledger.add(e.amount)
+                    else:
+                        self.inner.release(key, owner, now=at)
+                        ok = EXPOSED
                 out.append(ok)
         return out
 
-    def settle_exposure(self, key: bytes, owner: str, ledger: str, block: int | None, amount: int | None = None, *, now: int | None = None) -> None:  # noqa: ARG002
-        """Records the settlement of a reservation: the block it settled in (None: unknown) and,
-        for upto, the amount actually charged."""
-        with self._lock:
-            entry = self._ledgers.get(ledger, {}).get(key)
-            if entry is None or entry.owner != owner:
-                return
-            if amount is not None:
-                entry.amount = amount
-            entry.settled_block = block
+    def settle_exposure(self, key: bytes, owner: str, ledger_id: str, block: int | None, *, now: int | None = None) -> None:
+        """Records the block a settled reservation settled in (see ``outstanding``)."""
+        key, owner, at = store_key_arg(key), store_owner_arg(owner), store_now_arg(now)
+        if block is None:
+            return
+        block = _block("block", block, 0)
+        with self._state.lock:
+            entry = self._state.ledgers.get(ledger_id, {}).get(key)
+            state = self.inner.state(key, now=at)
+            if entry is not None and entry.owner == owner and state is not None and state[0] == "settled" and state[1] == owner:
+                entry.settled_block = block
 
     def outstanding(self, chain_id: int, token: str, payer: str, *, now: int | None = None, as_of_block: int | None = None) -> int:
-        """The amount reserved and not yet released, expired, or settled and seen gone by a
-        read at ``as_of_block`` (None: every settled amount still counts)."""
-        with self._lock:
-            return self._outstanding(ledger_id(chain_id, token, payer), as_of_block, now)[0]
+        """What the payer's live reservations on (chain, token) promise, as a balance read at
+        ``as_of_block`` would have to cover it (None: every settled amount still counts)."""
+        ledger, at, block = ledger_id(chain_id, token, payer), store_now_arg(now), _as_of(as_of_block)
+        with self._state.lock:
+            return _Ledger(self._entries(ledger, at)).counted(block)
 
 
-# --- SQLite: the ledger is a table beside the reservations, changed in the same transaction --------
+# --- SQLite: a table beside the reservations, changed in the same transaction ---------------------
 
 _SQLITE_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS exposures ("
     " key BLOB PRIMARY KEY, ledger TEXT NOT NULL, owner TEXT NOT NULL, amount TEXT NOT NULL,"
     " settled_block INTEGER, expires_at INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS exposures_ledger ON exposures(ledger)",
+    "CREATE INDEX IF NOT EXISTS exposures_expiry ON exposures(expires_at)",
 )
 
 
-def _sqlite_outstanding(conn: Any, ledger: str, read_block: int | None, now: int, *, prune: bool) -> tuple[int, int]:
-    # An entry counts while its reservation row (same key, same owner) lives, unless it settled
-    # in a block the read has seen.
+def _sqlite_schema(conn: Any) -> None:
+    for statement in _SQLITE_SCHEMA:
+        conn.execute(statement)
+
+
+def _sqlite_entries(conn: Any, ledger: str, at: int, *, prune: bool) -> list[tuple[int, int | None]]:
+    from x402_verify.stores import _stored_int
+
     rows = conn.execute(
-        "SELECT e.key, e.amount, e.settled_block, (r.key IS NOT NULL AND r.owner = e.owner AND r.expires_at > ?)"
+        "SELECT e.key, e.owner, e.amount, e.settled_block, e.expires_at, r.owner, r.settled, r.cap, r.charged"
         " FROM exposures e LEFT JOIN reservations r ON r.key = e.key WHERE e.ledger = ?",
-        (now, ledger),
+        (ledger,),
     ).fetchall()
-    total, count, dead = 0, 0, []
-    for key, amount, settled_block, live in rows:
-        if not live:
+    out: list[tuple[int, int | None]] = []
+    dead: list[tuple[bytes]] = []
+    for key, owner, amount, settled_block, expires, holder, settled, cap, charged in rows:
+        if holder != owner or expires <= at:
             dead.append((key,))
             continue
-        count += 1
-        if not _seen_gone(settled_block, read_block):
-            total += int(amount)
+        counted = charged if settled and cap is not None else amount
+        out.append((_stored_int(counted, "exposure"), settled_block))
     if prune and dead:
         conn.executemany("DELETE FROM exposures WHERE key = ?", dead)
-    return total, count
+    return out
 
 
-def sqlite_reserve_exposed(
-    store: Any, keys: Sequence[bytes], valid_until: Sequence[int], owners: Sequence[str], caps: Sequence[int | None],
-    exposure: Sequence[Exposure], now: int,
-) -> list[bool | str | None]:
-    # The store's own argument checks and expiry rule (clamped, margin added), so a reservation
-    # made here is the one reserve_many would have made.
-    at, names, expiries, tokens, limits = store_batch_args(keys, valid_until, owners, caps, store.margin_seconds, now)
+class SqliteAdmission:
+    """``SqliteNonceStore._reserve``'s admission for ``reserve_exposed``: asked, in the store's
+    transaction, about each item the store would newly reserve."""
 
-    def run(conn: Any) -> list[bool | str | None]:
-        for statement in _SQLITE_SCHEMA:
-            conn.execute(statement)
-        # Settled rows are never dropped: their nonce is spent for good.
-        conn.execute("DELETE FROM reservations WHERE key IN (SELECT key FROM reservations WHERE expires_at <= ? AND settled = 0 LIMIT 512)", (at,))
-        out: list[bool | str | None] = []
-        for key, expires, owner, cap, e in zip(names, expiries, tokens, limits, exposure, strict=True):
-            row = conn.execute("SELECT settled, owner, expires_at FROM reservations WHERE key = ?", (key,)).fetchone()
-            if row is not None and (row[0] or row[2] > at):
-                out.append(row[0] == 0 and row[1] == owner)
-                continue
-            if expires <= at:
-                out.append(None)  # kept for no time is not kept: refused, never acknowledged
-                continue
-            total, count = _sqlite_outstanding(conn, e.ledger, e.read_block, at, prune=True)
-            if total + e.amount > e.capacity or count >= MAX_LEDGER_ENTRIES:
-                out.append(EXPOSED)
-                continue
-            conn.execute("INSERT OR REPLACE INTO reservations VALUES (?, 0, ?, ?, '0', ?)", (key, owner, None if cap is None else str(cap), expires))
-            conn.execute("INSERT OR REPLACE INTO exposures VALUES (?, ?, ?, ?, NULL, ?)", (key, e.ledger, owner, str(e.amount), expires))
-            out.append(True)
-        return out
+    def __init__(self, exposure: Sequence[Exposure]) -> None:
+        self.readings = _readings(exposure)
+        self._tally: _Tally | None = None
 
-    result: list[bool | str | None] = store._tx(run)
-    return result
+    def __len__(self) -> int:
+        return len(self.readings)
+
+    def __call__(self, conn: Any, i: int, key: bytes, owner: str, expires: int, at: int) -> str | None:
+        if self._tally is None:
+            _sqlite_schema(conn)
+            # Expired entries go in small steps, like the store's own rows.
+            conn.execute("DELETE FROM exposures WHERE key IN (SELECT key FROM exposures WHERE expires_at <= ? LIMIT 512)", (at,))
+            self._tally = _Tally(lambda ledger: _sqlite_entries(conn, ledger, at, prune=True))
+        e = self.readings[i]
+        ledger = self._tally.ledger(e.ledger)
+        if not ledger.admits(e):
+            return EXPOSED
+        conn.execute("INSERT OR REPLACE INTO exposures VALUES (?, ?, ?, ?, NULL, ?)", (key, e.ledger, owner, str(e.amount), expires))
+        ledger.add(e.amount)
+        return None
 
 
-def sqlite_settle_exposure(store: Any, key: bytes, owner: str, block: int | None, amount: int | None) -> None:
+def sqlite_settle_exposure(store: Any, key: bytes, owner: str, block: int | None, now: int | None) -> None:
+    key, owner = store_key_arg(key), store_owner_arg(owner)
+    store_now_arg(now)
+    if block is None:
+        return
+    block = _block("block", block, 0)
+
     def run(conn: Any) -> None:
-        for statement in _SQLITE_SCHEMA:
-            conn.execute(statement)
+        _sqlite_schema(conn)
+        # Only a settled reservation of this owner: a block on a live one would stop counting it.
         conn.execute(
-            "UPDATE exposures SET settled_block = ?, amount = COALESCE(?, amount) WHERE key = ? AND owner = ?",
-            (block, None if amount is None else str(amount), key, owner),
+            "UPDATE exposures SET settled_block = ? WHERE key = ? AND owner = ?"
+            " AND EXISTS (SELECT 1 FROM reservations r WHERE r.key = exposures.key AND r.owner = exposures.owner AND r.settled = 1)",
+            (block, key, owner),
         )
 
     store._tx(run)
 
 
-def sqlite_outstanding(store: Any, ledger: str, as_of_block: int | None, now: int) -> int:
+def sqlite_outstanding(store: Any, ledger: str, as_of_block: int | None, now: int | None) -> int:
+    at, block = store_now_arg(now), _as_of(as_of_block)
+
     def run(conn: Any) -> int:
-        for statement in _SQLITE_SCHEMA:
-            conn.execute(statement)
-        return _sqlite_outstanding(conn, ledger, as_of_block, now, prune=False)[0]
+        _sqlite_schema(conn)
+        return _Ledger(_sqlite_entries(conn, ledger, at, prune=False)).counted(block)
 
     result: int = store._tx(run)
     return result
 
 
-# --- Redis (one server): one script reserves a batch and updates the ledgers ------------------------
+# --- Redis (one server): Lua spliced into the store's reserve script ------------------------------
 #
-# A ledger is a hash ``<prefix>x:<chain>:<token>:<payer>``: field = reservation key name, value
-# ``owner|amount|settled_block|expires_ms``. Amounts are decimal strings added as strings (Lua
-# numbers are doubles: 2**53 is only 0.009 of an 18-decimal token). On a cluster a script may
-# touch one hash slot only, and a ledger's reservations are spread over many: the exposure
-# ledger needs a single server (a cluster is refused when chain checks are configured).
+# A ledger is a hash ``<prefix>x:<ledger id>``: field = the reservation's key name, value
+# ``amount|settled_block|expires_ms|owner`` (owner last: it may hold '|'). Amounts are decimal
+# strings added as strings: Lua numbers are doubles, and 2**53 is 0.009 of an 18-decimal token.
 
-_LUA_DECIMALS = """
+_LUA_LEDGER = """
 local function add(a, b)
   local r, carry, i, j = {}, 0, #a, #b
   while i > 0 or j > 0 or carry > 0 do
@@ -323,74 +410,86 @@ local function le(a, b)
   if #a ~= #b then return #a < #b end
   return a <= b
 end
-local function outstanding(lk, now, read_block, prune)
-  local entries = redis.call('HGETALL', lk)
-  local sum, count = '0', 0
-  for j = 1, #entries, 2 do
-    local field, v = entries[j], entries[j + 1]
-    local owner, amount, block, expires = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+-- A ledger's live entries {counted amount, settled block or nil}, read once per script call.
+local ledgers = {}
+local function ledger(lk, now_ms, prune)
+  local l = ledgers[lk]
+  if l then return l end
+  l = {entries = {}, sums = {}}
+  local raw = redis.call('HGETALL', lk)
+  for j = 1, #raw, 2 do
+    local field = raw[j]
+    local amount, block, expires, owner = string.match(raw[j + 1], '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
     local cur = redis.call('GET', field)
-    -- the store's value: state|cap|charged|expires|owner (owner last: it may hold '|')
-    local holder = cur and string.match(cur, '^[RS]|[^|]*|[^|]*|[^|]*|(.*)$')
-    if holder ~= owner or tonumber(expires) <= now then
-      if prune then redis.call('HDEL', lk, field) end
-    else
-      count = count + 1
-      -- seen gone by this read; a lagging read (older block) counts it again
-      if block == '' or tonumber(block) > read_block then sum = add(sum, amount) end
+    local state, cap, charged, holder
+    -- the store's value: state|cap|charged|expires|owner
+    if cur then state, cap, charged, holder = string.match(cur, '^([RS])|([^|]*)|([^|]*)|[^|]*|(.*)$') end
+    if amount and holder == owner and tonumber(expires) > now_ms then
+      if state == 'S' and cap ~= '' then amount = charged end
+      l.entries[#l.entries + 1] = {amount, tonumber(block)}
+    elseif prune then
+      redis.call('HDEL', lk, field)
     end
   end
-  return sum, count
+  ledgers[lk] = l
+  return l
+end
+local function counted(l, read_block)
+  local s = l.sums[read_block]
+  if s == nil then
+    s = '0'
+    for _, e in ipairs(l.entries) do
+      if e[2] == nil or e[2] > read_block then s = add(s, e[1]) end
+    end
+    l.sums[read_block] = s
+  end
+  return s
 end
 """
 
-_REDIS_RESERVE = _LUA_DECIMALS + """
-local now, max_entries = tonumber(ARGV[1]), tonumber(ARGV[2])
-local out = {}
-for i = 1, #KEYS / 2 do
-  local rk, lk = KEYS[2 * i - 1], KEYS[2 * i]
-  local b = 2 + (i - 1) * 7
-  local value, px, owner, amount, capacity = ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
-  local read_block, expires = tonumber(ARGV[b + 6]), ARGV[b + 7]
-  local cur = redis.call('GET', rk)
-  if cur then
-    -- held: this owner's own retry is idempotent, anything else is a replay
-    local state, holder = string.match(cur, '^([RS])|[^|]*|[^|]*|[^|]*|(.*)$')
-    if state == 'R' and holder == owner then out[i] = 1 else out[i] = 0 end
-  elseif px <= 0 then
-    out[i] = 3
-  else
-    local sum, count = outstanding(lk, now, read_block, true)
-    if count >= max_entries or not le(add(sum, amount), capacity) then
-      out[i] = 2
-    else
-      -- lifetimes relative to the verifier's clock (PX), never an absolute instant the
-      -- server's clock may already have passed
-      local existed = redis.call('EXISTS', lk)
-      redis.call('SET', rk, value, 'PX', px)
-      redis.call('HSET', lk, rk, owner .. '|' .. amount .. '||' .. expires)
-      local ttl = redis.call('PTTL', lk)
-      if existed == 0 or (ttl >= 0 and ttl < px) then redis.call('PEXPIRE', lk, px) end
-      out[i] = 1
-    end
-  end
+# ARGV after the batch's: now (ms), most entries a ledger holds, then per key amount, capacity,
+# read block, expiry (ms, the verifier's clock); KEYS[n + i] is key i's ledger.
+_LUA_ADMISSION = _LUA_LEDGER + """
+local base = 2 * n + 1
+local now_ms, max_entries = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+local function reading(i)
+  local b = base + 2 + 4 * (i - 1)
+  return ARGV[b + 1], ARGV[b + 2], tonumber(ARGV[b + 3]), ARGV[b + 4]
 end
-return out
+admit = function(i)
+  local amount, capacity, read_block = reading(i)
+  local l = ledger(KEYS[n + i], now_ms, true)
+  if #l.entries >= max_entries or not le(add(counted(l, read_block), amount), capacity) then return 2 end
+  return false
+end
+admitted = function(i)
+  local lk, px = KEYS[n + i], tonumber(ARGV[2 * i + 1])
+  local amount, _, _, expires = reading(i)
+  local owner = string.match(ARGV[2 * i], '^R|[^|]*|[^|]*|[^|]*|(.*)$')
+  local ttl = redis.call('PTTL', lk)
+  redis.call('HSET', lk, KEYS[i], amount .. '||' .. expires .. '|' .. owner)
+  -- the hash lives as long as its longest-lived entry, on the same relative clock
+  if ttl < px then redis.call('PEXPIRE', lk, px) end
+  local l = ledgers[lk]
+  l.entries[#l.entries + 1] = {amount, nil}
+  for block, s in pairs(l.sums) do l.sums[block] = add(s, amount) end
+end
 """
 
-_REDIS_SETTLE = """
+_LUA_OUTSTANDING = _LUA_LEDGER + """
+return counted(ledger(KEYS[1], tonumber(ARGV[1]), false), tonumber(ARGV[2]))
+"""
+
+# KEYS: the reservation, its ledger; ARGV: owner, block. Only a settled reservation of this owner.
+_LUA_SETTLE = """
 local v = redis.call('HGET', KEYS[2], KEYS[1])
 if not v then return 0 end
-local owner, amount, block, expires = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+local amount, _, expires, owner = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
 if owner ~= ARGV[1] then return 0 end
-if ARGV[3] ~= '' then amount = ARGV[3] end
-redis.call('HSET', KEYS[2], KEYS[1], owner .. '|' .. amount .. '|' .. ARGV[2] .. '|' .. expires)
+local cur = redis.call('GET', KEYS[1])
+if not cur or string.match(cur, '^S|[^|]*|[^|]*|[^|]*|(.*)$') ~= owner then return 0 end
+redis.call('HSET', KEYS[2], KEYS[1], amount .. '|' .. ARGV[2] .. '|' .. expires .. '|' .. owner)
 return 1
-"""
-
-_REDIS_OUTSTANDING = _LUA_DECIMALS + """
-local sum = outstanding(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), false)
-return sum
 """
 
 
@@ -398,59 +497,62 @@ def _redis_ledger(store: Any, ledger: str) -> str:
     return f"{store.prefix}x:{ledger}"
 
 
-def _redis_script(store: Any, name: str, source: str) -> Any:
-    scripts = store.__dict__.setdefault("_exposure_scripts", {})
-    if name not in scripts:
-        scripts[name] = store.client.register_script(source)
-    return scripts[name]
-
-
 def _redis_single_server(store: Any) -> None:
     if store.cluster:
         raise ValueError("the exposure ledger needs a single Redis server: a cluster spreads a payer's reservations over hash slots")
 
 
-def redis_reserve_exposed(
-    store: Any, keys: Sequence[bytes], valid_until: Sequence[int], owners: Sequence[str], caps: Sequence[int | None],
-    exposure: Sequence[Exposure], now: int,
-) -> list[bool | str | None]:
+def _redis_run(store: Any, source: str, keys: list[str], args: list[Any]) -> Any:
+    store._open()
+    try:
+        script = store._scripts.get(source)
+        if script is None:
+            script = store._scripts[source] = store.client.register_script(source)
+        return script(keys=keys, args=args)
+    except store._redis.RedisError as exc:
+        raise store._fail(exc) from exc
+
+
+class RedisAdmission:
+    """``RedisNonceStore._reserve``'s admission rule for ``reserve_exposed``: Lua run inside the
+    store's reserve script, about each key the script would newly reserve."""
+
+    source = _LUA_ADMISSION
+    refused = EXPOSED
+
+    def __init__(self, store: Any, exposure: Sequence[Exposure]) -> None:
+        _redis_single_server(store)
+        self.readings = _readings(exposure)
+        self.keys = [_redis_ledger(store, e.ledger) for e in self.readings]
+
+    def __len__(self) -> int:
+        return len(self.readings)
+
+    def args(self, at: int, expiries: Sequence[int]) -> list[str | int]:
+        out: list[str | int] = [at * 1000, MAX_LEDGER_ENTRIES]
+        for e, expires in zip(self.readings, expiries):
+            out += [str(e.amount), str(e.capacity), e.read_block, expires * 1000]
+        return out
+
+
+def redis_settle_exposure(store: Any, key: bytes, owner: str, ledger: str, block: int | None, now: int | None) -> None:
+    key, owner = store_key_arg(key), store_owner_arg(owner)
+    store_now_arg(now)
+    _redis_single_server(store)
+    if block is None:
+        return
+    block = _block("block", block, 0)
+    _redis_run(store, _LUA_SETTLE, [store._name(key), _redis_ledger(store, ledger)], [owner, block])
+
+
+def redis_outstanding(store: Any, ledger: str, as_of_block: int | None, now: int | None) -> int:
     from x402_verify.errors import NonceStoreError
 
+    at, block = store_now_arg(now), _as_of(as_of_block)
     _redis_single_server(store)
-    at, names_, expiries, tokens, limits = store_batch_args(keys, valid_until, owners, caps, store.margin_seconds, now)
-    if not names_:
-        return []
-    names: list[str] = []
-    args: list[str | int] = [at * 1000, MAX_LEDGER_ENTRIES]
-    for key, expires, owner, cap, e in zip(names_, expiries, tokens, limits, exposure, strict=True):
-        names += [store._name(key), _redis_ledger(store, e.ledger)]
-        value = store._value("R", cap, 0, expires, owner)
-        args += [value, max(0, expires - at) * 1000, owner, str(e.amount), str(e.capacity), e.read_block, expires * 1000]
-    try:
-        answers = _redis_script(store, "reserve", _REDIS_RESERVE)(keys=names, args=args)
-    except store._redis.RedisError as exc:
-        raise store._fail(exc) from exc
-    if not isinstance(answers, list) or len(answers) != len(keys):
-        raise NonceStoreError(f"redis answered {len(answers) if isinstance(answers, list) else answers!r} outcomes for {len(keys)} keys")
-    return [True if a == 1 else False if a == 0 else EXPOSED if a == 2 else None for a in answers]
-
-
-def redis_settle_exposure(store: Any, key: bytes, owner: str, ledger: str, block: int | None, amount: int | None) -> None:
-    _redis_single_server(store)
-    try:
-        _redis_script(store, "settle", _REDIS_SETTLE)(
-            keys=[store._name(key), _redis_ledger(store, ledger)], args=[owner, "" if block is None else block, "" if amount is None else str(amount)]
-        )
-    except store._redis.RedisError as exc:
-        raise store._fail(exc) from exc
-
-
-def redis_outstanding(store: Any, ledger: str, as_of_block: int | None, now: int) -> int:
-    _redis_single_server(store)
-    try:
-        answer = _redis_script(store, "outstanding", _REDIS_OUTSTANDING)(
-            keys=[_redis_ledger(store, ledger)], args=[now * 1000, -1 if as_of_block is None else as_of_block]
-        )
-    except store._redis.RedisError as exc:
-        raise store._fail(exc) from exc
+    answer = _redis_run(store, _LUA_OUTSTANDING, [_redis_ledger(store, ledger)], [at * 1000, block])
+    if isinstance(answer, bytes):
+        answer = answer.decode("ascii", "replace")
+    if not isinstance(answer, str) or not answer.isdigit():
+        raise NonceStoreError("redis answered an outstanding sum that is not a decimal")
     return int(answer)
