@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import payments
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -30,6 +31,8 @@ PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
 EXACT_PROXY = "0x402085c248EeA27D92E8b30b2C58ed07f9E20001"
 ERC6492_MAGIC = bytes.fromhex("6492" * 16)
 STARTUP_TIMEOUT = 60.0
+# The test token's EIP-712 domain (tests/chain/contracts/Token.vy), as USDC's on Base.
+TOKEN_NAME, TOKEN_VERSION = "USD Coin", "2"
 
 
 class RpcFailure(Exception):
@@ -203,57 +206,6 @@ class Payment:
         return (self.header, self.requirements)
 
 
-def _eip3009_doc(token: str, message: dict[str, Any], name: str = "USD Coin", version: str = "2") -> dict[str, Any]:
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "TransferWithAuthorization": [
-                {"name": "from", "type": "address"},
-                {"name": "to", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "validAfter", "type": "uint256"},
-                {"name": "validBefore", "type": "uint256"},
-                {"name": "nonce", "type": "bytes32"},
-            ],
-        },
-        "primaryType": "TransferWithAuthorization",
-        "domain": {"name": name, "version": version, "chainId": CHAIN_ID, "verifyingContract": token},
-        "message": message,
-    }
-
-
-def _permit2_doc(message: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "PermitWitnessTransferFrom": [
-                {"name": "permitted", "type": "TokenPermissions"},
-                {"name": "spender", "type": "address"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-                {"name": "witness", "type": "Witness"},
-            ],
-            "TokenPermissions": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint256"}],
-            "Witness": [{"name": "to", "type": "address"}, {"name": "validAfter", "type": "uint256"}],
-        },
-        "primaryType": "PermitWitnessTransferFrom",
-        "domain": {"name": "Permit2", "chainId": CHAIN_ID, "verifyingContract": PERMIT2},
-        "message": message,
-    }
-
-
-PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
-
-
 def eip3009_payment(
     chain: Chain,
     payer: str,
@@ -268,29 +220,26 @@ def eip3009_payment(
 ) -> Payment:
     """An x402 exact EIP-3009 payment from ``payer``, signed by ``signer`` (an EOA key: the
     payer's own, or a wallet owner's), or carrying ``signature`` as given; ``wrap(sig)`` turns
-    the ECDSA signature into a wallet's form."""
+    the ECDSA signature into a wallet's form. Documents, payload and requirements come from
+    tests/payments.py, for the test token on the test chain."""
     import x402_verify as xv
 
     now = int(time.time()) if now is None else now
-    message = {
-        "from": payer,
-        "to": PAY_TO,
-        "value": str(value),
-        "validAfter": str(now - 600),
-        "validBefore": str(now + 3600),
-        "nonce": "0x" + (nonce or secrets.token_bytes(32)).hex(),
-    }
     asset = asset or chain.token
-    digest = xv.hash_typed_data(_eip3009_doc(asset, message))
+    message = payments.eip3009_authorization(
+        from_=payer, to=payments.PAY_TO, value=value, valid_after=now - 600, valid_before=now + 3600,
+        nonce="0x" + (nonce or secrets.token_bytes(32)).hex(),
+    )  # fmt: skip
+    digest = xv.hash_typed_data(payments.eip3009_typed_data(message, name=TOKEN_NAME, version=TOKEN_VERSION, chain_id=CHAIN_ID, token=asset))
     sig = signature if signature is not None else signer.sign(digest)  # type: ignore[union-attr]
     if wrap is not None:
         sig = wrap(sig)
-    payload = {"x402Version": 2, "accepted": {"scheme": "exact", "network": NETWORK}, "payload": {"signature": "0x" + sig.hex(), "authorization": message}}
     requirements = {
-        "scheme": "exact", "network": NETWORK, "amount": str(value), "asset": asset, "payTo": PAY_TO,
-        "maxTimeoutSeconds": 3600, "extra": {"name": "USD Coin", "version": "2"},
-    }
-    return Payment(xv.encode_payment_header(payload), requirements, payer, digest, sig, message)
+        **payments.requirements("eip3009", value, max_timeout=3600),
+        "network": NETWORK, "asset": asset, "extra": {"name": TOKEN_NAME, "version": TOKEN_VERSION},
+    }  # fmt: skip
+    doc = payments.envelope("eip3009", requirements, {"signature": "0x" + sig.hex(), "authorization": message})
+    return Payment(payments.header(doc), requirements, payer, digest, sig, message)
 
 
 def permit2_payment(
@@ -306,28 +255,23 @@ def permit2_payment(
     token: str | None = None,
     spender: str = EXACT_PROXY,
 ) -> Payment:
+    """An x402 exact Permit2 payment from ``payer`` (see ``eip3009_payment``)."""
     import x402_verify as xv
 
     now = int(time.time()) if now is None else now
     token = token or chain.token
-    message = {
-        "permitted": {"token": token, "amount": str(amount)},
-        "spender": spender,
-        "nonce": str(secrets.randbits(256) if nonce is None else nonce),
-        "deadline": str(now + 3600),
-        "witness": {"to": PAY_TO, "validAfter": str(now - 600)},
-    }
-    digest = xv.hash_typed_data(_permit2_doc(message))
+    authorization = payments.permit2_authorization(
+        from_=payer, token=token, amount=amount, spender=spender, nonce=secrets.randbits(256) if nonce is None else nonce,
+        deadline=now + 3600, to=payments.PAY_TO, valid_after=now - 600,
+    )  # fmt: skip
+    doc = payments.permit2_typed_data(authorization, chain_id=CHAIN_ID)
+    digest = xv.hash_typed_data(doc)
     sig = signature if signature is not None else signer.sign(digest)  # type: ignore[union-attr]
     if wrap is not None:
         sig = wrap(sig)
-    inner = {"signature": "0x" + sig.hex(), "permit2Authorization": {"from": payer, **message}}
-    payload = {"x402Version": 2, "accepted": {"scheme": "exact", "network": NETWORK}, "payload": inner}
-    requirements = {
-        "scheme": "exact", "network": NETWORK, "amount": str(amount), "asset": token, "payTo": PAY_TO,
-        "maxTimeoutSeconds": 3600, "extra": {"assetTransferMethod": "permit2"},
-    }
-    return Payment(xv.encode_payment_header(payload), requirements, payer, digest, sig, message)
+    requirements = {**payments.requirements("permit2", amount, max_timeout=3600), "network": NETWORK, "asset": token}
+    payload = payments.envelope("permit2", requirements, {"signature": "0x" + sig.hex(), "permit2Authorization": authorization})
+    return Payment(payments.header(payload), requirements, payer, digest, sig, doc["message"])
 
 
 def erc6492_wrap(factory: str, factory_calldata: bytes, inner: bytes) -> bytes:
