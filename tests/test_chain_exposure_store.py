@@ -241,3 +241,20 @@ def test_memory_ledger_forgets_dead_entries() -> None:
     for i in range(5000, 10_000):
         one(i, NOW + 9_000)
     assert s._state.size == 5000
+
+
+def test_verifier_settle_checks_the_block_before_settling() -> None:
+    import time
+
+    from payments import sign_payment
+
+    v = xv.Verifier()
+    now = int(time.time())
+    p = sign_payment("eip3009", now)
+    r = v.verify(p.header, p.requirements, now=now)
+    assert r.is_valid
+    for bad, error in ((True, TypeError), ("7", TypeError), (-1, ValueError), (2**63, ValueError)):
+        with pytest.raises(error):
+            v.settle(r, block=bad, now=now)  # type: ignore[arg-type]
+    assert v.nonce_store.state(r.replay_key, now=now)[0] == "reserved"
+    assert v.settle(r, block=7, now=now) == 0
