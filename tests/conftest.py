@@ -15,6 +15,10 @@ from checkout_guard import (  # noqa: F401
     pytest_terminal_summary,
 )
 
+# The test EVM (tests/chain): the `chain_node` session fixture and the `chain` fixture.
+pytest_plugins = ("chain.harness",)
+
+
 VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
 
 

@@ -112,6 +112,7 @@ from payments import (
     requirements,
     sign,
 )
+from x402_verify.chain.checks import CHAIN_CODES
 
 # --------------------------------------------------------------------------------------------
 # Constants (the payments themselves are built by tests/payments.py)
@@ -155,6 +156,9 @@ PAYMENT_CODES = {code for code, kind in CATALOGUE.items() if kind == "payment"}
 NOT_PRODUCED_BY_VERIFY = {
     # A store outcome: only Verifier.charge / NonceStore.charge on an upto reservation give it.
     "invalid_upto_evm_payload_settlement_exceeds_amount": "produced by charge() on an upto reservation, never by verify",
+    # Only a verifier with chain_readers gives these, against a chain
+    # (tests/test_chain_checks.py::test_every_chain_code_in_one_batch produces each).
+    **{code: "produced by the chain stage (Verifier(chain_readers=...))" for code in CHAIN_CODES},
 }
 
 V = xv.Verifier(nonce_store=None)

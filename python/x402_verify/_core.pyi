@@ -232,6 +232,17 @@ class VerifyResponse:
     @property
     def reservation(self) -> str | None:
         """The owner token of this payment's nonce reservation (None: not reserved)."""
+    @property
+    def asset(self) -> str | None:
+        """The requirements' asset, once every offline check but the signature passed."""
+    @property
+    def digest(self) -> bytes | None:
+        """The EIP-712 digest the payer signed, once every offline check but the signature passed."""
+    @property
+    def signature(self) -> bytes | None:
+        """The signature bytes as sent, once every offline check but the signature passed."""
+    def with_valid(self) -> VerifyResponse:
+        """A copy marked valid, for a chain check that decided what the offline checks left open."""
     def to_dict(self) -> dict[str, Any]:
         """x402's JSON shape: ``isValid``, ``invalidReason``, ``invalidMessage``, ``payer``."""
     def with_invalid(self, reason: str, message: str) -> VerifyResponse:

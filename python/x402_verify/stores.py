@@ -22,6 +22,13 @@ million years) are clamped to it, the same way in every store. Every store reads
 through the same checks (``x402_verify._core.store_*_arg``): one bad value, one answer
 (``TypeError`` or ``ValueError``) whichever store it reaches.
 
+With chain checks (``Verifier(chain_readers=...)``) a store also keeps, per (chain, token,
+payer), the amounts its live reservations promise, and ``reserve_exposed`` refuses a payment
+(``"exposure"``) that the balance read from the chain does not cover on top of them. That is
+the same reservation as ``reserve_many`` (the rules above, implemented once per store), with
+one more condition asked in the same atomic step; the ledger itself is in
+``x402_verify.chain.exposure``.
+
 - ``MemoryNonceStore``: the embedded default (compiled; thread-safe; one process; bounded).
 - ``SqliteNonceStore``: durable on one host, shared by its worker processes (SQLite WAL,
   ``synchronous=FULL``: an acknowledged reservation survives ``kill -9`` and power loss).
@@ -118,10 +125,15 @@ class NonceStore(Protocol):
     def charge(self, key: bytes, owner: str, amount: int, *, now: int | None = None) -> int: ...
 
 
-def reserve_verified(store: NonceStore, results: list[VerifyResponse], now: int | None) -> list[VerifyResponse]:
+#: A ``reserve_exposed`` outcome: the payer's capacity is already promised.
+EXPOSED = "exposure"
+
+
+def reserve_verified(store: Any, results: list[VerifyResponse], now: int | None, exposure: Sequence[Any] | None = None) -> list[VerifyResponse]:
     """Reserves the nonces of the valid results, in one store call; replays and store
     failures turn into invalid verdicts with fixed messages (details go to the log). Only
-    signature-checked payments reach the store, so junk cannot fill it."""
+    signature-checked payments reach the store, so junk cannot fill it. With ``exposure``
+    (the chain stage's reading per result) the call is ``store.reserve_exposed``."""
     picked = [i for i, r in enumerate(results) if r.is_valid and r.replay_key is not None]
     if not picked:
         return results
@@ -137,7 +149,13 @@ def reserve_verified(store: NonceStore, results: list[VerifyResponse], now: int 
         auth = r.authorization
         caps.append(auth.amount if r.scheme == "upto_permit2" and auth is not None else None)
     try:
-        outcomes = store.reserve_many(keys, until, owners, caps, now=now)
+        if exposure is None:
+            outcomes: list[Any] = store.reserve_many(keys, until, owners, caps, now=now)
+        else:
+            readings = [exposure[i] for i in picked]
+            if any(e is None for e in readings):
+                raise ValueError("a chain-checked payment has no exposure reading")
+            outcomes = store.reserve_exposed(keys, until, owners, caps, readings, now=now)
         if len(outcomes) != len(keys):
             raise NonceStoreError(f"store answered {len(outcomes)} outcomes for {len(keys)} keys")
     except Exception as exc:  # fail closed on anything the store raises
@@ -151,6 +169,8 @@ def reserve_verified(store: NonceStore, results: list[VerifyResponse], now: int 
         elif ok is False:
             reason = _REPLAY_REASON[r.nonce_space or "permit2"]
             out[i] = r.with_invalid(reason, _DESCRIPTIONS[reason])
+        elif ok == EXPOSED and exposure is not None:
+            out[i] = r.with_invalid("payer_exposure_exceeded", _DESCRIPTIONS["payer_exposure_exceeded"])
         else:
             out[i] = r.with_invalid("nonce_store_unavailable", _REFUSALS["unavailable"][1])
     return out
@@ -239,17 +259,28 @@ class SqliteNonceStore:
         *,
         now: int | None = None,
     ) -> list[bool | None]:
-        at, names, expiries, tokens, limits = store_batch_args(keys, valid_until, owners, caps, self.margin_seconds, now)
+        result: list[bool | None] = self._reserve(keys, valid_until, owners, caps, now, None)
+        return result
 
-        def run(conn: sqlite3.Connection) -> list[bool | None]:
+    def _reserve(self, keys: Sequence[bytes], valid_until: Sequence[int], owners: Sequence[str], caps: Sequence[int | None] | None, now: int | None, admit: Any) -> list[Any]:
+        """The reservation rules, once for both entry points. ``admit`` (the exposure ledger's,
+        x402_verify.chain.exposure), when given, is asked in the same transaction about each
+        item these rules would newly reserve: ``admit(conn, i, key, owner, expires, at)``
+        returns None to let it be reserved (having recorded what it needs), or the outcome to
+        give instead."""
+        at, names, expiries, tokens, limits = store_batch_args(keys, valid_until, owners, caps, self.margin_seconds, now)
+        if admit is not None and len(admit) != len(names):
+            raise ValueError("one exposure reading per key")
+
+        def run(conn: sqlite3.Connection) -> list[Any]:
             # Expired rows go in small steps so one batch never pays for a large backlog.
             conn.execute(
                 "DELETE FROM reservations WHERE key IN"
                 " (SELECT key FROM reservations WHERE expires_at <= ? AND settled = 0 LIMIT 512)",
                 (at,),
             )
-            out: list[bool | None] = []
-            for key, expires, owner, cap in zip(names, expiries, tokens, limits):
+            out: list[Any] = []
+            for i, (key, expires, owner, cap) in enumerate(zip(names, expiries, tokens, limits)):
                 row = conn.execute("SELECT settled, owner, expires_at FROM reservations WHERE key = ?", (key,)).fetchone()
                 if row is not None and (row[0] or row[2] > at):
                     out.append(row[0] == 0 and row[1] == owner)
@@ -259,6 +290,11 @@ class SqliteNonceStore:
                     conn.execute("DELETE FROM reservations WHERE key = ?", (key,))
                     out.append(None)
                     continue
+                if admit is not None:
+                    refused = admit(conn, i, key, owner, expires, at)
+                    if refused is not None:
+                        out.append(refused)
+                        continue
                 conn.execute(
                     "INSERT OR REPLACE INTO reservations VALUES (?, 0, ?, ?, '0', ?)",
                     (key, owner, None if cap is None else str(cap), expires),
@@ -266,7 +302,7 @@ class SqliteNonceStore:
                 out.append(True)
             return out
 
-        result: list[bool | None] = self._tx(run)
+        result: list[Any] = self._tx(run)
         return result
 
     @staticmethod
@@ -364,6 +400,38 @@ class SqliteNonceStore:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
+    # --- the exposure ledger (chain checks; its tables and rules: x402_verify.chain.exposure) -----
+
+    def reserve_exposed(
+        self,
+        keys: Sequence[bytes],
+        valid_until: Sequence[int],
+        owners: Sequence[str],
+        caps: Sequence[int | None],
+        exposure: Sequence[Any],
+        *,
+        now: int | None = None,
+    ) -> list[bool | str | None]:
+        """``reserve_many``, except that an item the payer's capacity does not cover on top of
+        its live reservations is refused (``"exposure"``), in the same transaction."""
+        from x402_verify.chain import exposure as ledger
+
+        result: list[bool | str | None] = self._reserve(keys, valid_until, owners, caps, now, ledger.SqliteAdmission(exposure))
+        return result
+
+    def settle_exposure(self, key: bytes, owner: str, ledger_id: str, block: int | None, *, now: int | None = None) -> None:
+        """Records the block a settled reservation settled in (see ``outstanding``)."""
+        from x402_verify.chain import exposure as ledger
+
+        ledger.sqlite_settle_exposure(self, key, owner, block, now)
+
+    def outstanding(self, chain_id: int, token: str, payer: str, *, now: int | None = None, as_of_block: int | None = None) -> int:
+        """What the payer's live reservations on (chain, token) promise, as a balance read at
+        ``as_of_block`` would have to cover it (None: every settled amount still counts)."""
+        from x402_verify.chain import exposure as ledger
+
+        return ledger.sqlite_outstanding(self, ledger.ledger_id(chain_id, token, payer), as_of_block, now)
+
 
 class RedisNonceStore:
     """Reservations shared by gateway replicas through Redis (or a Redis Cluster).
@@ -419,7 +487,7 @@ class RedisNonceStore:
         self.margin_seconds: int = store_margin_arg(margin_seconds)
         self.prefix = prefix
         self.cluster = bool(cluster)
-        self._script: Any = None
+        self._scripts: dict[str, Any] = {}
         self._closed = False
         self._owns_client = client is None
         if client is not None:
@@ -479,15 +547,28 @@ class RedisNonceStore:
         *,
         now: int | None = None,
     ) -> list[bool | None]:
+        result: list[bool | None] = self._reserve(keys, valid_until, owners, caps, now, None)
+        return result
+
+    def _reserve(self, keys: Sequence[bytes], valid_until: Sequence[int], owners: Sequence[str], caps: Sequence[int | None] | None, now: int | None, rule: Any) -> list[Any]:
+        """The reservation rules, once for both entry points. ``rule`` (the exposure ledger's,
+        x402_verify.chain.exposure) is Lua spliced into the reserve script: its ``admit(i)`` is
+        asked, in the same script, about each key that is free and would be kept, and answers
+        false to let it be reserved (then ``admitted(i)`` records it) or a number, the refusal
+        (``rule.refused``) given instead."""
         at, names, expiries, tokens, limits = store_batch_args(keys, valid_until, owners, caps, self.margin_seconds, now)
         self._open()
+        if rule is not None and len(rule) != len(names):
+            raise ValueError("one exposure reading per key")
         if not names:
             return []
         # The lifetime, relative to the verifier's clock (0: nothing to keep, only read).
         lifetimes = [max(0, expires - at) * 1000 for expires in expiries]
         values = [self._value("R", cap, 0, expires, owner) for cap, expires, owner in zip(limits, expiries, tokens)]
         if not self.cluster:
-            return self._reserve_scripted(names, values, lifetimes, tokens)
+            return self._reserve_scripted(names, values, lifetimes, tokens, rule, at, expiries)
+        if rule is not None:
+            raise NonceStoreError("the exposure ledger needs a single Redis server, not a cluster")
         # On a cluster a script may only touch one hash slot, so the batch is a pipeline:
         # redis-py sends each node its commands in one round trip.
         pipe = self.client.pipeline(transaction=False)
@@ -504,40 +585,62 @@ class RedisNonceStore:
 
     # One script call reserves a whole batch on a single server: one round trip, and the
     # per-command encoding and reply parsing that dominate a 256-command pipeline in redis-py
-    # happen once. ARGV holds value and lifetime (ms) per key; lifetime 0 means the item would
-    # be kept for no time, so only its holder is read.
+    # happen once. ARGV[1] is the number n of the batch's keys (KEYS[1..n]); then value and
+    # lifetime (ms) per key; lifetime 0 means the item would be kept for no time, so only its
+    # holder is read. An admission rule's keys and arguments follow the batch's.
     _RESERVE_SCRIPT = """
+local n = tonumber(ARGV[1])
+local admit, admitted
+-- admission rule --
 local out = {}
-for i, key in ipairs(KEYS) do
-  local value, px = ARGV[2 * i - 1], ARGV[2 * i]
+for i = 1, n do
+  local key, value, px = KEYS[i], ARGV[2 * i], ARGV[2 * i + 1]
   if px == '0' then
     out[i] = redis.call('GET', key)
   else
-    out[i] = redis.call('SET', key, value, 'NX', 'GET', 'PX', px)
+    local refused = admit and redis.call('EXISTS', key) == 0 and admit(i)
+    if refused then
+      out[i] = refused
+    else
+      out[i] = redis.call('SET', key, value, 'NX', 'GET', 'PX', px)
+      if admit and not out[i] then admitted(i) end
+    end
   end
 end
 return out
 """
 
-    def _reserve_scripted(self, names: list[bytes], values: list[str], lifetimes: list[int], owners: list[str]) -> list[bool | None]:
-        args: list[str | int] = []
+    def _reserve_scripted(
+        self, names: list[bytes], values: list[str], lifetimes: list[int], owners: list[str], rule: Any, at: int, expiries: list[int]
+    ) -> list[Any]:
+        keys = [self._name(k) for k in names]
+        args: list[str | int] = [len(names)]
         for value, px in zip(values, lifetimes):
             args.append(value)
             args.append(px)
+        source = self._RESERVE_SCRIPT
+        if rule is not None:
+            source = source.replace("-- admission rule --", rule.source)
+            keys += rule.keys
+            args += rule.args(at, expiries)
         try:
-            if self._script is None:
-                self._script = self.client.register_script(self._RESERVE_SCRIPT)
-            answers = self._script(keys=[self._name(k) for k in names], args=args)
+            script = self._scripts.get(source)
+            if script is None:
+                script = self._scripts[source] = self.client.register_script(source)
+            answers = script(keys=keys, args=args)
         except self._redis.RedisError as exc:
             raise self._fail(exc) from exc
-        return self._outcomes(owners, answers, lifetimes)
+        return self._outcomes(owners, answers, lifetimes, None if rule is None else rule.refused)
 
     @classmethod
-    def _outcomes(cls, owners: Sequence[str], answers: Any, lifetimes: Sequence[int]) -> list[bool | None]:
+    def _outcomes(cls, owners: Sequence[str], answers: Any, lifetimes: Sequence[int], refused: Any = None) -> list[Any]:
         if not isinstance(answers, list) or len(answers) != len(owners):
             raise NonceStoreError(f"redis answered {type(answers).__name__} for {len(owners)} keys")
-        out: list[bool | None] = []
+        out: list[Any] = []
         for owner, answer, px in zip(owners, answers, lifetimes):
+            if isinstance(answer, int) and refused is not None:
+                out.append(refused)  # the admission rule's refusal (only a rule answers a number)
+                continue
             if answer is None:
                 # Free: reserved now, unless it was to be kept for no time (then nothing is).
                 out.append(True if px else None)
@@ -650,3 +753,36 @@ return out
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+    # --- the exposure ledger (chain checks; its hashes and rules: x402_verify.chain.exposure) -----
+
+    def reserve_exposed(
+        self,
+        keys: Sequence[bytes],
+        valid_until: Sequence[int],
+        owners: Sequence[str],
+        caps: Sequence[int | None],
+        exposure: Sequence[Any],
+        *,
+        now: int | None = None,
+    ) -> list[bool | str | None]:
+        """``reserve_many``, except that an item the payer's capacity does not cover on top of
+        its live reservations is refused (``"exposure"``), in the same script. One server only:
+        on a cluster a payer's ledger and its reservations would sit in different hash slots."""
+        from x402_verify.chain import exposure as ledger
+
+        result: list[bool | str | None] = self._reserve(keys, valid_until, owners, caps, now, ledger.RedisAdmission(self, exposure))
+        return result
+
+    def settle_exposure(self, key: bytes, owner: str, ledger_id: str, block: int | None, *, now: int | None = None) -> None:
+        """Records the block a settled reservation settled in (see ``outstanding``)."""
+        from x402_verify.chain import exposure as ledger
+
+        ledger.redis_settle_exposure(self, key, owner, ledger_id, block, now)
+
+    def outstanding(self, chain_id: int, token: str, payer: str, *, now: int | None = None, as_of_block: int | None = None) -> int:
+        """What the payer's live reservations on (chain, token) promise, as a balance read at
+        ``as_of_block`` would have to cover it (None: every settled amount still counts)."""
+        from x402_verify.chain import exposure as ledger
+
+        return ledger.redis_outstanding(self, ledger.ledger_id(chain_id, token, payer), as_of_block, now)

@@ -129,6 +129,34 @@ def _now(now: object) -> int | None:
     return None if now is None else _int("now (unix seconds)", now, 0, _MAX_SECONDS)
 
 
+def _chain_stage(readers: Mapping[str, Any] | None, enabled: bool | None, names: Mapping[str, int]) -> Any:
+    if enabled is None:
+        enabled = bool(readers)
+    if not enabled:
+        return None
+    if not readers:
+        raise ValueError("chain_checks=True needs chain_readers={network: ChainReader(...)}")
+    from x402_verify.chain.checks import ChainChecks
+
+    return ChainChecks({_chain_id(network, names): reader for network, reader in readers.items()})
+
+
+def _exposure_store(store: Any) -> Any:
+    """With chain checks, reservations count what is promised: the store must keep an
+    exposure ledger (x402_verify.chain.exposure); the memory store gets one beside it."""
+    from x402_verify._core import MemoryNonceStore
+
+    if isinstance(store, MemoryNonceStore):
+        from x402_verify.chain.exposure import MemoryExposureStore
+
+        return MemoryExposureStore(store)
+    if getattr(store, "cluster", False):
+        raise ValueError("chain checks keep an exposure ledger, which needs a single Redis server, not a cluster (docs/chain.md)")
+    if store is not None and not hasattr(store, "reserve_exposed"):
+        raise ValueError("chain checks need a nonce store with an exposure ledger (reserve_exposed); see docs/chain.md")
+    return store
+
+
 class Verifier:
     """Verifies x402 payments (exact with EIP-3009 or Permit2, upto with Permit2).
 
@@ -159,6 +187,11 @@ class Verifier:
         payer_key_cache: public keys of this many recent payers kept, so that ``verify_batch``
             checks their signatures together instead of recovering each; 0 turns it off.
         nonce_store: replay protection (see ``x402_verify.stores``).
+        chain_readers: ``{network: ChainReader}``: payment capability read from the chain for
+            payments that passed every offline check, and reservations that count what is
+            promised (the store's exposure ledger; docs/chain.md).
+        chain_checks: run those reads (default: whenever ``chain_readers`` is given); a
+            payment on a chain without a reader is then refused.
     """
 
     def __init__(
@@ -177,6 +210,8 @@ class Verifier:
         threads: int | None = None,
         payer_key_cache: int = DEFAULT_PAYER_KEY_CACHE,
         nonce_store: Any = _UNSET,
+        chain_readers: Mapping[str, Any] | None = None,
+        chain_checks: bool | None = None,
     ) -> None:
         names = _names(network_names)
         allowed = None if networks is None else sorted({_chain_id(n, names) for n in _texts("networks", networks)})
@@ -207,6 +242,9 @@ class Verifier:
             from x402_verify.stores import MemoryNonceStore
 
             nonce_store = MemoryNonceStore()
+        self._chain = _chain_stage(chain_readers, chain_checks, names)
+        if self._chain is not None:
+            nonce_store = _exposure_store(nonce_store)
         self.nonce_store = nonce_store
 
     def verify(
@@ -236,10 +274,13 @@ class Verifier:
         Each item's requirements are read as they are when the item is taken from ``items``
         (a dict edited between two items is read again); ``threads`` overrides the verifier's."""
         results: list[VerifyResponse] = self._core.verify_batch(items, now=now, threads=threads)
+        exposure = None
+        if self._chain is not None:
+            results, exposure = self._chain.check(results)
         if self.nonce_store is not None:
             from x402_verify.stores import reserve_verified
 
-            results = reserve_verified(self.nonce_store, results, now)
+            results = reserve_verified(self.nonce_store, results, now, exposure)
         return results
 
     def stats(self) -> dict[str, int]:
@@ -271,11 +312,19 @@ class Verifier:
             raise ValueError("settling by key needs the owner token")
         return bytes(response), owner
 
-    def settle(self, response: VerifyResponse | bytes, *, owner: str | None = None, now: int | None = None) -> int:
+    def settle(self, response: VerifyResponse | bytes, *, owner: str | None = None, now: int | None = None, block: int | None = None) -> int:
         """Marks the reservation settled (kept for as long as the store lives: the nonce is
-        spent); returns what an upto session charged in total (0 for exact payments)."""
+        spent); returns what an upto session charged in total (0 for exact payments).
+        With chain checks, ``block`` (the settlement's block number) lets the payer's exposure
+        ledger drop the amount once a read at or after that block has seen it leave."""
         key, token = self._reservation(response, owner)
+        if block is not None:
+            block = _int("block", block, 0, 2**63 - 1)
         total: int = self.nonce_store.settle(key, token, now=_now(now))
+        if self._chain is not None and isinstance(response, VerifyResponse):
+            from x402_verify.chain.exposure import settle_exposure
+
+            settle_exposure(self.nonce_store, response, token, block, _now(now))
         return total
 
     def release(self, response: VerifyResponse | bytes, *, owner: str | None = None, now: int | None = None) -> None:

@@ -122,6 +122,16 @@ codes! {
     UptoFailedToGetNetworkConfig = "invalid_upto_evm_failed_to_get_network_config", Payment, "the network is not eip155:<chainId> (upto)";
     UptoFacilitatorMismatch = "upto_facilitator_mismatch", Payment, "witness.facilitator is not one of this verifier's facilitator addresses";
     UptoSettlementExceedsAmount = "invalid_upto_evm_payload_settlement_exceeds_amount", Payment, "an upto charge would exceed the permitted maximum";
+    // --- chain checks (x402_verify.chain): the SDK's strings where it has the check -------------
+    AssetNotDeployedContract = "asset_not_deployed_contract", Payment, "the asset has no code on the payment's chain";
+    Permit2ProxyNotDeployed = "permit2_proxy_not_deployed", Payment, "Permit2 or the x402 Permit2 proxy named as spender has no code on the payment's chain";
+    InsufficientBalance = "invalid_exact_evm_insufficient_balance", Payment, "the payer's token balance is below the amount (EIP-3009)";
+    Permit2InsufficientBalance = "permit2_insufficient_balance", Payment, "the payer's token balance is below the amount (Permit2)";
+    Permit2AllowanceRequired = "permit2_allowance_required", Payment, "the payer's ERC-20 allowance to Permit2 is below the amount";
+    UndeployedSmartWallet = "invalid_exact_evm_payload_undeployed_smart_wallet", Payment, "a smart-wallet signature from an address with no code and no ERC-6492 deployment data";
+    Eip3009NotSupported = "invalid_exact_evm_eip3009_not_supported", Payment, "the asset's authorizationState reverts: it is not an EIP-3009 token";
+    PayerExposureExceeded = "payer_exposure_exceeded", Payment, "the payer's balance (Permit2: and allowance) does not cover this amount on top of its reserved, unsettled payments";
+    ChainReadFailed = "chain_read_failed", Payment, "the chain could not be read for this payment (RPC down, timing out, answering garbage, wrong chain, no reader); refused, never accepted";
     // --- replay protection ----------------------------------------------------------------------
     Eip3009NonceAlreadyUsed = "invalid_exact_evm_nonce_already_used", Replay, "this EIP-3009 (chain, token, from, nonce) is already reserved or settled";
     Permit2NonceAlreadyUsed = "permit2_nonce_already_used", Replay, "this Permit2 (chain, owner, nonce) is already reserved or settled";

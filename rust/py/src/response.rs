@@ -82,6 +82,24 @@ impl VerifyResponse {
         self.0.replay.map(|r| r.valid_until)
     }
 
+    /// The requirements' asset (the token), once every offline check but the signature passed.
+    #[getter]
+    fn asset(&self) -> Option<String> {
+        self.0.signed.as_ref().map(|s| checksum(&s.asset))
+    }
+
+    /// The EIP-712 digest the payer signed, once every offline check but the signature passed.
+    #[getter]
+    fn digest<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.0.signed.as_ref().map(|s| PyBytes::new(py, s.digest.0.as_slice()))
+    }
+
+    /// The signature bytes as sent, once every offline check but the signature passed.
+    #[getter]
+    fn signature<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.0.signed.as_ref().map(|s| PyBytes::new(py, &s.signature))
+    }
+
     /// x402's JSON shape: `isValid`, `invalidReason`, `invalidMessage`, `payer`.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
@@ -103,6 +121,19 @@ impl VerifyResponse {
         let mut v = self.0.clone();
         v.reason = Some(code);
         v.message = message;
+        Ok(VerifyResponse(v, None))
+    }
+
+    /// A copy marked valid, for a chain check that decided what the offline checks left to the
+    /// chain (`needs_chain_check`, or a contract payer's signature). Only a response that
+    /// passed every offline check but the signature (`digest` is set) can be.
+    fn with_valid(&self) -> PyResult<Self> {
+        if self.0.signed.is_none() {
+            return Err(pyo3::exceptions::PyValueError::new_err("only a response whose offline checks passed up to the signature can be marked valid"));
+        }
+        let mut v = self.0.clone();
+        v.reason = None;
+        v.message = String::new();
         Ok(VerifyResponse(v, None))
     }
 

@@ -229,7 +229,9 @@ pub fn store_batch_args<'py>(
 /// it drops expired reservations and, if still full, refuses new ones: size it for the
 /// settled payments of the process's lifetime plus the reservations live at peak (about 300
 /// bytes an entry).
-#[pyclass(frozen, module = "x402_verify._core", name = "MemoryNonceStore")]
+// weakref: the chain stage keeps a store's exposure ledger beside it (x402_verify.chain.exposure),
+// shared by every verifier on the store, and lets it go with the store.
+#[pyclass(frozen, weakref, module = "x402_verify._core", name = "MemoryNonceStore")]
 pub struct MemoryNonceStore {
     inner: MemoryStore,
     margin: u64,

@@ -12,4 +12,4 @@ pub mod verify;
 
 pub use payload::{parse_requirements, requirements_error, Authorization, PaymentPayload, PaymentRequirements};
 pub use replay::{NonceSpace, ReplayKey};
-pub use verify::{finish, verify, verify_deferred, PayloadInput, PendingSignature, Scheme, Verdict, VerifyConfig};
+pub use verify::{finish, verify, verify_deferred, PayloadInput, PendingSignature, Scheme, SignedPayment, Verdict, VerifyConfig};

@@ -110,6 +110,18 @@ pub struct Verdict {
     pub authorization: Option<Authorization>,
     /// Set whenever the authorization was read and its chain is known.
     pub replay: Option<ReplayKey>,
+    /// What a chain check needs once the cascade reached the signature step (every other
+    /// check passed): the requirements' asset, the EIP-712 digest and the signature bytes.
+    pub signed: Option<SignedPayment>,
+}
+
+/// The signed digest of a payment and its signature, for checks only the chain can make
+/// (ERC-1271 / ERC-6492 wallets, EIP-7702 delegated accounts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedPayment {
+    pub asset: Address,
+    pub digest: Digest,
+    pub signature: Vec<u8>,
 }
 
 impl Verdict {
@@ -127,6 +139,7 @@ impl Verdict {
             chain_id: None,
             authorization: None,
             replay: None,
+            signed: None,
         }
     }
 
@@ -199,6 +212,7 @@ pub fn verify_deferred(
         chain_id: None,
         authorization: Some(payload.authorization.clone()),
         replay: None,
+        signed: None,
     };
     let req = match requirements {
         Ok(r) => r,
@@ -326,7 +340,7 @@ fn exact_eip3009(
     let domain = eip3009_domain_separator(name, version, chain, &req.asset);
     let digest = eip3009_digest(&domain, a);
     let session = Session { now, expires: a.valid_before.saturating_to() };
-    signature_item(&p.signature, &digest, a.from, &cfg.eip3009_policy, Code::InvalidExactSignature, session)
+    signature_item(&p.signature, &digest, req.asset, a.from, &cfg.eip3009_policy, Code::InvalidExactSignature, session, v)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -379,17 +393,28 @@ fn permit2(
     window(&a.deadline, now, req, cfg)?;
     let digest = permit2_witness_digest(&permit2_domain_separator(chain), a);
     let session = Session { now, expires: a.deadline.saturating_to() };
-    signature_item(&p.signature, &digest, a.from, &cfg.permit2_policy, Code::InvalidPermit2Signature, session)
+    signature_item(&p.signature, &digest, req.asset, a.from, &cfg.permit2_policy, Code::InvalidPermit2Signature, session, v)
 }
 
 /// The signature step, up to authentication: smart-wallet forms are sent to a chain check,
 /// never recovered as EOA signatures; everything else must parse under the policy, and then
 /// recover to the claimed payer (`finish`).
-fn signature_item(text: &str, digest: &Digest, claimed: Address, policy: &SignaturePolicy, code: Code, session: Session) -> Signed {
+#[allow(clippy::too_many_arguments)]
+fn signature_item(
+    text: &str,
+    digest: &Digest,
+    asset: Address,
+    claimed: Address,
+    policy: &SignaturePolicy,
+    code: Code,
+    session: Session,
+    v: &mut Verdict,
+) -> Signed {
     if text.is_empty() || text == "0x" {
         return Err(fail_with(code, "the payload has no signature"));
     }
     let bytes = parse_hex_prefixed(text, Code::InvalidSignatureEncoding).map_err(|e| (code, e.message))?;
+    v.signed = Some(SignedPayment { asset, digest: *digest, signature: bytes.clone() });
     let ecdsa_len = bytes.len() == 65 || (policy.allow_compact && bytes.len() == 64);
     // Any other length (and the ERC-6492 wrapper) can only be a contract wallet's signature:
     // ERC-1271 accepts whatever the wallet accepts, so only the chain can decide.
