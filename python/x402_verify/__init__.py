@@ -10,8 +10,8 @@ from x402_verify._core import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_TYPED_DATA_BYTES,
     PaymentAuthorization,
-    VerifyResponse,
     SignaturePolicy,
+    VerifyResponse,
     error_codes,
     hash_typed_data,
     recover_hash,
@@ -20,8 +20,8 @@ from x402_verify._core import (
     recover_typed_data_batch,
 )
 from x402_verify.errors import NonceStoreError, PaymentError, ReservationError, SignatureError, TypedDataError, X402VerifyError
-from x402_verify.stores import MemoryNonceStore, RedisNonceStore, SqliteNonceStore
 from x402_verify.header import decode_payment_header, encode_payment_header
+from x402_verify.stores import MemoryNonceStore, RedisNonceStore, SqliteNonceStore
 from x402_verify.verifier import DEFAULT_CLOCK_SKEW_SECONDS, EXACT_PERMIT2_PROXY, UPTO_PERMIT2_PROXY, V1_NETWORK_NAMES, Requirements, Verifier
 
 __all__ = [

@@ -41,9 +41,6 @@ _BytesLike = bytes | bytearray | str
 _Json = dict[str, Any] | str | bytes
 """A payment payload or requirements object: a dict, or JSON / header text."""
 
-_Req = Requirements | dict[str, Any] | str | bytes
-"""Payment requirements: compiled, a dict, or JSON text."""
-
 DEFAULT_MAX_TYPED_DATA_BYTES: Final[int]
 DEFAULT_MAX_PAYLOAD_BYTES: Final[int]
 DEFAULT_PAYER_KEY_CACHE: Final[int]
@@ -163,6 +160,9 @@ class Requirements:
     @property
     def max_timeout_seconds(self) -> int: ...
     def __eq__(self, other: object, /) -> bool: ...
+
+_Req = Requirements | dict[str, Any] | str | bytes
+"""Payment requirements: compiled, a dict, or JSON text."""
 
 @final
 class PaymentAuthorization:
