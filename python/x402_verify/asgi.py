@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from x402_verify._batching import MicroBatcher
+from x402_verify._core import REPLAY_REASONS
 from x402_verify.errors import NonceStoreError, ReservationError
 from x402_verify.header import decode_payment_header
 from x402_verify.ledger import FAILED, OPEN, SETTLED, Ledger, MemoryLedger
@@ -65,7 +66,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 EXCEEDS = "invalid_upto_evm_payload_settlement_exceeds_amount"
-REPLAY_CODES = ("permit2_nonce_already_used", "invalid_exact_evm_nonce_already_used")
+REPLAY_CODES = tuple(REPLAY_REASONS.values())  # a replay's reason, whichever nonce space
 MAX_SESSION_ID = 64
 
 
