@@ -121,7 +121,8 @@ V1_NAMES = "|".join(re.escape(n) for n in sorted(xv.V1_NETWORK_NAMES, key=len, r
 V1_ENTRY = re.compile(rf"""["']({V1_NAMES})["']\s*:\s*\d""")
 # A regular expression over CAIP-2 chain ids: a parser of its own.
 CAIP2_PATTERN = re.compile(r"eip155:\(|eip155:\[")
-REPLAY_LITERAL = re.compile("|".join(re.escape(c) for c in _core.REPLAY_REASONS.values()))
+# Texts that are facts when a string literal is exactly one of them (prose may name them).
+REPLAY_CODES = set(_core.REPLAY_REASONS.values())
 REFUSAL_TEXTS = [message for _code, message in _core.store_refusals().values()]
 DEFAULT_NAMES = {"DEFAULT_TIME_BUFFER", "DEFAULT_CLOCK_SKEW_SECONDS", "EXACT_PERMIT2_PROXY", "UPTO_PERMIT2_PROXY", "V1_NETWORK_NAMES"}
 DEFAULTED_OPTIONS = {"time_buffer", "clock_skew_seconds"}
@@ -133,9 +134,12 @@ def copies(path: Path) -> list[str]:
     found = [f"Permit2 proxy address {m.group(0)}" for m in PROXY_HEX.finditer(text)]
     found += [f"v1 network table entry {m.group(0)!r}" for m in V1_ENTRY.finditer(text)]
     found += [f"CAIP-2 pattern {m.group(0)!r}" for m in CAIP2_PATTERN.finditer(text)]
-    found += [f"replay reason {m.group(0)!r}" for m in REPLAY_LITERAL.finditer(text)]
-    found += [f"store refusal text {t!r}" for t in REFUSAL_TEXTS if t in text]
     for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if node.value in REPLAY_CODES:
+                found.append(f"replay reason {node.value!r} (line {node.lineno})")
+            if node.value in REFUSAL_TEXTS:
+                found.append(f"store refusal text {node.value!r} (line {node.lineno})")
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
         if isinstance(getattr(node, "value", None), (ast.Constant, ast.Dict)):
             found += [f"{t.id} assigned a literal" for t in targets if isinstance(t, ast.Name) and t.id in DEFAULT_NAMES]
