@@ -118,7 +118,10 @@ TARGETS = [
     ),  # fmt: skip
     # --- test_bench_batchsig.py (issue 15): verify_batch over cached payer keys, 1 thread ----
     *(
-        Target(f"verify_batch {label:<26} vs coincurve+keccak", f"bs_{case}", f"bs_{case}_anchor", target, "alternating rounds; median same-round ratio", group="batchsig", paired=True)
+        Target(
+            f"verify_batch {label:<26} vs coincurve+keccak", f"bs_{case}", f"bs_{case}_anchor", target, "alternating rounds; median same-round ratio",
+            group="batchsig", paired=True,
+        )  # fmt: skip
         for case, label, target in (
             ("n256_payers16", "n=256, 16 repeat payers", 3.0),
             ("n256_payers256", "n=256, 256 distinct payers", 2.0),
@@ -130,14 +133,23 @@ TARGETS = [
     Target("verify_batch n=256 half bad  vs same with payer_key_cache=0", "bs_n256_payers16_halfbad", "bs_off_n256_payers16_halfbad", 1 / 1.1,
            "no slower than per-item recovery + 10%", group="batchsig", paired=True),  # fmt: skip
     *(
-        Target(f"verify_batch payer_key_cache=0 {case:<22} vs coincurve+keccak", f"bs_off_{case}", f"bs_off_{case}_anchor", None, "reported only", group="batchsig", paired=True)
+        Target(
+            f"verify_batch payer_key_cache=0 {case:<22} vs coincurve+keccak", f"bs_off_{case}", f"bs_off_{case}_anchor", None, "reported only",
+            group="batchsig", paired=True,
+        )  # fmt: skip
         for case in ("n256_payers16", "n256_payers256", "n1024_payers16")
     ),
     *(
-        Target(f"recover_hash_batch {case:<22} vs coincurve+keccak", f"bs_recover_{case}", f"bs_recover_{case}_anchor", None, "reported only", group="batchsig", paired=True)
+        Target(
+            f"recover_hash_batch {case:<22} vs coincurve+keccak", f"bs_recover_{case}", f"bs_recover_{case}_anchor", None, "reported only",
+            group="batchsig", paired=True,
+        )  # fmt: skip
         for case in ("n256_payers16", "n1024_payers16")
     ),
-    Target("verify_batch resumed sessions, n=256 vs coincurve+keccak", "bs_sessions", "bs_anchor_sessions", 20.0, "alternating rounds", group="batchsig", paired=True),
+    Target(
+        "verify_batch resumed sessions, n=256 vs coincurve+keccak", "bs_sessions", "bs_anchor_sessions", 20.0, "alternating rounds",
+        group="batchsig", paired=True,
+    ),  # fmt: skip
 ]
 
 

@@ -29,10 +29,9 @@ from conftest import TESTS_DIR
 
 sys.path.insert(0, str(TESTS_DIR))
 
+import x402_verify as xv  # noqa: E402
 from chain.faults import fault_proxy  # noqa: E402
 from chain.harness import NETWORK, Chain, Key, NodeProcess, eip3009_payment  # noqa: E402
-
-import x402_verify as xv  # noqa: E402
 
 N = 64
 ROUNDS = 5
@@ -85,7 +84,10 @@ def test_chain_checked_verify_vs_sdk() -> None:
             sdk = sdk_exact_facilitator.ExactEvmScheme(Web3Signer(sdk_proxy.url))
             # The SDK's models want the full accepted requirements (ours read scheme and network).
             models = [
-                (PaymentPayload.model_validate({**xv.decode_payment_header(p.header), "accepted": p.requirements}), PaymentRequirements.model_validate(p.requirements))
+                (
+                    PaymentPayload.model_validate({**xv.decode_payment_header(p.header), "accepted": p.requirements}),
+                    PaymentRequirements.model_validate(p.requirements),
+                )
                 for p in payments
             ]
             times: dict[str, list[float]] = {"ours": [], "sdk": []}

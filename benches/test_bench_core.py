@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from x402_verify import SignaturePolicy, hash_typed_data, recover_hash_batch, recover_typed_data_batch
-from x402_verify import _samples
+from x402_verify import SignaturePolicy, _samples, hash_typed_data, recover_hash_batch, recover_typed_data_batch
 
 coincurve = pytest.importorskip("coincurve")
 eth_account = pytest.importorskip("eth_account")
 from eth_account import Account  # noqa: E402
 from eth_account.messages import _hash_eip191_message, encode_typed_data  # noqa: E402
+
 from payments import public_test_keys  # noqa: E402  (tests/, on sys.path through conftest.py)
 
 N_OURS = 10_000
@@ -51,7 +51,7 @@ def hash_pairs(keccak: Callable[[bytes], bytes]) -> dict[str, Any]:
         sig_recid.append(sig)
         sig_v.append(sig[:64] + bytes([27 + sig[64]]))
         signers.append(addrs[i % N_KEYS])
-    return {"ours": list(zip(digests, sig_v)), "anchor": list(zip(digests, sig_recid)), "signers": signers}
+    return {"ours": list(zip(digests, sig_v, strict=True)), "anchor": list(zip(digests, sig_recid, strict=True)), "signers": signers}
 
 
 @pytest.fixture(scope="module")

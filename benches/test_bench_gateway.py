@@ -32,7 +32,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -76,8 +75,9 @@ function request()
   return wrk.format("GET", "/paid", {["PAYMENT-SIGNATURE"] = headers[i]})
 end
 function done(summary, latency, requests)
+  local e = summary.errors
   io.write(string.format('WRKJSON {"requests": %d, "seconds": %f, "non2xx": %d, "errors": %d, "p50_us": %d, "p99_us": %d, "mean_us": %f}\n',
-    summary.requests, summary.duration / 1e6, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.requests, summary.duration / 1e6, e.status, e.connect + e.read + e.write + e.timeout,
     latency:percentile(50), latency:percentile(99), latency.mean))
 end
 """
@@ -98,14 +98,44 @@ def signed_headers(n: int) -> list[str]:
 
     payer = Account.from_key(PAYER_KEY).address
     now = int(time.time())
-    requirements = {"scheme": "exact", "network": NETWORK, "asset": USDC, "amount": "10000", "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"}}
+    requirements = {
+        "scheme": "exact",
+        "network": NETWORK,
+        "asset": USDC,
+        "amount": "10000",
+        "payTo": PAY_TO,
+        "maxTimeoutSeconds": 300,
+        "extra": {"name": "USDC", "version": "2"},
+    }
     out = []
     for _ in range(n):
-        auth = {"from": payer, "to": PAY_TO, "value": "10000", "validAfter": str(now - 600), "validBefore": str(now + 300), "nonce": "0x" + secrets.token_hex(32)}
+        auth = {
+            "from": payer,
+            "to": PAY_TO,
+            "value": "10000",
+            "validAfter": str(now - 600),
+            "validBefore": str(now + 300),
+            "nonce": "0x" + secrets.token_hex(32),
+        }
         doc = {
             "types": {
-                "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"}, {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
-                "TransferWithAuthorization": [{"name": n_, "type": t} for n_, t in (("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"), ("validBefore", "uint256"), ("nonce", "bytes32"))],
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "TransferWithAuthorization": [
+                    {"name": n_, "type": t}
+                    for n_, t in (
+                        ("from", "address"),
+                        ("to", "address"),
+                        ("value", "uint256"),
+                        ("validAfter", "uint256"),
+                        ("validBefore", "uint256"),
+                        ("nonce", "bytes32"),
+                    )
+                ],
             },
             "primaryType": "TransferWithAuthorization",
             "domain": {"name": "USDC", "version": "2", "chainId": 84532, "verifyingContract": USDC},
@@ -113,7 +143,12 @@ def signed_headers(n: int) -> list[str]:
         }
         sig = key.sign_recoverable(xv.hash_typed_data(doc), hasher=None)
         signature = "0x" + sig[:64].hex() + f"{sig[64] + 27:02x}"
-        payload = {"x402Version": 2, "payload": {"authorization": auth, "signature": signature}, "accepted": requirements, "resource": {"url": "http://127.0.0.1/paid", "description": "", "mimeType": ""}}
+        payload = {
+            "x402Version": 2,
+            "payload": {"authorization": auth, "signature": signature},
+            "accepted": requirements,
+            "resource": {"url": "http://127.0.0.1/paid", "description": "", "mimeType": ""},
+        }
         out.append(base64.b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode())
     check = xv.Verifier(networks=[NETWORK], nonce_store=None).verify_batch([(h, requirements) for h in out[:50]])
     assert all(r.is_valid for r in check), [r.invalid_reason for r in check if not r.is_valid][:3]
@@ -168,10 +203,10 @@ def build(kind: str) -> Any:
 
         return app
     if kind == "sdk":
+        from starlette.middleware import Middleware
         from x402 import x402ResourceServer
         from x402.http.middleware.fastapi import PaymentMiddlewareASGI
         from x402.mechanisms.evm.exact import ExactEvmServerScheme
-        from starlette.middleware import Middleware
 
         from http_servers import sdk_facilitator
 
@@ -223,7 +258,24 @@ class Server:
 
 
 def wrk(url: str, headers_file: Path, script: Path) -> dict[str, Any]:
-    argv = ["wrk", "-t", "2", "-c", str(CONNECTIONS), "-d", f"{DURATION_S}s", "--timeout", "10s", "--latency", "-s", str(script), url, "--", str(headers_file), "2"]
+    argv = [
+        "wrk",
+        "-t",
+        "2",
+        "-c",
+        str(CONNECTIONS),
+        "-d",
+        f"{DURATION_S}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+        "--",
+        str(headers_file),
+        "2",
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=DURATION_S + 60, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
     result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
@@ -241,7 +293,7 @@ def test_load_ours_vs_sdk_middleware(tmp_path: Path) -> None:
     import httpx
 
     for rnd in range(2):  # alternating sides, fresh headers and a fresh server each run
-        for kind in (("ours", "sdk") if rnd % 2 == 0 else ("sdk", "ours")):
+        for kind in ("ours", "sdk") if rnd % 2 == 0 else ("sdk", "ours"):
             headers_file = tmp_path / f"h-{kind}-{rnd}.txt"
             headers_file.write_text("\n".join(signed_headers(HEADERS_PER_RUN)) + "\n")
             server = Server(kind)
@@ -252,10 +304,16 @@ def test_load_ours_vs_sdk_middleware(tmp_path: Path) -> None:
                     batch_means.append(stats["items"] / max(1, stats["batches"]))
             finally:
                 server.stop()
-    lines = ["", f"gateway load: wrk -t2 -c{CONNECTIONS} -d{DURATION_S}s, fresh EIP-3009 payment per request, cores={os.cpu_count()}, load={os.getloadavg()[0]:.1f}"]
+    lines = [
+        "",
+        f"gateway load: wrk -t2 -c{CONNECTIONS} -d{DURATION_S}s, fresh EIP-3009 payment per request, cores={os.cpu_count()}, load={os.getloadavg()[0]:.1f}",
+    ]
     for kind, runs in results.items():
         for r in runs:
-            lines.append(f"  {kind:5} {r['rps']:9,.0f} req/s  p50 {r['p50_us'] / 1000:7.1f} ms  p99 {r['p99_us'] / 1000:7.1f} ms  non-2xx {r['non2xx']}  socket errors {r['errors']}")
+            lines.append(
+                f"  {kind:5} {r['rps']:9,.0f} req/s  p50 {r['p50_us'] / 1000:7.1f} ms  p99 {r['p99_us'] / 1000:7.1f} ms  "
+                f"non-2xx {r['non2xx']}  socket errors {r['errors']}"
+            )
     best = {k: max(runs, key=lambda r: r["rps"]) for k, runs in results.items()}
     ratio = best["ours"]["rps"] / best["sdk"]["rps"]
     lines.append(f"  ratio (best runs): {ratio:.1f}x requests/s; p99 ours {best['ours']['p99_us'] / 1000:.1f} ms vs SDK {best['sdk']['p99_us'] / 1000:.1f} ms")
@@ -305,15 +363,25 @@ def test_ttfb_streamed_through_the_middleware_vs_bare() -> None:
                         pass
     med = {k: statistics.median(v) * 1e3 for k, v in ttfb.items()}
     p90 = {k: sorted(v)[int(len(v) * 0.9)] * 1e3 for k, v in ttfb.items()}
-    print(f"\nTTFB, SSE paid route, {n} requests each, alternating: bare median {med['bare']:.2f} ms p90 {p90['bare']:.2f} ms; "
-          f"through PaymentMiddleware median {med['ours']:.2f} ms p90 {p90['ours']:.2f} ms; added {med['ours'] - med['bare']:.2f} ms (verify + reserve)")
+    print(
+        f"\nTTFB, SSE paid route, {n} requests each, alternating: bare median {med['bare']:.2f} ms p90 {p90['bare']:.2f} ms; "
+        f"through PaymentMiddleware median {med['ours']:.2f} ms p90 {p90['ours']:.2f} ms; added {med['ours'] - med['bare']:.2f} ms (verify + reserve)"
+    )
 
 
 def test_lone_request_batching_latency() -> None:
     import x402_verify as xv
     from x402_verify._batching import MicroBatcher
 
-    requirements = {"scheme": "exact", "network": NETWORK, "asset": USDC, "amount": "10000", "payTo": PAY_TO, "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"}}
+    requirements = {
+        "scheme": "exact",
+        "network": NETWORK,
+        "asset": USDC,
+        "amount": "10000",
+        "payTo": PAY_TO,
+        "maxTimeoutSeconds": 300,
+        "extra": {"name": "USDC", "version": "2"},
+    }
     n = 2000
     headers = signed_headers(2 * n)
     verifier = xv.Verifier(networks=[NETWORK])

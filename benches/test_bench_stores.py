@@ -14,7 +14,7 @@ reservation is asserted accepted after timing. ``now`` is fixed, validity 300 s 
 
 Ratios to the anchors are reported, not checked. The terminal summary also prints a breakdown of
 where a batch's time goes (measured outside the benchmark rounds).
-"""
+"""  # noqa: E501 (the table's rows)
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ class NaiveMemoryStore:
 
     def reserve_many(self, keys: list[bytes], valid_until: list[int], owners: list[str], *, now: int) -> list[bool]:
         out = []
-        for key, until, owner in zip(keys, valid_until, owners):
+        for key, until, owner in zip(keys, valid_until, owners, strict=True):
             with self.lock:
                 held = self.entries.get(key)
                 if held is not None and held[2] > now:
@@ -206,7 +206,10 @@ def _redis_stages(recorder: Any, store: Any, url: str) -> None:
             parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
         return b"".join(parts)
 
-    wires = [b"".join(resp("SET", "raw:" + key.hex(), f"R||0|{UNTIL + MARGIN}|{o}", "NX", "GET", "PX", str(px)) for key, o in zip(k, OWNERS)) for k in fresh[:reps]]
+    wires = [
+        b"".join(resp("SET", "raw:" + key.hex(), f"R||0|{UNTIL + MARGIN}|{o}", "NX", "GET", "PX", str(px)) for key, o in zip(k, OWNERS, strict=True))
+        for k in fresh[:reps]
+    ]
     u = urlparse(url)
     with socket.create_connection((u.hostname, u.port), timeout=2.0) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

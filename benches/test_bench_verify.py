@@ -54,12 +54,12 @@ coincurve = pytest.importorskip("coincurve")
 pytest.importorskip("eth_account")
 pytest.importorskip("x402")
 
-from payments import OPG_BASE, PERMIT2, USDC_BASE_SEPOLIA, Payment, public_test_keys, sign_payment  # noqa: E402
-from sdk_stub import StubChainSigner  # noqa: E402
-
 from x402.http.utils import decode_payment_signature_header  # noqa: E402
 from x402.mechanisms.evm.exact import facilitator as sdk_exact_facilitator  # noqa: E402
 from x402.schemas import PaymentPayload, PaymentRequirements  # noqa: E402
+
+from payments import OPG_BASE, PERMIT2, USDC_BASE_SEPOLIA, Payment, public_test_keys, sign_payment  # noqa: E402
+from sdk_stub import StubChainSigner  # noqa: E402
 
 NOW = int(time.time())
 VALID_FOR = 3600
@@ -324,13 +324,13 @@ def test_zy_stages(recorder: Any, items: dict[str, list[Any]], digest_pairs: dic
             best = min(best, time.perf_counter() - t0)
         return best / N_OURS * 1e6
 
-    rec = {t: per_item(lambda: xv.recover_hash_batch(digests, threads=t)) for t in (1, 2)}
+    rec = {t: per_item(lambda t=t: xv.recover_hash_batch(digests, threads=t)) for t in (1, 2)}
     for kind in KINDS:
         batch = items[kind]
         refused = verifier.verify_batch(batch[:1], now=late, threads=1)[0]
         assert not refused.is_valid and refused.invalid_reason in ("permit2_deadline_expired", "invalid_exact_evm_payload_authorization_valid_before")
-        pre = per_item(lambda: verifier.verify_batch(batch, now=late, threads=1))
-        full = {t: per_item(lambda: verifier.verify_batch(batch, now=NOW, threads=t)) for t in (1, 2)}
+        pre = per_item(lambda batch=batch: verifier.verify_batch(batch, now=late, threads=1))
+        full = {t: per_item(lambda batch=batch, t=t: verifier.verify_batch(batch, now=NOW, threads=t)) for t in (1, 2)}
         recorder.note(
             f"stages ({kind}, best of 3 x 10,000, µs/item): whole verify {full[1]:.1f} on 1 thread, {full[2]:.1f} on 2 "
             f"(speed-up {full[1] / full[2]:.2f}x); refused at the time check, before any hashing/recovery "

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the package with its test extras, the Debian packages the
-# tests need (redis-server), then runs the Rust tests and the Python tests.
+# tests need (redis-server), then runs the Rust tests and the Python tests, then the lints
+# (clippy with every warning an error, ruff; their rules: Cargo.toml [workspace.lints] and
+# pyproject.toml [tool.ruff]). The lints run last so a lint failure still shows the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,3 +18,5 @@ python3 -m pip install --quiet ".[test]"
 cargo test --quiet -p x402-verify-core -p x402-verify-secp-batch
 # Run from outside the checkout so the installed wheel, not the source tree, is imported.
 python3 -m pytest "$PWD/tests" --rootdir "$PWD" -q -p no:cacheprovider
+cargo clippy --quiet --workspace --all-targets -- -D warnings
+python3 -m ruff check --quiet .

@@ -15,6 +15,13 @@ from checkout_guard import (  # noqa: F401
     pytest_terminal_summary,
 )
 
+# Fixtures that several test modules use, registered once here: a module that imported one
+# and then took it as a parameter would shadow its own import (ruff F811, which also catches
+# two tests of one name, the first of which would never run).
+from redis_servers import redis_cluster, redis_server, shared_redis_server  # noqa: F401
+from test_store_concurrency import process_pair, thread_pool  # noqa: F401
+from test_stores import make_store, store, store_kind  # noqa: F401
+
 # The test EVM (tests/chain): the `chain_node` session fixture and the `chain` fixture.
 pytest_plugins = ("chain.harness",)
 

@@ -33,7 +33,7 @@ from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.mechanisms.evm.types import TransactionReceipt
 from x402.mechanisms.evm.upto import UptoEvmFacilitatorScheme
 from x402.mechanisms.evm.upto.client import UptoEvmScheme as UptoClient
-from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements, ResourceInfo
+from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
 from x402.schemas.v1 import PaymentRequiredV1
 
 import x402_verify as xv
@@ -137,7 +137,9 @@ def facilitator_app(fac: x402Facilitator, calls: list[tuple[str, dict[str, Any]]
     async def supported(request: Request) -> JSONResponse:
         return JSONResponse(fac.get_supported().model_dump(by_alias=True, exclude_none=True))
 
-    return Starlette(routes=[Route("/verify", endpoint("verify"), methods=["POST"]), Route("/settle", endpoint("settle"), methods=["POST"]), Route("/supported", supported)])
+    return Starlette(
+        routes=[Route("/verify", endpoint("verify"), methods=["POST"]), Route("/settle", endpoint("settle"), methods=["POST"]), Route("/supported", supported)]
+    )
 
 
 def account(seed: int) -> LocalAccount:
@@ -182,9 +184,7 @@ __all__ = ["FAC", "NETWORK", "PAY_TO", "USDC", "account", "chain", "decode", "fa
 # --- a gateway in its own process (two replicas sharing Redis) --------------------------------
 
 UPTO_COST = 10_000
-REPLICA_ROUTES: dict[str, Any] = {
-    "POST /chat": {"accepts": {"scheme": "upto", "network": NETWORK, "payTo": PAY_TO, "price": "$0.20", "cost": UPTO_COST}}
-}
+REPLICA_ROUTES: dict[str, Any] = {"POST /chat": {"accepts": {"scheme": "upto", "network": NETWORK, "payTo": PAY_TO, "price": "$0.20", "cost": UPTO_COST}}}
 
 
 def replica_main(port: int, fac_url: str, redis_url: str) -> None:

@@ -165,8 +165,9 @@ def spec_permit2_doc(*, amount: int | str | None = None, nonce: int | str = SPEC
     stands; ``upto`` gives the upto vector's document (5000000 to the upto proxy, FAC's witness)."""
     return permit2_typed_data(
         permit2_authorization(
-            from_=ANVIL0, token=USDC_BASE_SEPOLIA, amount=(5_000_000 if upto else 10_000) if amount is None else amount, spender=UPTO_PROXY if upto else EXACT_PROXY, nonce=nonce,
-            deadline=SPEC_NOW_WINDOW[1], to=PAY_TO, valid_after=SPEC_NOW_WINDOW[0], facilitator=FAC if upto else None,
+            from_=ANVIL0, token=USDC_BASE_SEPOLIA, amount=(5_000_000 if upto else 10_000) if amount is None else amount,
+            spender=UPTO_PROXY if upto else EXACT_PROXY, nonce=nonce, deadline=SPEC_NOW_WINDOW[1], to=PAY_TO, valid_after=SPEC_NOW_WINDOW[0],
+            facilitator=FAC if upto else None,
         ),
         chain_id=BASE_SEPOLIA_CHAIN_ID,
     )  # fmt: skip
@@ -190,7 +191,6 @@ def public_test_keys(count: int = 8) -> list[bytes]:
     keys = [keccak(PUBLIC_TEST_KEY_LABEL.format(i).encode()) for i in range(count)]
     assert all(0 < int.from_bytes(k, "big") < SECP256K1_N for k in keys)
     return keys
-
 
 
 def sign_typed_data(doc: dict[str, Any], key: bytes | str) -> bytes:
@@ -223,7 +223,9 @@ def permit2_digest(f: dict[str, Any], chain_id: int, *, wrong_order: bool = Fals
     deps = witness_name + TOKEN_PERMISSIONS_TYPE if wrong_order else TOKEN_PERMISSIONS_TYPE + witness_name
     permitted = keccak(abi_encode(["bytes32", "address", "uint256"], [keccak(text=TOKEN_PERMISSIONS_TYPE), f["token"], f["amount"]]))
     if upto:
-        witness = keccak(abi_encode(["bytes32", "address", "address", "uint256"], [keccak(text=UPTO_WITNESS_TYPE), f["to"], f["facilitator"], f["valid_after"]]))
+        witness = keccak(
+            abi_encode(["bytes32", "address", "address", "uint256"], [keccak(text=UPTO_WITNESS_TYPE), f["to"], f["facilitator"], f["valid_after"]])
+        )
     else:
         witness = keccak(abi_encode(["bytes32", "address", "uint256"], [keccak(text=EXACT_WITNESS_TYPE), f["to"], f["valid_after"]]))
     struct = keccak(
@@ -413,7 +415,13 @@ def random_nonce(kind: str) -> int | str:
 
 
 def sign_payment(
-    kind: str, now: int, *, valid_for: int = 300, amount: int = 10_000, nonce: int | bytes | None = None, max_timeout: int | None = None,
+    kind: str,
+    now: int,
+    *,
+    valid_for: int = 300,
+    amount: int = 10_000,
+    nonce: int | bytes | None = None,
+    max_timeout: int | None = None,
     spender: str | None = None,
 ) -> Payment:
     """A fresh, valid x402 v2 payment of ``kind`` (``eip3009`` | ``permit2`` | ``upto``) by

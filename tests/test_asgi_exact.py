@@ -38,7 +38,15 @@ ROUTES: dict[str, Any] = {
     },
     "GET /flaky": {"accepts": {"scheme": "exact", "network": NETWORK, "payTo": PAY_TO, "price": "$0.01"}},
     "GET /error": {"accepts": {"scheme": "exact", "network": NETWORK, "payTo": PAY_TO, "price": "$0.01"}},
-    "GET /before": {"accepts": {"scheme": "exact", "network": NETWORK, "payTo": PAY_TO, "price": {"amount": "1234", "asset": USDC, "extra": {"name": "USDC", "version": "2"}}}, "settle": "before"},
+    "GET /before": {
+        "accepts": {
+            "scheme": "exact",
+            "network": NETWORK,
+            "payTo": PAY_TO,
+            "price": {"amount": "1234", "asset": USDC, "extra": {"name": "USDC", "version": "2"}},
+        },
+        "settle": "before",
+    },
     "GET /two": {
         "accepts": [
             {"scheme": "exact", "network": NETWORK, "payTo": PAY_TO, "price": "$0.01"},
@@ -62,7 +70,6 @@ class Gateway:
             name = request.url.path.strip("/")
             with self.lock:
                 self.runs[name] += 1
-                fail = name in self.fail_next
                 self.fail_next.discard(name)
             await asyncio.sleep(0.01)  # long enough for concurrent copies to overlap
             if name == "error":

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from http_servers import UPTO_COST, account, chain, decode, facilitator_app, pay, replica, sdk_facilitator, serve
-from redis_servers import RedisServer, redis_server  # noqa: F401  (fixture)
+from redis_servers import RedisServer
 
 
 def test_two_replicas_never_pass_the_cap_and_settle_once(redis_server: RedisServer) -> None:  # noqa: F811

@@ -24,7 +24,11 @@ def test_money_prices_are_the_sdks(network: str, price: Any) -> None:
 
 
 def test_explicit_prices_and_bad_ones() -> None:
-    assert parse_price({"amount": "1234", "asset": "0xabc", "extra": {"name": "T", "version": "1"}}, "eip155:1") == ("1234", "0xabc", {"name": "T", "version": "1"})
+    assert parse_price({"amount": "1234", "asset": "0xabc", "extra": {"name": "T", "version": "1"}}, "eip155:1") == (
+        "1234",
+        "0xabc",
+        {"name": "T", "version": "1"},
+    )
     for bad in ("-1", "$1e3", "1.5 EUR", "abc", True, None, {"amount": "1.5", "asset": "0xabc"}, {"amount": "1"}, float("nan")):
         with pytest.raises(ValueError):
             parse_price(bad, "eip155:8453")
@@ -48,7 +52,11 @@ def test_requirements_and_config_errors() -> None:
         RouteTable({"POST /u": {"accepts": {**upto, "cost": lambda info: 1}}}, facilitator_address="0xF")
     with pytest.raises(ValueError, match="cost"):
         RouteTable({"POST /u": {"accepts": {**upto, "cost": None}}}, facilitator_address="0xF")
-    for bad in ({"accepts": []}, {"accepts": {"scheme": "nope", "network": "eip155:1", "payTo": PAY_TO, "price": "$1"}}, {"accepts": {**upto, "scheme": "exact"}, "settle": "later"}):
+    for bad in (
+        {"accepts": []},
+        {"accepts": {"scheme": "nope", "network": "eip155:1", "payTo": PAY_TO, "price": "$1"}},
+        {"accepts": {**upto, "scheme": "exact"}, "settle": "later"},
+    ):
         with pytest.raises(ValueError):
             RouteTable({"GET /bad": bad})
 

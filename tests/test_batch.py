@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import x402_verify as xv
-from payments import SECP256K1_N as N
 from payments import DELETE, edited, sign_typed_data, spec_eip3009_doc, spec_permit2_doc
+from payments import SECP256K1_N as N
 from x402_verify import SignaturePolicy, TypedDataError, X402VerifyError
 
 PROPERTY = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -235,7 +235,7 @@ def test_typed_data_batch_equals_single_calls(items: list[Any], policy: Signatur
     for threads in THREADS:
         got = xv.recover_typed_data_batch(items, policy=policy, threads=threads)
         assert isinstance(got, list) and len(got) == len(items)
-        for g, e, item in zip(got, expected, items):
+        for g, e, item in zip(got, expected, items, strict=True):
             assert_same(g, e, item)
     # Any iterable will do, generators included.
     from_generator = xv.recover_typed_data_batch((item for item in items), policy=policy, threads=2)
@@ -250,7 +250,7 @@ def test_hash_batch_equals_single_calls(items: list[Any], policy: SignaturePolic
     for threads in THREADS:
         got = xv.recover_hash_batch(items, policy=policy, threads=threads)
         assert isinstance(got, list) and len(got) == len(items)
-        for g, e, item in zip(got, expected, items):
+        for g, e, item in zip(got, expected, items, strict=True):
             assert_same(g, e, item)
     from_generator = xv.recover_hash_batch((item for item in items), policy=policy, threads=None)
     for g, e, item in zip(from_generator, expected, items, strict=True):

@@ -171,7 +171,7 @@ def test_verify_takes_any_values(payload: Any, requirements: Any, now: Any) -> N
 def test_verify_batch_takes_any_values(items: Any, listed: list[Any], now: Any, threads: Any) -> None:
     v = xv.Verifier()
     for batch in (items, listed, [*listed, (HEADER, REQ)]):
-        got = outcome(lambda: v.verify_batch(batch, now=now, threads=threads))
+        got = outcome(lambda batch=batch: v.verify_batch(batch, now=now, threads=threads))
         if isinstance(got, list):
             assert all(isinstance(r, xv.VerifyResponse) for r in got)
             for r in got:

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from chain import compile as chain_compile
-
 from x402_verify.chain import erc6492
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,6 +10,8 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+
+import x402_verify as xv
 from chain.faults import fault_proxy
 from chain.harness import (
     EXACT_PROXY,
@@ -25,8 +27,6 @@ from chain.harness import (
     settle_eip3009,
     settle_permit2,
 )
-
-import x402_verify as xv
 from x402_verify.chain import AsyncChainReader, averify_batch
 from x402_verify.chain.checks import CHAIN_CODES
 

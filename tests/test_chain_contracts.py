@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 
 import pytest
+
 from chain.harness import (
     EXACT_PROXY,
     PERMIT2,
@@ -19,7 +20,6 @@ from chain.harness import (
     settle_eip3009,
     settle_permit2,
 )
-
 from x402_verify.chain.erc6492 import validator_call
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chain.harness import NETWORK, Chain, Key, eip3009_payment, permit2_payment, settle_eip3009
-from redis_servers import RedisServer, shared_redis_server  # noqa: F401  (fixture)
 
 import x402_verify as xv
+from chain.harness import NETWORK, Chain, Key, eip3009_payment, permit2_payment, settle_eip3009
+from redis_servers import RedisServer, shared_redis_server  # noqa: F401  (fixture)
 
 HERE = Path(__file__).resolve().parent
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_servers import RedisServer, redis_cluster, shared_redis_server  # noqa: F401  (fixtures)
 
 import x402_verify as xv
 from x402_verify.chain import exposure as ex
@@ -166,7 +165,7 @@ def test_reserve_exposed_follows_reserve_many(kind: str, tmp_path: Path, request
                 a = plain.reserve_many(ks, until, owners, [None] * len(ks), now=now)
                 b = exposed.reserve_exposed(ks, until, owners, [None] * len(ks), [reading(1, HUGE)] * len(ks), now=now)
                 assert a == b, (step, a, b)
-                for k, o, ok in zip(ks, owners, a):
+                for k, o, ok in zip(ks, owners, a, strict=True):
                     if ok and k not in held:
                         held[k] = o
             elif held:

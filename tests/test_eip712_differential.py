@@ -36,7 +36,6 @@ from hypothesis import strategies as st
 import x402_verify as xv
 from payments import SECP256K1_N
 
-
 SIZES = list(range(8, 257, 8))
 ATOMIC_TYPES = (
     ["address", "bool", "string", "bytes"]

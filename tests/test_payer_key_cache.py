@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import x402_verify as xv
+from payments import SECP256K1_N as N
 from x402_verify._samples import VALID_AT, x402_items
 
-N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 POOL = x402_items("permit2") + x402_items("eip3009")  # 128 payments by the same 8 payers
 
 

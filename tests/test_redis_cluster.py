@@ -28,8 +28,8 @@ import redis
 import redis.connection
 
 import x402_verify as xv
-from redis_servers import RedisCluster, redis_cluster  # noqa: F401  (fixture)
-from test_store_concurrency import (  # noqa: F401  (fixtures)
+from redis_servers import RedisCluster
+from test_store_concurrency import (
     SKEWS,
     ProcessPair,
     check_concurrent_charges,
@@ -38,9 +38,7 @@ from test_store_concurrency import (  # noqa: F401  (fixtures)
     check_processes,
     check_threads,
     open_spec,
-    process_pair,
     redis_spec,
-    thread_pool,
 )
 from test_stores import close_store, code_of, new_key, sign_payment, verifier
 
@@ -147,11 +145,11 @@ def test_cluster_lifecycle(cluster_store: Any) -> None:
     assert cluster_store.reserve_many(keys + keys[:1], [until] * 13, ["o"] * 12 + ["x"], [100] * 13) == [True] * 12 + [False]
     for k in keys:
         assert cluster_store.charge(k, "o", 60) == 60
-        assert code_of(lambda: cluster_store.charge(k, "o", 41)) == "invalid_upto_evm_payload_settlement_exceeds_amount"
-        assert code_of(lambda: cluster_store.settle(k, "x")) == "reservation_not_owner"
+        assert code_of(lambda k=k: cluster_store.charge(k, "o", 41)) == "invalid_upto_evm_payload_settlement_exceeds_amount"
+        assert code_of(lambda k=k: cluster_store.settle(k, "x")) == "reservation_not_owner"
     for k in keys[:6]:
         assert cluster_store.settle(k, "o") == 60
-        assert code_of(lambda: cluster_store.release(k, "o")) == "reservation_closed"
+        assert code_of(lambda k=k: cluster_store.release(k, "o")) == "reservation_closed"
         assert cluster_store.state(k) == ("settled", "o", 60, None)
     for k in keys[6:]:
         cluster_store.release(k, "o")

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import x402_verify as xv
-from payments import SECP256K1_N as N
 from payments import DELETE, SPEC_PERMIT2_DIGEST, SPEC_PERMIT2_SIG, edited, spec_eip3009_doc, spec_permit2_doc
+from payments import SECP256K1_N as N
 from x402_verify import SignatureError, SignaturePolicy, TypedDataError, X402VerifyError
 
 CATALOGUE: dict[str, str] = {code: kind for code, kind, _ in xv.error_codes()}

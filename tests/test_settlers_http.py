@@ -23,7 +23,7 @@ from x402.http import FacilitatorConfig, HTTPFacilitatorClient
 
 import x402_verify as xv
 from http_servers import FAC, NETWORK, PAY_TO, account, chain, facilitator_app, pay, sdk_facilitator, serve
-from redis_servers import RedisServer, redis_server  # noqa: F401  (fixture)
+from redis_servers import RedisServer
 from test_sdk_dropin import models
 from x402_verify.asgi import PaymentMiddleware, SessionConfig
 from x402_verify.ledger import MemoryLedger, RedisLedger

@@ -38,9 +38,9 @@ from hypothesis import strategies as st
 
 import x402_verify as xv
 import x402_verify.stores
+from redis_servers import RedisServer
+from test_stores import STORE_KINDS, code_of, new_key, sign_payment, verifier
 from x402_verify import NonceStoreError, ReservationError, _core
-from redis_servers import RedisServer, shared_redis_server  # noqa: F401  (fixture)
-from test_stores import STORE_KINDS, close_store, code_of, make_store, new_key, sign_payment, store, store_kind, verifier  # noqa: F401
 
 NOW = int(time.time())
 UNTIL = NOW + 300
@@ -105,7 +105,16 @@ def constructors(tmp_path: Path, server: RedisServer) -> dict[str, Callable[...,
 
 @pytest.mark.parametrize(
     ("margin", "error"),
-    [(-1, ValueError), (-60, ValueError), (2**32, ValueError), (2**64, ValueError), (-(2**64), ValueError), (True, TypeError), (1.5, TypeError), ("60", TypeError)],
+    [
+        (-1, ValueError),
+        (-60, ValueError),
+        (2**32, ValueError),
+        (2**64, ValueError),
+        (-(2**64), ValueError),
+        (True, TypeError),
+        (1.5, TypeError),
+        ("60", TypeError),
+    ],
     ids=repr,
 )
 def test_every_store_refuses_a_bad_margin(tmp_path: Path, shared_redis_server: RedisServer, margin: Any, error: type[Exception]) -> None:
@@ -128,7 +137,9 @@ def test_a_negative_margin_no_longer_turns_replay_protection_off(tmp_path: Path,
             assert [r.is_valid for r in v.verify_batch([(p.header, p.requirements)] * 3, now=NOW)] == [True, False, False]
 
 
-@pytest.mark.parametrize(("value", "error"), [(0, ValueError), (-1, ValueError), (2**64, ValueError), (2**32, ValueError), (True, TypeError), (10.0, TypeError)], ids=repr)
+@pytest.mark.parametrize(
+    ("value", "error"), [(0, ValueError), (-1, ValueError), (2**64, ValueError), (2**32, ValueError), (True, TypeError), (10.0, TypeError)], ids=repr
+)
 def test_memory_store_max_entries_bounds(value: Any, error: type[Exception]) -> None:
     with pytest.raises(error, match="max_entries"):
         xv.MemoryNonceStore(value)
@@ -144,7 +155,16 @@ def test_timeouts_are_checked(tmp_path: Path, timeout: Any) -> None:
         xv.RedisNonceStore(timeout=0)
 
 
-BAD_NOWS = [(-1, ValueError), (2**63, ValueError), (2**64, ValueError), (-(2**70), ValueError), (True, TypeError), (False, TypeError), (1.0, TypeError), ("1", TypeError)]
+BAD_NOWS = [
+    (-1, ValueError),
+    (2**63, ValueError),
+    (2**64, ValueError),
+    (-(2**70), ValueError),
+    (True, TypeError),
+    (False, TypeError),
+    (1.0, TypeError),
+    ("1", TypeError),
+]
 
 
 @pytest.mark.parametrize(("now", "error"), BAD_NOWS, ids=repr)
@@ -276,7 +296,7 @@ def test_refusal_texts_come_from_the_core_catalogue(store: Any) -> None:
 def test_stores_py_spells_out_no_refusal_text() -> None:
     source = inspect.getsource(x402_verify.stores)
     assert [msg for _code, msg in REFUSALS.values() if msg in source] == []
-    assert "ReservationError(\"" not in source
+    assert 'ReservationError("' not in source
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,4 +393,3 @@ def test_the_property_harness_catches_a_raw_exception() -> None:
 
     with pytest.raises(AssertionError):
         drive(Leaky(), [("settle", (KEY_POOL[0], "\ud800"), None)])
-

@@ -35,8 +35,8 @@ from typing import Any
 import pytest
 
 import x402_verify as xv
-from redis_servers import RedisServer, shared_redis_server  # noqa: F401  (fixture)
 from payments import sign_payment
+from redis_servers import RedisServer
 from test_stores import REPLAY_REASON, close_store, new_key, open_store, verifier
 
 REPS = 100
@@ -190,7 +190,7 @@ def one_header_reps(
 
 def assert_exactly_once(results: list[list[str]], kinds: list[str]) -> None:
     bad = []
-    for i, (verdicts, kind) in enumerate(zip(results, kinds)):
+    for i, (verdicts, kind) in enumerate(zip(results, kinds, strict=True)):
         accepts = verdicts.count(ACCEPT)
         others = {v for v in verdicts if v != ACCEPT}
         if accepts != 1 or others != {REPLAY_REASON[kind]} or len(verdicts) != CALLS:

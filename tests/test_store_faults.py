@@ -20,7 +20,6 @@ store is back.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -34,9 +33,9 @@ from typing import Any
 import pytest
 
 import x402_verify as xv
-from x402_verify import NonceStoreError
-from redis_servers import RedisServer, redis_server  # noqa: F401  (fixture)
+from redis_servers import RedisServer
 from test_stores import FAC, REPLAY_REASON, close_store, requirements, sign_payment, verifier
+from x402_verify import NonceStoreError
 
 UNAVAILABLE = "nonce_store_unavailable"
 FIXED_UNAVAILABLE = "replay protection could not answer; refused"

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 import x402_verify as xv
-from redis_servers import RedisServer, shared_redis_server  # noqa: F401  (fixture)
-from test_stores import KINDS, REPLAY_REASON, close_store, make_store, new_key, open_store, sign_payment, store, store_kind, verifier  # noqa: F401
+from redis_servers import RedisServer
+from test_stores import KINDS, REPLAY_REASON, close_store, new_key, open_store, sign_payment, verifier
 
 MARGIN = 60
 # A2's requirements allow its long validity (the verifier bounds validity by maxTimeoutSeconds).

@@ -30,9 +30,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 import x402_verify as xv
-from x402_verify import ReservationError
-from redis_servers import RedisServer, shared_redis_server  # noqa: F401  (fixture)
+from redis_servers import RedisServer
 from test_stores import close_store, open_store
+from x402_verify import ReservationError
 
 U256_MAX = 2**256 - 1
 KEYS = [bytes([i]) * 32 for i in range(1, 5)]
@@ -167,7 +167,7 @@ class StoreMachine(RuleBasedStateMachine):
         owners = [o for _, o, _, _ in batch]
         caps = [c for _, _, _, c in batch]
         got = self.store.reserve_many(keys, untils, owners, caps, now=self.now)
-        want = [self.model.reserve(k, u, o, c, self.model_now) for k, u, o, c in zip(keys, untils, owners, caps)]
+        want = [self.model.reserve(k, u, o, c, self.model_now) for k, u, o, c in zip(keys, untils, owners, caps, strict=True)]
         assert got == want
 
     @rule(key=st.sampled_from(KEYS), owner=st.sampled_from(OWNERS))

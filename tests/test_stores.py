@@ -35,8 +35,8 @@ import pytest
 import x402_verify as xv
 from payments import FAC, high_s_twin, requirements, sign_payment
 from payments import compact as compact_twin
+from redis_servers import RedisServer
 from x402_verify import ReservationError
-from redis_servers import RedisServer, shared_redis_server  # noqa: F401  (fixture)
 
 # --------------------------------------------------------------------------------------------
 # Shared helpers (the signed x402 v2 payments come from tests/payments.py: sign_payment ...)

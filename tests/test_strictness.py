@@ -22,7 +22,6 @@ from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
 
 import x402_verify as xv
-from payments import SECP256K1_N as N
 from payments import (
     ANVIL0,
     DELETE,
@@ -35,6 +34,7 @@ from payments import (
     spec_eip3009_doc,
     spec_permit2_doc,
 )
+from payments import SECP256K1_N as N
 from x402_verify import SignatureError, SignaturePolicy, TypedDataError, X402VerifyError
 
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import x402_verify as xv
-from x402_verify import TypedDataError, X402VerifyError
+from x402_verify import TypedDataError
 
 SIG = "0x" + "11" * 32 + "22" * 32 + "1b"
 

@@ -49,7 +49,7 @@ def test_many_routes_and_edits_give_the_verdicts_of_single_calls() -> None:
             yield p.header, (r if i % 4 else json.dumps(r))
 
     got = v.verify_batch(items(), now=NOW, threads=2)
-    want = [v.verify(p.header, snap, now=NOW) for p, snap in zip(pays, snapshots)]
+    want = [v.verify(p.header, snap, now=NOW) for p, snap in zip(pays, snapshots, strict=True)]
     assert [r.invalid_reason for r in got] == [r.invalid_reason for r in want]
     assert any(r.is_valid for r in got) and not all(r.is_valid for r in got)
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from x402.schemas import PaymentRequirements
+from x402.schemas.v1 import PaymentRequirementsV1
 
 import x402_verify as xv
 from payments import FAC, OPG_BASE, PAY_TO, USDC_BASE_SEPOLIA, sign_payment
-from x402.schemas import PaymentRequirements
-from x402.schemas.v1 import PaymentRequirementsV1
 
 NOW = 1_800_000_000
 V = xv.Verifier(nonce_store=None)

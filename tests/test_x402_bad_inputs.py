@@ -371,7 +371,7 @@ for kind in KINDS:
     key = "authorization" if kind in EIP3009_KINDS else "permit2Authorization"
     for where_path in (("domain",), ("payload", "domain"), ("payload", key, "domain")):
 
-        def _domain_make(kind: str = kind, where_path: Path = where_path) -> tuple[Any, Any]:
+        def _domain_make(kind: str = kind, where_path: Path = where_path, domain: dict[str, Any] = domain) -> tuple[Any, Any]:
             p, r = base(kind)
             return header(edited(p, where_path, domain)), r
 
@@ -509,7 +509,8 @@ for kind in KINDS:
     missing: list[Path] = [auth + (m,) for m in members]
     if kind in PERMIT2_KINDS:
         missing += [auth + ("permitted", "token"), auth + ("permitted", "amount"), auth + ("witness", "to"), auth + ("witness", "validAfter")]
-    missing += [("payload",), ("payload", key)] + ([("scheme",), ("network",)] if kind == "eip3009_v1" else [("accepted",), ("accepted", "scheme"), ("accepted", "network")])
+    framing: list[Path] = [("scheme",), ("network",)] if kind == "eip3009_v1" else [("accepted",), ("accepted", "scheme"), ("accepted", "network")]
+    missing += [("payload",), ("payload", key), *framing]
     for path in missing:
         where = path[-1] if path[-1] != key else "neither"
         _member_case(f"29-{kind}-missing-{dotted(path)}", kind, path, DELETE, "missing_field", where)
@@ -637,7 +638,12 @@ def with_requirements(payload: Any, kind: str = "eip3009") -> tuple[Any, Any]:
 for kind in ("eip3009", "upto"):
     case(f"39-{kind}-json-one-over", "payload_too_large", functools.partial(_one_over, kind, False), verifier=V_SMALL, where=str(SMALL_LIMIT))
     case(f"39-{kind}-header-one-over", "payload_too_large", functools.partial(_one_over, kind, True), verifier=V_SMALL, where=str(SMALL_LIMIT))
-case("39-requirements-text-too-large", "invalid_payment_requirements", lambda: (header(base("eip3009")[0]), json.dumps(base("eip3009")[1]) + " " * 20_000), where="requirements")
+case(
+    "39-requirements-text-too-large",
+    "invalid_payment_requirements",
+    lambda: (header(base("eip3009")[0]), json.dumps(base("eip3009")[1]) + " " * 20_000),
+    where="requirements",
+)
 
 # ---- framing: base64, JSON, version, payload shape ----------------------------------------------
 
@@ -819,7 +825,12 @@ def _upto_without_requirements_facilitator() -> tuple[Any, Any]:
 
 case("framing-upto-facilitator-none-configured", "upto_facilitator_mismatch", _upto_without_requirements_facilitator)
 # The verifier's own list, when given, replaces the requirements' facilitatorAddress.
-case("framing-upto-facilitator-not-in-verifier-list", "upto_facilitator_mismatch", lambda: base("upto"), verifier=xv.Verifier(nonce_store=None, facilitator_addresses=[OTHER_FAC]))
+case(
+    "framing-upto-facilitator-not-in-verifier-list",
+    "upto_facilitator_mismatch",
+    lambda: base("upto"),
+    verifier=xv.Verifier(nonce_store=None, facilitator_addresses=[OTHER_FAC]),
+)
 
 
 def _zero_amount(kind: str) -> tuple[Any, Any]:

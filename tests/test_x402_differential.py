@@ -52,8 +52,6 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import x402_verify as xv
 from x402 import x402ClientSync
 from x402.http.utils import decode_payment_signature_header
 from x402.mechanisms.evm.exact import facilitator as sdk_exact_facilitator
@@ -70,6 +68,7 @@ from x402.mechanisms.evm.v1.constants import V1_NETWORK_CHAIN_IDS as SDK_V1_NETW
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements, ResourceInfo, SchemeNotFoundError
 from x402.schemas.v1 import PaymentPayloadV1, PaymentRequirementsV1
 
+import x402_verify as xv
 from payments import (
     AUTH_PATHS,
     EIP3009_KINDS,
@@ -1099,29 +1098,77 @@ class Divergence:
 USDC_LOW_S = "USDC FiatToken ECRecover.recover reverts when s > n/2 (\"invalid signature 's' value\"); the SDK's eth_keys recovery takes high s"
 USDC_V = "USDC ECRecover.recover requires v in {27, 28}; the SDK maps v 0/1 to a recovery id and accepts them"
 PERMIT2_V = "Permit2 SignatureVerification hands v to ecrecover, which returns 0 for v not in {27, 28} (InvalidSignature); the SDK accepts v 0/1"
-PERMIT2_COMPACT = "Permit2 SignatureVerification accepts a 64-byte EIP-2098 r||vs signature from a code-less signer; the SDK's verify_eoa_signature needs 65 bytes"
-USDC_64 = "USDC v2.2 takes a 64-byte signature only through SignatureChecker -> ERC-1271, i.e. from a contract wallet: only a chain read decides (needs_chain_check)"
+PERMIT2_COMPACT = (
+    "Permit2 SignatureVerification accepts a 64-byte EIP-2098 r||vs signature "
+    "from a code-less signer; the SDK's verify_eoa_signature needs 65 bytes"
+)
+USDC_64 = (
+    "USDC v2.2 takes a 64-byte signature only through SignatureChecker -> ERC-1271, "
+    "i.e. from a contract wallet: only a chain read decides (needs_chain_check)"
+)
 SMART_WALLET = "longer than 65 bytes or ERC-6492-wrapped: a smart-wallet form only a chain check can decide (security.md §1.3; needs_chain_check)"
 EOA_SHORT = "an empty signature is no signature: invalid (the SDK calls any non-65-byte signature from a code-less payer an undeployed smart wallet)"
-SHORT_SIG = "shorter than 64 bytes no ECDSA signature fits, so only an ERC-1271 contract wallet can have made it; only a chain check decides (security.md §1.3(a), §5.4 #11; needs_chain_check)"
-PROXY_ZERO = "x402BasePermit2Proxy._settle reverts InvalidAmount() on a zero amount, and the exact proxy always settles permitted.amount: it cannot settle (permit2_invalid_amount)"
-SDK_EXC_LABEL = "label only: the signature is invalid (USDC ECRecover reverts on v not in {27, 28} / it is not hex); the SDK's verify_eoa_signature / hex decoding raises and _verify labels the exception failed_to_verify_signature"
+SHORT_SIG = (
+    "shorter than 64 bytes no ECDSA signature fits, so only an ERC-1271 contract wallet can have "
+    "made it; only a chain check decides (security.md §1.3(a), §5.4 #11; needs_chain_check)"
+)
+PROXY_ZERO = (
+    "x402BasePermit2Proxy._settle reverts InvalidAmount() on a zero amount, and the exact "
+    "proxy always settles permitted.amount: it cannot settle (permit2_invalid_amount)"
+)
+SDK_EXC_LABEL = (
+    "label only: the signature is invalid (USDC ECRecover reverts on v not in {27, 28} / it is not hex); the "
+    "SDK's verify_eoa_signature / hex decoding raises and _verify labels the exception failed_to_verify_signature"
+)
 STRICT_NUMBER = "strict parsing: a uint256 is a canonical decimal string that fits 256 bits (security.md §2.3, §5.4 #13-15); the SDK takes whatever int() takes"
 STRICT_BYTES32 = "strict parsing: the EIP-3009 nonce is exactly 32 bytes (security.md §5.4 #26); the SDK hashes the short value"
-STRICT_ADDRESS = "strict parsing: an address is 0x + 40 hex, with a valid EIP-55 checksum when mixed-case (security.md §5.4 #27), in payloads and requirements; the SDK lower-cases"
-STRICT_MEMBERS = "strict parsing: a member the payer did not sign is refused, an absent one is missing (security.md §5.4 #29); the SDK's from_dict ignores extras and defaults absent ones to ''"
+STRICT_ADDRESS = (
+    "strict parsing: an address is 0x + 40 hex, with a valid EIP-55 checksum when "
+    "mixed-case (security.md §5.4 #27), in payloads and requirements; the SDK lower-cases"
+)
+STRICT_MEMBERS = (
+    "strict parsing: a member the payer did not sign is refused, an absent one is missing "
+    "(security.md §5.4 #29); the SDK's from_dict ignores extras and defaults absent ones to ''"
+)
 STRICT_HEX = "strict parsing: a signature is 0x-prefixed hex (x402 spec; legacy zod ^0x[0-9a-fA-F]+$); the SDK strips an optional 0x"
-STRICT_JSON = "strict parsing: JSON without duplicate keys or float numbers (security.md §5.4 #15, #28); Python's json keeps the last duplicate, int() takes 10000.0"
-STRICT_BASE64 = "strict parsing: standard base64 only (RFC 4648, x402 transports; TS ^[A-Za-z0-9+/]*={0,2}$); the SDK's b64decode drops characters outside the alphabet"
-STRICT_VERSION = "strict parsing: x402Version is the JSON integer 1 or 2 (InvalidX402Version); the SDK's model defaults it to 2, coerces \"2\" and routes anything but 1 to v2"
+STRICT_JSON = (
+    "strict parsing: JSON without duplicate keys or float numbers (security.md "
+    "§5.4 #15, #28); Python's json keeps the last duplicate, int() takes 10000.0"
+)
+STRICT_BASE64 = (
+    "strict parsing: standard base64 only (RFC 4648, x402 transports; TS "
+    "^[A-Za-z0-9+/]*={0,2}$); the SDK's b64decode drops characters outside the alphabet"
+)
+STRICT_VERSION = (
+    "strict parsing: x402Version is the JSON integer 1 or 2 (InvalidX402Version); "
+    "the SDK's model defaults it to 2, coerces \"2\" and routes anything but 1 to v2"
+)
 STRICT_CAIP2 = "strict CAIP-2: eip155:<decimal without leading zeros> (network.rs parse_caip2); the SDK's int() reads eip155:08453 as chain 8453"
-EXACT_WITNESS = "the exact Permit2 witness has no facilitator member (x402ExactPermit2Proxy WITNESS_TYPEHASH): an unsigned one is an unknown field; the SDK's from_dict drops it"
+EXACT_WITNESS = (
+    "the exact Permit2 witness has no facilitator member (x402ExactPermit2Proxy "
+    "WITNESS_TYPEHASH): an unsigned one is an unknown field; the SDK's from_dict drops it"
+)
 AMBIGUOUS = "a payload carrying both authorization kinds is refused (ambiguous_payload, security.md §5.4 #30); the SDK reads whichever its route expects"
-ROUTING = "the server's requirements choose the flow (verify.rs cascade: requirements.scheme, then extra.assetTransferMethod); the SDK routes by the payload's accepted.scheme, and its exact mechanisms never read requirements.scheme"
-TRANSFER_METHOD = "requirements.extra.assetTransferMethod names the contract the server settles with; a payment for the other one is unsupported_payload_type (the SDK verifies whichever shape arrives)"
-UPTO_NO_FACILITATOR = "label only: under upto requirements a Permit2 witness without facilitator names no facilitator (upto_facilitator_mismatch); the SDK calls the shape unsupported"
-WINDOW_BOUND = "validity bound (verify.rs window, issue 10 item 4): validBefore / deadline at most now + maxTimeoutSeconds + clock_skew_seconds (600), so a reservation cannot live for ever; the SDK takes any far deadline"
-V1_CAIP2 = "documented leniency (verify.rs chain_id): a v1 requirements network may also be CAIP-2; the signature is over that chain id, so it settles there. The SDK's v1 mechanism knows only its name table"
+ROUTING = (
+    "the server's requirements choose the flow (verify.rs cascade: requirements.scheme, then extra.assetTransferMethod); "
+    "the SDK routes by the payload's accepted.scheme, and its exact mechanisms never read requirements.scheme"
+)
+TRANSFER_METHOD = (
+    "requirements.extra.assetTransferMethod names the contract the server settles with; a payment "
+    "for the other one is unsupported_payload_type (the SDK verifies whichever shape arrives)"
+)
+UPTO_NO_FACILITATOR = (
+    "label only: under upto requirements a Permit2 witness without facilitator names "
+    "no facilitator (upto_facilitator_mismatch); the SDK calls the shape unsupported"
+)
+WINDOW_BOUND = (
+    "validity bound (verify.rs window, issue 10 item 4): validBefore / deadline at most now + maxTimeoutSeconds "
+    "+ clock_skew_seconds (600), so a reservation cannot live for ever; the SDK takes any far deadline"
+)
+V1_CAIP2 = (
+    "documented leniency (verify.rs chain_id): a v1 requirements network may also be CAIP-2; the signature "
+    "is over that chain id, so it settles there. The SDK's v1 mechanism knows only its name table"
+)
 
 D = Divergence
 DIVERGENCES: list[Divergence] = [
@@ -1328,7 +1375,11 @@ def spec_eip3009() -> tuple[dict[str, Any], dict[str, Any], str]:
         "payload": {
             "signature": "0x2d6a7588d6acca505cbf0d9a4a227e0c52c6c34008c8e8986a1283259764173608a2ce6496642e377d6da8dbbf5836e9bd15092f9ecab05ded3d6293af148b571c",
             "authorization": {
-                "from": payer, "to": PAY_TO, "value": "10000", "validAfter": "1740672089", "validBefore": "1740672154",
+                "from": payer,
+                "to": PAY_TO,
+                "value": "10000",
+                "validAfter": "1740672089",
+                "validBefore": "1740672154",
                 "nonce": "0xf3746613c2d920b5fdabc0856f2aeb2d4f88ee6037b8cc5d04a71a4462f13480",
             },  # fmt: skip
         },
@@ -1413,7 +1464,7 @@ def test_batch_equals_single(picks: list[int], now: int) -> None:
     for threads in (1, 2):
         batch = VERIFIER.verify_batch(items, now=now, threads=threads)
         assert len(batch) == len(items)
-        for i, (got, want) in enumerate(zip(batch, single)):
+        for i, (got, want) in enumerate(zip(batch, single, strict=True)):
             assert got == want, f"item {i} ({threads} threads): batch {got!r} != single {want!r}"
             assert got.to_dict() == want.to_dict()
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 import x402_verify as xv
+from payments import ANVIL0, SPEC_PERMIT2_DIGEST, SPEC_PERMIT2_SIG, spec_permit2_doc
 from x402_verify import (
     SignatureError,
     SignaturePolicy,
@@ -24,8 +25,6 @@ from x402_verify import (
     recover_typed_data,
     recover_typed_data_batch,
 )
-
-from payments import ANVIL0, SPEC_PERMIT2_DIGEST, SPEC_PERMIT2_SIG, spec_permit2_doc
 
 # x402 exact Permit2 vector (x402-permit2.md §7.5), signed by anvil key #0 (from the tests'
 # payment builder, tests/payments.py).

@@ -6,12 +6,18 @@ The hot path (EIP-712 hashing, secp256k1 recovery, batches) runs in the compiled
 
 from __future__ import annotations
 
+# The protocol facts are the core's own objects (tests/test_single_source.py checks it).
 from x402_verify._core import (
+    DEFAULT_CLOCK_SKEW_SECONDS,
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_TYPED_DATA_BYTES,
+    DEFAULT_TIME_BUFFER,
+    EXACT_PERMIT2_PROXY,
+    UPTO_PERMIT2_PROXY,
+    V1_NETWORK_NAMES,
     PaymentAuthorization,
-    VerifyResponse,
     SignaturePolicy,
+    VerifyResponse,
     error_codes,
     hash_typed_data,
     recover_hash,
@@ -21,9 +27,9 @@ from x402_verify._core import (
 )
 from x402_verify.chain import AsyncChainReader, ChainReader, ChainReadError
 from x402_verify.errors import NonceStoreError, PaymentError, ReservationError, SignatureError, TypedDataError, X402VerifyError
-from x402_verify.stores import MemoryNonceStore, RedisNonceStore, SqliteNonceStore
 from x402_verify.header import decode_payment_header, encode_payment_header
-from x402_verify.verifier import DEFAULT_CLOCK_SKEW_SECONDS, EXACT_PERMIT2_PROXY, UPTO_PERMIT2_PROXY, V1_NETWORK_NAMES, Requirements, Verifier
+from x402_verify.stores import MemoryNonceStore, RedisNonceStore, SqliteNonceStore
+from x402_verify.verifier import Requirements, Verifier
 
 __all__ = [
     "AsyncChainReader",
@@ -32,6 +38,7 @@ __all__ = [
     "DEFAULT_CLOCK_SKEW_SECONDS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_MAX_TYPED_DATA_BYTES",
+    "DEFAULT_TIME_BUFFER",
     "EXACT_PERMIT2_PROXY",
     "MemoryNonceStore",
     "NonceStoreError",

@@ -151,7 +151,7 @@ class MicroBatcher(Generic[T, R]):
 
     def _deliver(self, batch: list[tuple[T, asyncio.Future[R]]], results: list[R]) -> None:
         orphans: list[tuple[T, R]] = []
-        for (item, fut), result in zip(batch, results):
+        for (item, fut), result in zip(batch, results, strict=True):
             if fut.done():  # cancelled while the batch ran
                 orphans.append((item, result))
             else:

@@ -1,6 +1,6 @@
 """Type stubs of the compiled core. Hand-written; `mypy.stubtest` keeps them honest."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final, final
 
 from x402_verify.errors import X402VerifyError
@@ -26,9 +26,16 @@ __all__ = [
     "recover_hash_batch",
     "error_codes",
     "decode_payment_header",
+    "caip2_chain_id",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_PAYER_KEY_CACHE",
     "DEFAULT_MAX_TYPED_DATA_BYTES",
+    "DEFAULT_TIME_BUFFER",
+    "DEFAULT_CLOCK_SKEW_SECONDS",
+    "EXACT_PERMIT2_PROXY",
+    "UPTO_PERMIT2_PROXY",
+    "V1_NETWORK_NAMES",
+    "REPLAY_REASONS",
 ]
 
 # Stub-only aliases: private, so stubtest does not look for them in the compiled module.
@@ -41,12 +48,38 @@ _BytesLike = bytes | bytearray | str
 _Json = dict[str, Any] | str | bytes
 """A payment payload or requirements object: a dict, or JSON / header text."""
 
-_Req = Requirements | dict[str, Any] | str | bytes
-"""Payment requirements: compiled, a dict, or JSON text."""
-
 DEFAULT_MAX_TYPED_DATA_BYTES: Final[int]
 DEFAULT_MAX_PAYLOAD_BYTES: Final[int]
 DEFAULT_PAYER_KEY_CACHE: Final[int]
+
+# The protocol facts, each defined once in the core (rust/core/src/x402) and re-exported by
+# the package; nothing in Python writes them out again.
+DEFAULT_TIME_BUFFER: Final[int]
+"""Seconds a validBefore / deadline must lie ahead of now (the x402 SDK's buffer: 6, about three blocks)."""
+DEFAULT_CLOCK_SKEW_SECONDS: Final[int]
+"""Default allowance, in seconds, for a client clock running ahead of the verifier's: a
+validBefore / deadline later than now + the requirements' ``maxTimeoutSeconds`` + this is
+refused (``authorization_window_too_long``). The x402 SDK clients sign validAfter = their
+now - 600, so 600 s is the skew their payments tolerate anyway."""
+EXACT_PERMIT2_PROXY: Final[str]
+"""x402's ``x402ExactPermit2Proxy`` (EIP-55)."""
+UPTO_PERMIT2_PROXY: Final[str]
+"""x402's ``x402UptoPermit2Proxy`` (EIP-55)."""
+V1_NETWORK_NAMES: Final[Mapping[str, int]]
+"""x402 v1 network names and their chain ids (the TypeScript SDK's table), read-only. Extend
+per verifier with ``network_names``."""
+REPLAY_REASONS: Final[Mapping[str, str]]
+"""The invalid reason of a payment whose nonce is already reserved or settled, by nonce space
+(``eip3009``, ``permit2``)."""
+
+def caip2_chain_id(network: str) -> int | None:
+    """The chain id of a CAIP-2 ``eip155:<chainId>`` network (at most 19 decimal digits, no sign,
+    no leading zero, not 0), else None.
+
+    Raises:
+        TypeError: ``network`` is not a str.
+        ValueError: it is not valid UTF-8 text (lone surrogates).
+    """
 
 @final
 class SignaturePolicy:
@@ -163,6 +196,9 @@ class Requirements:
     @property
     def max_timeout_seconds(self) -> int: ...
     def __eq__(self, other: object, /) -> bool: ...
+
+_Req = Requirements | dict[str, Any] | str | bytes
+"""Payment requirements: compiled, a dict, or JSON text."""
 
 @final
 class PaymentAuthorization:

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from x402_verify._batching import MicroBatcher
+from x402_verify._core import REPLAY_REASONS
 from x402_verify.errors import NonceStoreError, ReservationError
 from x402_verify.header import decode_payment_header
 from x402_verify.ledger import FAILED, OPEN, SETTLED, Ledger, MemoryLedger
@@ -65,7 +66,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 EXCEEDS = "invalid_upto_evm_payload_settlement_exceeds_amount"
-REPLAY_CODES = ("permit2_nonce_already_used", "invalid_exact_evm_nonce_already_used")
+REPLAY_CODES = tuple(REPLAY_REASONS.values())  # a replay's reason, whichever nonce space
 MAX_SESSION_ID = 64
 
 
@@ -263,10 +264,17 @@ class PaymentMiddleware:
 
     # --- 402 answers ------------------------------------------------------------------------
 
-    def _payment_required(self, route: Route, scope: Scope, error: str, version: int, message: str | None = None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    def _payment_required(
+        self, route: Route, scope: Scope, error: str, version: int, message: str | None = None
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         url = route.resource or _url(scope)
         accepts = [o.requirements for o in route.options]
-        required = {"x402Version": 2, "error": error, "resource": {"url": url, "description": route.description, "mimeType": route.mime_type}, "accepts": accepts}
+        required = {
+            "x402Version": 2,
+            "error": error,
+            "resource": {"url": url, "description": route.description, "mimeType": route.mime_type},
+            "accepts": accepts,
+        }
         v1 = [r for r in (o.requirements_v1(url, route.description, route.mime_type) for o in route.options) if r is not None]
         headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"), (b"payment-required", _b64json(required))]
         if version == 2:  # 0: unpaid, so the body serves v1 clients
@@ -535,9 +543,14 @@ class PaymentMiddleware:
             await self._refuse(route, scope, send, "reservation_not_found", version, "no open upto session under this id or payment")
             return
         option = next(
-            (o for o in route.options if o.scheme == "upto" and o.pay_to.lower() == record.get("pay_to") and o.asset.lower() == record.get("asset") and o.network == record.get("network")),
+            (
+                o
+                for o in route.options
+                if o.scheme == "upto"
+                and (o.pay_to.lower(), o.asset.lower(), o.network) == (record.get("pay_to"), record.get("asset"), record.get("network"))
+            ),
             None,
-        )  # fmt: skip
+        )
         if record.get("route") != route.key or option is None:
             await self._refuse(route, scope, send, "invalid_payment_requirements", version, "this upto session is bound to another route, payTo or asset")
             return

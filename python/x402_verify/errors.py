@@ -65,4 +65,5 @@ class NonceStoreError(Exception):
 class ReservationError(X402VerifyError):
     """A settle / release / charge that the reservation's state refuses: ``code`` is
     ``reservation_not_found``, ``reservation_not_owner``, ``reservation_closed``,
-    ``reservation_not_upto`` or ``invalid_upto_evm_payload_settlement_exceeds_amount``."""
+    ``reservation_not_upto`` or ``invalid_upto_evm_payload_settlement_exceeds_amount``. Any
+    other replay code the core raises is this class too."""

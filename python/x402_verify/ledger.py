@@ -284,7 +284,7 @@ return 1
         flat = self._call(self._acquire, keys=[self._rec(key), self._due_key], args=args)
         if not flat:
             return None
-        return dict(zip(flat[0::2], flat[1::2]))
+        return dict(zip(flat[0::2], flat[1::2], strict=False))
 
     def finish(self, key: str, holder: str, *, state: str, outcome: str) -> bool:
         return bool(self._call(self._finish, keys=[self._rec(key), self._due_key], args=[holder, state, outcome, key]))

@@ -25,7 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import unquote
 
-from x402_verify.verifier import V1_NETWORK_NAMES
+from x402_verify._core import V1_NETWORK_NAMES, caip2_chain_id
 
 __all__ = ["PaymentOption", "Route", "RouteTable", "USDC", "parse_price"]
 
@@ -52,7 +52,6 @@ USDC: Mapping[str, tuple[str, str, str]] = {
 USDC_DECIMALS = 6
 
 _MONEY = re.compile(r"\$?\s*(\d+(?:\.\d+)?)(?:\s+([A-Za-z][A-Za-z0-9.]*))?")
-_CAIP2 = re.compile(r"eip155:([1-9][0-9]{0,18})")
 
 
 def parse_price(price: Any, network: str) -> tuple[str, str, dict[str, Any]]:
@@ -87,10 +86,9 @@ def parse_price(price: Any, network: str) -> tuple[str, str, dict[str, Any]]:
 
 
 def _v1_name(network: str) -> str | None:
-    m = _CAIP2.fullmatch(network)
-    if not m:
+    chain = caip2_chain_id(network)
+    if chain is None:
         return network if network in V1_NETWORK_NAMES else None
-    chain = int(m.group(1))
     return next((n for n, c in V1_NETWORK_NAMES.items() if c == chain), None)
 
 

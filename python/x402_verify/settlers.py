@@ -202,7 +202,7 @@ class CallbackSettler:
 
     def __init__(self, fn: Callable[[Mapping[str, Any], Mapping[str, Any]], SettlementResult | Mapping[str, Any] | Awaitable[Any]]) -> None:
         self.fn = fn
-        self._async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+        self._async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004 (is the instance's __call__ async?)
 
     async def settle(self, payload: Mapping[str, Any], requirements: Mapping[str, Any]) -> SettlementResult:
         if self._async:

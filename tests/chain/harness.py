@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import payments
 import pytest
+
+import payments
 
 HERE = Path(__file__).resolve().parent
 CHAIN_ID = 8453
@@ -142,12 +143,12 @@ class Chain:
     def fund_eth(self, address: str, wei: int = 10**18) -> None:
         self.send(self.accounts[0], address, b"", value=wei)
 
-    def add_key(self, key: "Key", *, eth: bool = True) -> None:
+    def add_key(self, key: Key, *, eth: bool = True) -> None:
         self.rpc("evm_addAccount", "0x" + key.secret.hex())
         if eth:
             self.fund_eth(key.address)
 
-    def approve_permit2(self, key: "Key", amount: int, token: str | None = None) -> None:
+    def approve_permit2(self, key: Key, amount: int, token: str | None = None) -> None:
         self.send(key.address, token or self.token, calldata("approve(address,uint256)", ["address", "uint256"], [PERMIT2, amount]))
 
     def deploy_wallet(self, owner: str, salt: bytes | None = None) -> str:
@@ -170,7 +171,7 @@ class Key:
     secret: bytes
 
     @staticmethod
-    def new() -> "Key":
+    def new() -> Key:
         return Key(secrets.token_bytes(32))
 
     @property

@@ -388,7 +388,8 @@ def make_handler(node: Node) -> type[BaseHTTPRequestHandler]:
                 out: Any = {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}
             else:
                 if isinstance(request, list):
-                    out = [_answer(node, r) for r in request] if request else {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "empty batch"}}
+                    empty = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "empty batch"}}
+                    out = [_answer(node, r) for r in request] if request else empty
                 else:
                     out = _answer(node, request)
             data = json.dumps(out).encode()

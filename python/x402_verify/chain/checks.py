@@ -32,10 +32,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from x402_verify._core import VerifyResponse
+from x402_verify._core import REPLAY_REASONS, VerifyResponse
 from x402_verify.chain.abi import AbiError, address_word, word
-from x402_verify.chain.exposure import Exposure, ledger_id
 from x402_verify.chain.erc6492 import unwrap, validator_call, validator_verdict
+from x402_verify.chain.exposure import Exposure, ledger_id
 from x402_verify.chain.reader import AsyncChainReader, Call, ChainReadError
 
 __all__ = ["CHAIN_CODES", "ChainChecks", "PERMIT2_ADDRESS", "WALLET_ROUTE_REASONS"]
@@ -373,10 +373,10 @@ class ChainChecks:
                 it.verdict = ("invalid_exact_evm_eip3009_not_supported", "the asset's authorizationState reverts: not an EIP-3009 token")
                 return
             if _word_result(nonce_answer):
-                it.verdict = ("invalid_exact_evm_nonce_already_used", "authorizationState(from, nonce) is set on-chain: used or cancelled")
+                it.verdict = (REPLAY_REASONS["eip3009"], "authorizationState(from, nonce) is set on-chain: used or cancelled")
                 return
         elif (_word_result(nonce_answer) >> (it.nonce & 255)) & 1:
-            it.verdict = ("permit2_nonce_already_used", "the Permit2 nonceBitmap bit of this nonce is set on-chain: used or invalidated")
+            it.verdict = (REPLAY_REASONS["permit2"], "the Permit2 nonceBitmap bit of this nonce is set on-chain: used or invalidated")
             return
         balance = _word_result(answers[it.calls["balance"]])
         if balance < it.amount:
@@ -421,14 +421,19 @@ class ChainChecks:
         for it in items:
             try:
                 if not self._magic(answers[it.calls["erc1271"]]):
-                    it.verdict = (self._bad_signature(it), "the payer has code (a contract or an EIP-7702 delegation) and its isValidSignature does not accept this ECDSA signature")
+                    it.verdict = (
+                        self._bad_signature(it),
+                        "the payer has code (a contract or an EIP-7702 delegation) and its isValidSignature does not accept this ECDSA signature",
+                    )
             except _Fail as exc:
                 it.verdict = ("chain_read_failed", f"the chain could not be read for this payment ({exc}); refused")
 
     # --- applying ------------------------------------------------------------------------------
 
     @staticmethod
-    def _apply(results: Sequence[VerifyResponse], chains: dict[int, list[_Item]], refused: dict[int, tuple[str, str]]) -> tuple[list[VerifyResponse], list[Exposure | None]]:
+    def _apply(
+        results: Sequence[VerifyResponse], chains: dict[int, list[_Item]], refused: dict[int, tuple[str, str]]
+    ) -> tuple[list[VerifyResponse], list[Exposure | None]]:
         out = list(results)
         capacity: list[Exposure | None] = [None] * len(out)
         for i, (reason, message) in refused.items():

@@ -256,7 +256,7 @@ class MemoryExposureStore:
         with self._state.lock:
             self._sweep(at)
             tally = _Tally(lambda ledger: self._entries(ledger, at))
-            for key, expires, owner, cap, e in zip(names, expiries, tokens, limits, readings):
+            for key, expires, owner, cap, e in zip(names, expiries, tokens, limits, readings, strict=True):
                 fresh = self.inner.state(key, now=at) is None
                 # The store's margin added to ``expires - margin`` gives ``expires`` again.
                 ok: bool | str | None = self.inner.reserve_many([key], [expires - margin], [owner], [cap], now=at)[0]
@@ -530,7 +530,7 @@ class RedisAdmission:
 
     def args(self, at: int, expiries: Sequence[int]) -> list[str | int]:
         out: list[str | int] = [at * 1000, MAX_LEDGER_ENTRIES]
-        for e, expires in zip(self.readings, expiries):
+        for e, expires in zip(self.readings, expiries, strict=True):
             out += [str(e.amount), str(e.capacity), e.read_block, expires * 1000]
         return out
 

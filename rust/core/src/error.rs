@@ -11,7 +11,7 @@ macro_rules! codes {
         /// A stable failure code. `as_str()` is the wire form.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         #[non_exhaustive]
-        pub enum Code { $( $(#[$doc])* $variant, )* }
+        pub enum Code { $( $(#[$doc])* #[doc = $desc] $variant, )* }
 
         impl Code {
             /// Every code, in catalogue order.
@@ -150,7 +150,7 @@ impl fmt::Display for Code {
 
 /// One step of the path to the offending field: `message.permitted.amount`, `message.items[3]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PathSeg {
+enum PathSeg {
     Key(String),
     Index(usize),
 }
@@ -158,13 +158,16 @@ pub enum PathSeg {
 /// A failure with a stable code, a human message and, for typed data, where it happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
+    /// What went wrong, from the catalogue.
     pub code: Code,
+    /// For a person: what was found and what was expected (never secret material).
     pub message: String,
     /// Innermost segment last once `finish_path` ran; built in reverse while unwinding.
     path: Vec<PathSeg>,
 }
 
 impl Error {
+    /// An error at the root of the input (no path yet).
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         Error { code, message: message.into(), path: Vec::new() }
     }
@@ -218,6 +221,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The core's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Shorthand for `Err(Error::new(..))`.

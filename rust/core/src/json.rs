@@ -21,15 +21,19 @@ pub const MAX_DEPTH: usize = 128;
 /// which no EIP-712 type can hold; it is kept so the error can say "out of range".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Int {
+    /// Below zero (never set for zero itself).
     pub negative: bool,
+    /// The absolute value; `None` at 2^256 and above.
     pub mag: Option<U256>,
 }
 
 impl Int {
+    /// A non-negative integer.
     pub fn from_u64(v: u64) -> Self {
         Int { negative: false, mag: Some(U256::from(v)) }
     }
 
+    /// A signed integer.
     pub fn from_i64(v: i64) -> Self {
         Int { negative: v < 0, mag: Some(U256::from(v.unsigned_abs())) }
     }
@@ -51,13 +55,19 @@ impl Int {
 /// One JSON (or Python) value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
+    /// `null` (Python `None`).
     Null,
+    /// `true` / `false`.
     Bool(bool),
+    /// An integer, exact at any size.
     Int(Int),
+    /// A string (valid UTF-8).
     Str(String),
     /// Only produced from Python `bytes`; JSON text has no bytes.
     Bytes(Vec<u8>),
+    /// An array (a Python list or tuple).
     Array(Vec<Value>),
+    /// An object with unique keys.
     Object(Object),
 }
 
@@ -75,6 +85,7 @@ impl Value {
         }
     }
 
+    /// The object, if this is one.
     pub fn as_object(&self) -> Option<&Object> {
         match self {
             Value::Object(o) => Some(o),
@@ -82,6 +93,7 @@ impl Value {
         }
     }
 
+    /// The string, if this is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -105,22 +117,27 @@ impl Object {
         Ok(Object { entries })
     }
 
+    /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
+    /// How many members.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// No members.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// The members, in document order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v))
     }
 
+    /// The keys, in document order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|(k, _)| k.as_str())
     }

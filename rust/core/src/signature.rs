@@ -102,12 +102,15 @@ impl Signature {
         Self::parse(&bytes, policy)
     }
 
+    /// The `r` scalar, in [1, n-1].
     pub fn r(&self) -> U256 {
         self.r
     }
+    /// The `s` scalar, in [1, n-1] (at most n/2 under a low-s policy).
     pub fn s(&self) -> U256 {
         self.s
     }
+    /// The parity of R's y coordinate (v 28, or 1).
     pub fn y_parity(&self) -> bool {
         self.y_parity
     }

@@ -1,28 +1,29 @@
-//! Checked scalar arguments (`now`, `threads`): an int of the wrong range is a `ValueError`
-//! that says the range, anything else (a bool included, which Python would read as 0 or 1) a
-//! `TypeError`; never a bare `OverflowError` from the conversion to a Rust integer.
+//! Checked scalar arguments (`now`, `threads`, `max_bytes`, text): an int of the wrong range is
+//! a `ValueError` that says the range, anything else (a bool included, which Python would read
+//! as 0 or 1) a `TypeError`; never a bare `OverflowError` from the conversion to a Rust integer.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyInt};
+use pyo3::types::{PyBool, PyInt, PyString};
+
+use crate::errors::{type_error, type_name, value_error};
 
 /// Latest `now` accepted: the largest signed 64-bit value, what SQLite and Redis can store.
-pub const MAX_UNIX_TIME: u64 = i64::MAX as u64;
+pub(crate) const MAX_UNIX_TIME: u64 = i64::MAX as u64;
 
+/// The one int reader: an int (not a bool) in `[lo, hi]`.
 fn int_in(obj: Borrowed<'_, '_, PyAny>, what: &str, lo: u64, hi: u64) -> PyResult<u64> {
     if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
-        let kind = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-        return Err(PyTypeError::new_err(format!("{what} must be an int, not {kind}")));
+        return Err(type_error(format!("{what} must be an int, not {}", type_name(&obj))));
     }
     match obj.extract::<u64>() {
         Ok(v) if (lo..=hi).contains(&v) => Ok(v),
-        _ => Err(PyValueError::new_err(format!("{what} must be an int in [{lo}, {hi}]"))),
+        _ => Err(value_error(format!("{what} must be an int in [{lo}, {hi}]"))),
     }
 }
 
 /// `now`: unix seconds, in `[0, MAX_UNIX_TIME]`.
 #[derive(Clone, Copy, Debug)]
-pub struct UnixTime(pub u64);
+pub(crate) struct UnixTime(pub(crate) u64);
 
 impl<'a, 'py> FromPyObject<'a, 'py> for UnixTime {
     type Error = PyErr;
@@ -32,13 +33,13 @@ impl<'a, 'py> FromPyObject<'a, 'py> for UnixTime {
 }
 
 /// `now` as given, or the system clock.
-pub fn now_or_clock(now: Option<UnixTime>) -> u64 {
+pub(crate) fn now_or_clock(now: Option<UnixTime>) -> u64 {
     crate::convert::clock(now.map(|t| t.0))
 }
 
 /// `threads`: `1..=MAX_THREADS` (`None`, every core, is the caller's `Option`).
 #[derive(Clone, Copy, Debug)]
-pub struct Threads(pub usize);
+pub(crate) struct Threads(pub(crate) usize);
 
 impl<'a, 'py> FromPyObject<'a, 'py> for Threads {
     type Error = PyErr;
@@ -49,13 +50,13 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Threads {
 }
 
 /// The optional thread count as the batch runner takes it.
-pub fn threads(t: Option<Threads>) -> Option<usize> {
+pub(crate) fn threads(t: Option<Threads>) -> Option<usize> {
     t.map(|t| t.0)
 }
 
-/// A byte limit (`max_bytes`): `1..=2**63 - 1`.
+/// A byte limit of a payment payload or requirements (`max_bytes`): `1..=2**63 - 1`.
 #[derive(Clone, Copy, Debug)]
-pub struct ByteLimit(pub usize);
+pub(crate) struct ByteLimit(pub(crate) usize);
 
 impl<'a, 'py> FromPyObject<'a, 'py> for ByteLimit {
     type Error = PyErr;
@@ -65,18 +66,27 @@ impl<'a, 'py> FromPyObject<'a, 'py> for ByteLimit {
     }
 }
 
+/// A byte limit of a typed-data document (`max_bytes`): any int in `[0, 2**64)`; 0 refuses
+/// every document, and a bound past the address space is no bound at all.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MaxBytes(pub(crate) usize);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for MaxBytes {
+    type Error = PyErr;
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        int_in(obj, "max_bytes", 0, u64::MAX).map(|n| MaxBytes(usize::try_from(n).unwrap_or(usize::MAX)))
+    }
+}
+
 /// A `str` argument that must be UTF-8 text: a lone surrogate is a `ValueError`, not the
 /// `UnicodeEncodeError` of the conversion to a Rust string.
 #[derive(Clone, Debug)]
-pub struct Text(pub String);
+pub(crate) struct Text(pub(crate) String);
 
 impl<'a, 'py> FromPyObject<'a, 'py> for Text {
     type Error = PyErr;
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        let s = obj.cast::<pyo3::types::PyString>().map_err(|_| {
-            let kind = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-            PyTypeError::new_err(format!("expected str, not {kind}"))
-        })?;
-        s.to_str().map(|t| Text(t.to_owned())).map_err(|_| PyValueError::new_err("the text is not valid UTF-8 (lone surrogates)"))
+        let s = obj.cast::<PyString>().map_err(|_| type_error(format!("expected str, not {}", type_name(&obj))))?;
+        s.to_str().map(|t| Text(t.to_owned())).map_err(|_| value_error("the text is not valid UTF-8 (lone surrogates)"))
     }
 }

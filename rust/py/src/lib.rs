@@ -1,5 +1,7 @@
 //! PyO3 bindings: the private module `x402_verify._core`. Argument handling and GIL release
-//! only; every rule lives in `x402-verify-core`.
+//! only; every rule lives in `x402-verify-core`, and every protocol fact the Python package
+//! needs (the v1 network table, CAIP-2 parsing, the Permit2 proxies, the default time buffer
+//! and clock skew, the replay reasons) is exported from there, never written out twice.
 
 mod args;
 mod convert;
@@ -10,28 +12,29 @@ mod response;
 mod store;
 mod verifier;
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyInt, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyMappingProxy, PyString};
 use x402_verify_core::eip712::{self, DEFAULT_MAX_BYTES};
 use x402_verify_core::primitives::checksum;
+use x402_verify_core::x402::NonceSpace;
 use x402_verify_core::{Address, Code, Digest, Error, Result as CoreResult, SignaturePolicy as CorePolicy};
 
-use convert::Doc;
-use errors::{to_item, to_pyerr, value_error};
+use args::MaxBytes;
+use convert::{Input, HEADER, TYPED_DATA};
+use errors::{to_arg_pyerr, to_item, to_pyerr};
 use policy::SignaturePolicy;
 
-fn digest_of(doc: &Doc, max_bytes: usize) -> CoreResult<Digest> {
+fn digest_of(doc: &Input, max_bytes: usize) -> CoreResult<Digest> {
     match doc {
-        Doc::Json(bytes) => eip712::hash_typed_data_json(bytes, max_bytes),
-        Doc::Tree(v) => eip712::hash_typed_data(v),
+        Input::Text(bytes) => eip712::hash_typed_data_json(bytes, max_bytes),
+        Input::Tree(v) => eip712::hash_typed_data(v),
     }
 }
 
-fn recover_doc(doc: &Doc, sig: &[u8], policy: &CorePolicy, max_bytes: usize) -> CoreResult<Address> {
+fn recover_doc(doc: &Input, sig: &[u8], policy: &CorePolicy, max_bytes: usize) -> CoreResult<Address> {
     match doc {
-        Doc::Json(bytes) => x402_verify_core::recover_typed_data_json(bytes, sig, policy, max_bytes),
-        Doc::Tree(v) => x402_verify_core::recover_typed_data(v, sig, policy),
+        Input::Text(bytes) => x402_verify_core::recover_typed_data_json(bytes, sig, policy, max_bytes),
+        Input::Tree(v) => x402_verify_core::recover_typed_data(v, sig, policy),
     }
 }
 
@@ -39,46 +42,31 @@ fn recover_digest(digest: &[u8], sig: &[u8], policy: &CorePolicy) -> CoreResult<
     x402_verify_core::recover_hash(&Digest::from_slice(digest)?, sig, policy)
 }
 
-/// Single-call argument errors of the wrong Python type are TypeErrors; the rest are data (an
-/// input that changed while it was read is not of a wrong type: `TypedDataError`).
-fn single_doc(obj: &Bound<'_, PyAny>, max_bytes: usize) -> PyResult<Doc> {
-    convert::doc(obj, max_bytes).map_err(|e| {
-        if e.code == Code::InvalidInputType && e.message != convert::CHANGED_DURING_READ {
-            PyTypeError::new_err(e.message)
-        } else {
-            to_pyerr(e)
-        }
-    })
+/// A single call's typed-data argument.
+fn single_doc(obj: &Bound<'_, PyAny>, max_bytes: usize) -> PyResult<Input> {
+    TYPED_DATA.read(obj, max_bytes).map_err(to_arg_pyerr)
 }
 
-/// Count options (`max_bytes`, `threads`): an int in [0, 2**64), never a bool. pyo3's own
-/// `usize` extraction raises OverflowError for a negative or huge int; these say what is wrong.
-macro_rules! count_arg {
-    ($ty:ident, $name:literal) => {
-        pub(crate) struct $ty(pub usize);
-
-        impl<'a, 'py> FromPyObject<'a, 'py> for $ty {
-            type Error = PyErr;
-
-            fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-                count(&obj, $name).map($ty)
-            }
-        }
-    };
+/// The invalid reason of a payment whose nonce is already reserved or settled, per nonce space.
+// The reserve stage's rule; it moves into the core with it (`x402::stages::reserve::replay_code`).
+const fn replay_code(space: NonceSpace) -> Code {
+    match space {
+        NonceSpace::Eip3009 => Code::Eip3009NonceAlreadyUsed,
+        NonceSpace::Permit2 => Code::Permit2NonceAlreadyUsed,
+    }
 }
 
-count_arg!(MaxBytes, "max_bytes");
-
-fn count(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
-    if obj.cast::<PyBool>().is_ok() || obj.cast::<PyInt>().is_err() {
-        return Err(PyTypeError::new_err(format!("{name} must be an int, not {}", convert::type_name(obj))));
+/// A read-only Python mapping of `entries`.
+fn frozen_map<'py, K, V>(py: Python<'py>, entries: impl IntoIterator<Item = (K, V)>) -> PyResult<Bound<'py, PyMappingProxy>>
+where
+    K: IntoPyObject<'py>,
+    V: IntoPyObject<'py>,
+{
+    let d = PyDict::new(py);
+    for (k, v) in entries {
+        d.set_item(k, v)?;
     }
-    match obj.extract::<u64>() {
-        // A bound past the address space is no bound at all.
-        Ok(v) => Ok(usize::try_from(v).unwrap_or(usize::MAX)),
-        Err(_) if obj.lt(0i32).unwrap_or(false) => Err(value_error(format!("{name} must not be negative"))),
-        Err(_) => Err(value_error(format!("{name} must be below 2**64"))),
-    }
+    Ok(PyMappingProxy::new(py, d.as_mapping()))
 }
 
 /// Splits a batch item into its two members, or says why it cannot.
@@ -111,6 +99,27 @@ mod _core {
     use crate::verifier::VerifierCore;
 
     use super::*;
+
+    /// The protocol facts that are values Rust cannot make `const` (EIP-55 text, mappings).
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        use x402_verify_core::x402::network::V1_NETWORKS;
+        use x402_verify_core::x402::verify::{EXACT_PERMIT2_PROXY, UPTO_PERMIT2_PROXY};
+        let py = m.py();
+        m.add("EXACT_PERMIT2_PROXY", checksum(&EXACT_PERMIT2_PROXY))?;
+        m.add("UPTO_PERMIT2_PROXY", checksum(&UPTO_PERMIT2_PROXY))?;
+        m.add("V1_NETWORK_NAMES", frozen_map(py, V1_NETWORKS.iter().copied())?)?;
+        let spaces = [("eip3009", NonceSpace::Eip3009), ("permit2", NonceSpace::Permit2)];
+        m.add("REPLAY_REASONS", frozen_map(py, spaces.map(|(name, space)| (name, replay_code(space).as_str())))?)?;
+        Ok(())
+    }
+
+    /// The chain id of a CAIP-2 `eip155:<chainId>` network (strict: at most 19 decimal digits,
+    /// no sign, no leading zero, not 0), else None.
+    #[pyfunction]
+    fn caip2_chain_id(network: args::Text) -> Option<u64> {
+        x402_verify_core::x402::network::parse_caip2(&network.0)
+    }
 
     /// The 32-byte EIP-712 signing digest of a typed-data document.
     #[pyfunction]
@@ -164,12 +173,12 @@ mod _core {
         let max_bytes = max_bytes.0;
         let threads = args::threads(threads);
         let policy = policy::resolve(policy);
-        let mut inputs: Vec<CoreResult<(Doc, Vec<u8>)>> = Vec::new();
+        let mut inputs: Vec<CoreResult<(Input, Vec<u8>)>> = Vec::new();
         for item in items.try_iter()? {
             let item = item?;
             inputs.push(pair(&item).and_then(|(d, s)| {
                 let sig = convert::byte_arg(&s, Code::InvalidSignatureEncoding, "signature")?;
-                Ok((convert::doc(&d, max_bytes)?, sig))
+                Ok((TYPED_DATA.read(&d, max_bytes)?, sig))
             }));
         }
         let results = py.detach(|| {
@@ -230,14 +239,7 @@ mod _core {
     #[pyo3(signature = (value, *, max_bytes = args::ByteLimit(x402_verify_core::x402::verify::DEFAULT_MAX_PAYLOAD_BYTES)))]
     fn decode_payment_header<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, max_bytes: args::ByteLimit) -> PyResult<Bound<'py, PyAny>> {
         let max_bytes = max_bytes.0;
-        let bytes = if let Ok(s) = value.cast::<PyString>() {
-            let text = s.to_str().map_err(|_| to_pyerr(Error::new(Code::InvalidPayload, "the header is not valid UTF-8 text (lone surrogates)")))?;
-            text.as_bytes().to_vec()
-        } else if let Ok(b) = value.cast::<PyBytes>() {
-            b.as_bytes().to_vec()
-        } else {
-            return Err(PyTypeError::new_err("a payment header is str or bytes"));
-        };
+        let Input::Text(bytes) = HEADER.read(value, max_bytes).map_err(to_arg_pyerr)? else { unreachable!("the header reader takes text only") };
         let v = py.detach(|| x402_verify_core::x402::header::decode(&bytes, max_bytes)).map_err(to_pyerr)?;
         convert::to_py(py, &v)
     }
@@ -250,4 +252,10 @@ mod _core {
 
     #[pymodule_export]
     const DEFAULT_PAYER_KEY_CACHE: usize = x402_verify_core::authenticate::DEFAULT_KEY_CACHE;
+
+    #[pymodule_export]
+    const DEFAULT_TIME_BUFFER: u64 = x402_verify_core::x402::verify::DEFAULT_TIME_BUFFER;
+
+    #[pymodule_export]
+    const DEFAULT_CLOCK_SKEW_SECONDS: u64 = x402_verify_core::x402::verify::DEFAULT_CLOCK_SKEW_SECONDS;
 }

@@ -8,31 +8,25 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
-use x402_verify_core::json::Value;
 use x402_verify_core::primitives::checksum;
 use x402_verify_core::x402::{parse_requirements, requirements_error, PaymentRequirements};
 use x402_verify_core::{Code, Error, Result as CoreResult};
 
 use crate::args::ByteLimit;
-use crate::convert;
-use crate::errors::to_pyerr;
+use crate::convert::{self, Input, REQUIREMENTS};
+use crate::errors::{to_pyerr, type_error};
 
 /// Read requirements, shared by the batch items that use them.
-pub type Shared = Arc<CoreResult<PaymentRequirements>>;
+pub(crate) type Shared = Arc<CoreResult<PaymentRequirements>>;
 
 /// Most distinct requirements a batch remembers; past it, further ones are read per item.
 const CACHE_ENTRIES: usize = 64;
 
-/// Python values a requirements dict may hold: the same node budget as a payload dict.
-const NODE_BUDGET: usize = 1 << 16;
-
 /// Compiled payment requirements: read and checked once, immutable, reusable by any number of
 /// `verify` / `verify_batch` calls (and threads).
 #[pyclass(frozen, module = "x402_verify._core", name = "Requirements")]
-pub struct Requirements {
+pub(crate) struct Requirements {
     /// Always `Ok`: kept in the form batch items share, so using it costs a reference count.
     parsed: Shared,
 }
@@ -56,8 +50,8 @@ impl Requirements {
         if let Ok(r) = requirements.cast::<Requirements>() {
             return Ok(Requirements { parsed: r.get().parsed.clone() });
         }
-        if !(requirements.is_instance_of::<PyDict>() || requirements.is_instance_of::<PyString>() || requirements.is_instance_of::<PyBytes>()) {
-            return Err(PyTypeError::new_err("payment requirements are a dict or JSON str / bytes"));
+        if !REQUIREMENTS.takes(requirements) {
+            return Err(type_error("payment requirements are a dict or JSON str / bytes"));
         }
         let parsed = read(requirements, max_bytes).map_err(to_pyerr)?;
         Ok(Requirements { parsed: Arc::new(Ok(parsed)) })
@@ -69,6 +63,7 @@ impl Requirements {
         self.get().x402_version
     }
 
+    /// `exact` or `upto`.
     #[getter]
     fn scheme(&self) -> &str {
         &self.get().scheme
@@ -119,48 +114,30 @@ impl Requirements {
     }
 }
 
-fn json_bounded(bytes: &[u8], max_bytes: usize) -> CoreResult<Value> {
-    if bytes.len() > max_bytes {
-        return Err(Error::new(Code::PayloadTooLarge, format!("requirements are {} bytes; the limit is {max_bytes}", bytes.len())));
-    }
-    x402_verify_core::json::parse(bytes)
+/// The requirements an argument holds, read by the one input reader under `max_bytes` (its
+/// text, or the JSON its dict stands for): also the cache's key.
+fn content(obj: &Bound<'_, PyAny>, max_bytes: usize) -> CoreResult<Input> {
+    REQUIREMENTS.read(obj, max_bytes)
 }
 
-/// What a requirements argument holds, copied out of Python: the cache's key.
-#[derive(PartialEq)]
-enum Content {
-    Text(Vec<u8>),
-    Tree(Value),
-}
-
-fn content(obj: &Bound<'_, PyAny>) -> CoreResult<Content> {
-    if obj.is_instance_of::<PyDict>() {
-        let mut budget = NODE_BUDGET;
-        return convert::value(obj, 0, &mut budget).map(Content::Tree);
-    }
-    if let Ok(s) = obj.cast::<PyString>() {
-        let text = s.to_str().map_err(|_| Error::new(Code::InvalidPaymentRequirements, "requirements text is not valid UTF-8"))?;
-        return Ok(Content::Text(text.as_bytes().to_vec()));
-    }
-    if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Content::Text(b.as_bytes().to_vec()));
-    }
-    Err(Error::new(Code::InvalidPaymentRequirements, "payment requirements are a dict or JSON text (or x402_verify.Requirements)"))
-}
-
-fn parse(c: &Content, max_bytes: usize) -> CoreResult<PaymentRequirements> {
+fn parse(c: &Input, max_bytes: usize) -> CoreResult<PaymentRequirements> {
     match c {
-        Content::Tree(v) => parse_requirements(v),
-        Content::Text(b) => parse_requirements(&json_bounded(b, max_bytes)?),
+        Input::Tree(v) => parse_requirements(v),
+        Input::Text(b) => {
+            if b.len() > max_bytes {
+                return Err(Error::new(Code::PayloadTooLarge, format!("requirements are {} bytes; the limit is {max_bytes}", b.len())));
+            }
+            parse_requirements(&x402_verify_core::json::parse(b)?)
+        }
     }
 }
 
 fn read(obj: &Bound<'_, PyAny>, max_bytes: usize) -> CoreResult<PaymentRequirements> {
-    content(obj).and_then(|c| parse(&c, max_bytes)).map_err(requirements_error)
+    content(obj, max_bytes).and_then(|c| parse(&c, max_bytes)).map_err(requirements_error)
 }
 
 /// Reads one requirements argument (for a single verify).
-pub fn one(obj: &Bound<'_, PyAny>, max_bytes: usize) -> Shared {
+pub(crate) fn one(obj: &Bound<'_, PyAny>, max_bytes: usize) -> Shared {
     match obj.cast::<Requirements>() {
         Ok(r) => r.get().parsed.clone(),
         Err(_) => Arc::new(read(obj, max_bytes)),
@@ -168,22 +145,24 @@ pub fn one(obj: &Bound<'_, PyAny>, max_bytes: usize) -> Shared {
 }
 
 /// The requirements of one batch: each distinct content read once.
-pub struct Cache {
+pub(crate) struct Cache {
     max_bytes: usize,
-    entries: Vec<(Content, Shared)>,
+    entries: Vec<(Input, Shared)>,
     last: usize,
 }
 
 impl Cache {
-    pub fn new(max_bytes: usize) -> Self {
+    /// An empty cache for requirements of at most `max_bytes`.
+    pub(crate) fn new(max_bytes: usize) -> Self {
         Cache { max_bytes, entries: Vec::new(), last: 0 }
     }
 
-    pub fn get(&mut self, obj: &Bound<'_, PyAny>) -> Shared {
+    /// The requirements `obj` holds, read once per distinct content.
+    pub(crate) fn get(&mut self, obj: &Bound<'_, PyAny>) -> Shared {
         if let Ok(r) = obj.cast::<Requirements>() {
             return r.get().parsed.clone();
         }
-        let c = match content(obj) {
+        let c = match content(obj, self.max_bytes) {
             Ok(c) => c,
             Err(e) => return Arc::new(Err(requirements_error(e))),
         };

@@ -32,8 +32,8 @@ from eth_abi.abi import encode as abi_encode
 
 # The payment builder the tests use (tests/payments.py): one construction for tests and seeds.
 sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "tests"))
-from payments import FAC, KINDS, NOW, OTHER, PAYER, UPTO_PROXY, USDC_BASE_SEPOLIA, ERC6492_MAGIC, requirements  # noqa: E402
-from payments import compact, high_s_twin, payment as signed_payment  # noqa: E402
+from payments import ERC6492_MAGIC, FAC, KINDS, NOW, OTHER, PAYER, UPTO_PROXY, USDC_BASE_SEPOLIA, compact, high_s_twin, requirements
+from payments import payment as signed_payment
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 OUT = CORPUS / "x402"

@@ -11,9 +11,11 @@ use crate::error::{fail, Code, Error, Result};
 use crate::json::{Object, Value};
 use crate::primitives::trunc;
 
-/// Bounds on a type set, checked while it is read.
+/// Most struct types one document may declare (a bound checked while `types` is read).
 pub const MAX_STRUCTS: usize = 256;
+/// Most fields one struct type may declare.
 pub const MAX_FIELDS: usize = 256;
+/// Most array dimensions one field type may have (`T[][]...`).
 pub const MAX_ARRAY_DIMS: usize = 8;
 /// Bounds a fixed array length so a declared `T[1000000000]` cannot drive work on its own.
 pub const MAX_FIXED_ARRAY_LEN: usize = 65_536;
@@ -21,9 +23,13 @@ pub const MAX_FIXED_ARRAY_LEN: usize = 65_536;
 /// The type of one member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FieldType {
+    /// `address`.
     Address,
+    /// `bool`.
     Bool,
+    /// `string` (hashed).
     String,
+    /// `bytes` (hashed).
     Bytes,
     /// `bytes1` .. `bytes32`.
     FixedBytes(u8),
@@ -37,17 +43,23 @@ pub enum FieldType {
     Array(Box<FieldType>, Option<usize>),
 }
 
+/// One member of a struct type.
 #[derive(Clone, Debug)]
 pub struct Field {
+    /// The member's name.
     pub name: String,
+    /// The member's type, resolved.
     pub ty: FieldType,
     /// The type exactly as declared; `encodeType` prints it back.
     pub type_str: String,
 }
 
+/// One declared struct type.
 #[derive(Clone, Debug)]
 pub struct StructType {
+    /// The type's name.
     pub name: String,
+    /// Its members, in declaration order (the order they are encoded in).
     pub fields: Vec<Field>,
     /// Length of this struct's own part of an encodeType text: `Name(type name,...)`.
     def_len: usize,
@@ -108,6 +120,7 @@ pub fn type_hash_cache_bytes() -> usize {
 /// repeats every struct it reaches, so without a bound a chain of small structs over one
 /// long name costs hundreds of times the document's size; real documents stay far below.
 pub const ENCODE_TYPE_ALLOWANCE: usize = 64 * 1024;
+/// See `ENCODE_TYPE_ALLOWANCE`.
 pub const ENCODE_TYPE_FACTOR: usize = 4;
 
 fn is_identifier(s: &str) -> bool {
@@ -272,14 +285,17 @@ impl TypeSet {
         Ok(ty)
     }
 
+    /// The index of the struct type called `name`.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.by_name.get(name).copied()
     }
 
+    /// The struct type at `idx` (an index from this set).
     pub fn get(&self, idx: usize) -> &StructType {
         &self.structs[idx]
     }
 
+    /// `keccak256(encodeType)` of the struct type at `idx`, computed once.
     pub fn type_hash(&self, idx: usize) -> &B256 {
         self.type_hashes[idx].get_or_init(|| type_hash_of(&self.encode_type(idx)))
     }

@@ -978,7 +978,7 @@ fn check_verdict(v: &Verdict, input: &PayloadInput<'_>, p: &PaymentPayload, req:
         let req = req.expect("a replay key implies requirements");
         assert_eq!(*rk, replay_key(chain, &req.asset, auth), "the replay key is not the authorization's");
     }
-    let sig_bytes = x402_verify_core::primitives::parse_hex_prefixed(&p.signature, Code::InvalidSignatureEncoding).ok();
+    let sig_bytes = parse_hex_prefixed(&p.signature, Code::InvalidSignatureEncoding).ok();
     if v.reason == Some(Code::NeedsChainCheck) {
         let b = sig_bytes.as_ref().expect("needs_chain_check on a signature that is not hex");
         let ecdsa = b.len() == 65 || (b.len() == 64 && matches!(auth, Authorization::Permit2(_)) && cfg.permit2_policy.allow_compact);
