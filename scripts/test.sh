@@ -18,5 +18,3 @@ python3 -m pip install --quiet ".[test]"
 cargo test --quiet -p x402-verify-core -p x402-verify-secp-batch
 # Run from outside the checkout so the installed wheel, not the source tree, is imported.
 python3 -m pytest "$PWD/tests" --rootdir "$PWD" -q -p no:cacheprovider
-cargo clippy --quiet --workspace --all-targets -- -D warnings
-python3 -m ruff check --quiet .
