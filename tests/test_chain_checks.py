@@ -267,6 +267,16 @@ def test_rpc_faults_fail_closed(chain: Chain, mode: str) -> None:
             assert [x.is_valid for x in verifier(r).verify_batch([p.item for p in payments])] == [True] * 3
 
 
+def test_an_answer_over_the_size_bound_fails_closed(chain: Chain) -> None:
+    payer = funded(chain, 10)
+    payments = [eip3009_payment(chain, payer.address, payer, 1) for _ in range(2)]
+    # Every answer of the real node is larger than 64 bytes: refused while it is read.
+    with xv.ChainReader(chain.url, retries=0, negative_ttl=0, max_response_bytes=64) as r:
+        assert [x.invalid_reason for x in verifier(r).verify_batch([p.item for p in payments])] == ["chain_read_failed"] * 2
+    with xv.ChainReader(chain.url, retries=0, negative_ttl=0) as r:
+        assert [x.is_valid for x in verifier(r).verify_batch([p.item for p in payments])] == [True] * 2
+
+
 def test_one_bad_answer_fails_only_its_payment(chain: Chain) -> None:
     payers = [funded(chain, 10) for _ in range(3)]
     payments = [eip3009_payment(chain, k.address, k, 1) for k in payers]

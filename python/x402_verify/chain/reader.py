@@ -104,6 +104,25 @@ class _Base:
         # The chain-level memory that checks.py keeps per reader (see there).
         self.memory: Any = None
 
+    # The sync and async readers differ only in how they wait; what an answer must be, and what
+    # a failed attempt is called, is decided here once for both.
+    @staticmethod
+    def _check_status(status: int) -> None:
+        if status != 200:
+            raise ChainReadError(f"the RPC answered HTTP {status}")
+
+    def _grow(self, raw: bytearray, piece: bytes) -> None:
+        raw += piece
+        if len(raw) > self.max_response_bytes:
+            raise ChainReadError("the RPC answer is larger than max_response_bytes")
+
+    def _fault(self, exc: Exception) -> ChainReadError:
+        if isinstance(exc, ChainReadError):
+            return exc
+        if isinstance(exc, _httpx().TimeoutException):
+            return ChainReadError(f"the RPC did not answer within {self.timeout} s")
+        return ChainReadError(f"the RPC is unreachable: {type(exc).__name__}")
+
     def _chunks(self, calls: Sequence[Call]) -> list[list[tuple[int, Call]]]:
         indexed = list(enumerate(calls))
         return [indexed[i : i + self.max_batch] for i in range(0, len(indexed), self.max_batch)]
@@ -200,21 +219,14 @@ class ChainReader(_Base):
             body, ids = self._body(chunk)
             try:
                 with self._client.stream("POST", self.rpc_url, content=body) as response:
-                    if response.status_code != 200:
-                        raise ChainReadError(f"the RPC answered HTTP {response.status_code}")
+                    self._check_status(response.status_code)
                     raw = bytearray()
                     for piece in response.iter_bytes():
-                        raw += piece
-                        if len(raw) > self.max_response_bytes:
-                            raise ChainReadError("the RPC answer is larger than max_response_bytes")
+                        self._grow(raw, piece)
                 self._parse(bytes(raw), ids, results)
                 return
-            except ChainReadError as exc:
-                failure = exc
-            except httpx.TimeoutException:
-                failure = ChainReadError(f"the RPC did not answer within {self.timeout} s")
-            except httpx.HTTPError as exc:
-                failure = ChainReadError(f"the RPC is unreachable: {type(exc).__name__}")
+            except (ChainReadError, httpx.HTTPError) as exc:
+                failure = self._fault(exc)
         for index, _call in chunk:
             results[index] = failure
 
@@ -255,21 +267,14 @@ class AsyncChainReader(_Base):
             body, ids = self._body(chunk)
             try:
                 async with self._client.stream("POST", self.rpc_url, content=body) as response:
-                    if response.status_code != 200:
-                        raise ChainReadError(f"the RPC answered HTTP {response.status_code}")
+                    self._check_status(response.status_code)
                     raw = bytearray()
                     async for piece in response.aiter_bytes():
-                        raw += piece
-                        if len(raw) > self.max_response_bytes:
-                            raise ChainReadError("the RPC answer is larger than max_response_bytes")
+                        self._grow(raw, piece)
                 self._parse(bytes(raw), ids, results)
                 return
-            except ChainReadError as exc:
-                failure = exc
-            except httpx.TimeoutException:
-                failure = ChainReadError(f"the RPC did not answer within {self.timeout} s")
-            except httpx.HTTPError as exc:
-                failure = ChainReadError(f"the RPC is unreachable: {type(exc).__name__}")
+            except (ChainReadError, httpx.HTTPError) as exc:
+                failure = self._fault(exc)
         for index, _call in chunk:
             results[index] = failure
 
