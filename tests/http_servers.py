@@ -241,3 +241,90 @@ def replica(fac_url: str, redis_url: str, *, startup_timeout: float = 30.0) -> I
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+# --- the facilitator service as `x402-verify serve` in a child process ---------------------------
+
+READY_PREFIX = "x402-verify listening on "
+
+
+class ServeProcess:
+    """``x402-verify serve`` in its own session (so ``kill()`` takes its workers too)."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str] | None = None, startup_timeout: float = 60.0) -> None:
+        import os
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        cmd = [sys.executable, "-m", "x402_verify", "serve", "--host", "127.0.0.1", "--port", str(self.port), *args]
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("X402_VERIFY_")}
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, start_new_session=True, text=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ready_line = self._wait_ready(startup_timeout)
+
+    def _wait_ready(self, timeout: float) -> str:
+        import selectors
+
+        assert self.proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not sel.select(timeout=0.2):
+                if self.proc.poll() is not None:
+                    break
+                continue
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith(READY_PREFIX):
+                return line.strip()
+        self.kill()
+        err = self.proc.stderr.read() if self.proc.stderr else ""
+        raise RuntimeError(f"x402-verify serve did not get ready (exit {self.proc.returncode}): {err[-2000:]}")
+
+    def kill(self, sig: int = 9) -> None:
+        """Signals the whole process group (the server and its workers) and reaps it."""
+        import os
+
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=20)
+        except Exception:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(timeout=5)
+        # Orphaned workers of a killed parent: the group is gone only when they are.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.kill(15)
+
+
+@contextmanager
+def facilitator_service(args: list[str], **kw: Any) -> Iterator[ServeProcess]:
+    """``x402-verify serve ARGS`` on a loopback port until the block ends."""
+    server = ServeProcess(args, **kw)
+    try:
+        yield server
+    finally:
+        server.stop()
+        for stream in (server.proc.stdout, server.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def verify_body(payload: dict[str, Any], requirements: dict[str, Any]) -> dict[str, Any]:
+    """The /verify and /settle body, as the SDK's HTTPFacilitatorClient sends it."""
+    return {"x402Version": payload.get("x402Version", 2), "paymentPayload": payload, "paymentRequirements": requirements}

@@ -396,7 +396,7 @@ class FacilitatorApp:
 
         if self.settler is None:
             return failed(UNEXPECTED_SETTLE_ERROR, "this facilitator has no upstream to settle with (x402-verify serve --upstream URL)")
-        verdict = await self._check("settle", payload, requirements)
+        verdict = await self._check("settle", payload, self._terms(payload, requirements))
         if isinstance(verdict, _ItemError):
             return failed("invalid_payload", verdict.message)
         if verdict.is_valid:
@@ -415,6 +415,16 @@ class FacilitatorApp:
         else:
             return failed(verdict.invalid_reason or "invalid_payload", verdict.invalid_message or "", verdict.payer)
         return await self._settle_reserved(key, owner, verdict, payload, requirements, failed)
+
+    @staticmethod
+    def _terms(payload: dict[str, Any], requirements: dict[str, Any]) -> dict[str, Any]:
+        """The terms a payment is checked against at settle. For upto, ``amount`` in /settle is
+        what to charge, not what was offered: the payment is checked against the amount its
+        ``accepted`` offer names (the signed maximum), and the charge against that maximum."""
+        accepted = payload.get("accepted")
+        if requirements.get("scheme") == "upto" and isinstance(accepted, dict) and "amount" in accepted:
+            return {**requirements, "amount": accepted["amount"]}
+        return requirements
 
     async def _settled_answer(self, key: str, verdict: Any, failed: Any) -> dict[str, Any]:
         """A settled payment presented again: never a fresh success (x402 #452, #1805). The replay
@@ -493,7 +503,7 @@ class FacilitatorApp:
         return result
 
     async def _release(self, payload: dict[str, Any], requirements: dict[str, Any], _version: int) -> dict[str, Any]:
-        verdict = await self._check("release", payload, requirements)
+        verdict = await self._check("release", payload, self._terms(payload, requirements))
         if isinstance(verdict, _ItemError):
             return {"released": False, "reason": verdict.message}
         if verdict.is_valid:  # nobody held it: the check just reserved it, so undo that
