@@ -1,0 +1,92 @@
+"""Replay protection of the service across worker processes and restarts: ``x402-verify serve``
+with two workers, fifty concurrent ``/verify`` of one payment from two client processes (SQLite,
+then Redis), and ``kill -9`` of the server after a valid ``/verify``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from http_servers import chain, facilitator_app, facilitator_service, sdk_facilitator, serve, verify_body
+from payments import sign_payment
+from x402_verify import _core
+
+CLIENT = r"""
+import asyncio, json, sys, time
+import httpx
+url, body, n, start_at = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+async def main():
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=n), timeout=60) as c:
+        while time.time() < start_at:
+            await asyncio.sleep(0.005)
+        answers = await asyncio.gather(*(c.post(url + "/verify", json=body) for _ in range(n)))
+    print(json.dumps([[a.status_code, a.json()] for a in answers]))
+asyncio.run(main())
+"""
+
+
+def burst_from_two_processes(url: str, body: dict[str, Any], per_process: int = 25) -> list[tuple[int, dict[str, Any]]]:
+    start_at = time.time() + 1.5  # both processes fire at the same moment
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CLIENT, url, json.dumps(body), str(per_process), repr(start_at)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    out: list[tuple[int, dict[str, Any]]] = []
+    for p in procs:
+        stdout, _ = p.communicate(timeout=120)
+        assert p.returncode == 0
+        out += [(status, answer) for status, answer in json.loads(stdout)]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["eip3009", "permit2", "upto"])
+def test_fifty_concurrent_verifies_from_two_processes_sqlite_two_workers(tmp_path: Path, kind: str) -> None:
+    with facilitator_service(["--store", f"sqlite:///{tmp_path / 'n.db'}", "--workers", "2"]) as service:
+        p = sign_payment(kind, int(time.time()))
+        answers = burst_from_two_processes(service.url, verify_body(p.payload, p.requirements))
+    assert len(answers) == 50 and {s for s, _ in answers} == {200}
+    assert Counter(a["isValid"] for _, a in answers) == {True: 1, False: 49}
+    assert {a["invalidReason"] for _, a in answers if not a["isValid"]} == {_core.REPLAY_REASONS["eip3009" if kind == "eip3009" else "permit2"]}
+
+
+def test_fifty_concurrent_verifies_from_two_processes_redis_two_workers(redis_server: Any) -> None:
+    with facilitator_service(["--store", redis_server.url, "--workers", "2"]) as service:
+        p = sign_payment("eip3009", int(time.time()))
+        answers = burst_from_two_processes(service.url, verify_body(p.payload, p.requirements))
+    assert {s for s, _ in answers} == {200}
+    assert Counter(a["isValid"] for _, a in answers) == {True: 1, False: 49}
+
+
+def test_kill_9_after_a_valid_verify_keeps_the_reservation_and_settle_finds_its_owner(tmp_path: Path) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    store = ["--store", f"sqlite:///{tmp_path / 'n.db'}"]
+    p = sign_payment("eip3009", int(time.time()))
+    body = verify_body(p.payload, p.requirements)
+    with facilitator_service(store) as first:
+        assert httpx.post(first.url + "/verify", json=body, timeout=30).json()["isValid"] is True
+        first.kill(9)  # SIGKILL, the whole process group: no shutdown, no flush
+    with serve(facilitator_app(sdk_facilitator(chain()), calls)) as upstream:
+        with facilitator_service([*store, "--upstream", upstream]) as second:
+            again = httpx.post(second.url + "/verify", json=body, timeout=30).json()
+            assert again["isValid"] is False and again["invalidReason"] == _core.REPLAY_REASONS["eip3009"]
+            # The restarted process settles the reservation the killed one made (its owner is
+            # read from the store), once.
+            settled = httpx.post(second.url + "/settle", json=body, timeout=30).json()
+            assert settled["success"] is True and settled["transaction"].startswith("0x")
+            twice = httpx.post(second.url + "/settle", json=body, timeout=30).json()
+            assert twice["success"] is False and twice["errorReason"] == _core.REPLAY_REASONS["eip3009"]
+            assert twice["transaction"] == settled["transaction"]
+    assert [name for name, _ in calls] == ["settle"]
+
+
+def test_more_than_one_worker_with_the_memory_store_is_refused() -> None:
+    p = subprocess.run([sys.executable, "-m", "x402_verify", "serve", "--store", "memory://", "--workers", "2"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "memory://" in p.stderr and "per process" in p.stderr
