@@ -156,7 +156,6 @@ def copies(path: Path) -> list[str]:
 PACKAGE_TODO = {
     "python/x402_verify/verifier.py": "wt/stages: V1_NETWORK_NAMES, the proxies, DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_TIME_BUFFER, caip2_chain_id from _core",
     "python/x402_verify/stores.py": "wt/stages: the replay reason per nonce space comes from the core (REPLAY_REASONS, or the reserve stage)",
-    "python/x402_verify/cli.py": "wt/facilitator: count replays by _core.REPLAY_REASONS.values()",
 }
 
 

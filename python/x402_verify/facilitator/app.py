@@ -40,6 +40,7 @@ Send = Callable[[Message], Awaitable[None]]
 UNEXPECTED_VERIFY_ERROR = "unexpected_verify_error"  # x402's code for a verify that could not finish
 EXCEEDS = "invalid_upto_evm_payload_settlement_exceeds_amount"
 VERSIONS = (1, 2)
+MAX_DRAIN_BYTES = 32 * 1024 * 1024  # an oversized body is read (and dropped) this far at most
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -82,7 +83,7 @@ def read_envelope(body: bytes, max_depth: int) -> tuple[dict[str, Any], dict[str
     version = doc.get("x402Version")
     if "x402Version" not in doc:
         raise EnvelopeFault("invalid_envelope", "x402Version is missing")
-    if isinstance(version, bool) or version not in VERSIONS:
+    if type(version) is not int or version not in VERSIONS:  # 2.0, True, "2" are not versions
         raise EnvelopeFault("unsupported_x402_version", f"x402Version must be 1 or 2, got {json.dumps(version)[:40]}")
     for name in ("paymentPayload", "paymentRequirements"):
         if name not in doc:
@@ -317,23 +318,41 @@ class FacilitatorApp:
             raise EnvelopeFault("unauthorized", "a valid 'Authorization: Bearer <token>' header is required", 401)
         if content_type is None or content_type.split(b";")[0].strip().lower() != b"application/json":
             raise EnvelopeFault("unsupported_media_type", "the body must be sent as Content-Type: application/json")
-        if length is not None and (not length.isdigit() or int(length) > self.config.max_body_bytes):
-            raise EnvelopeFault("body_too_large", f"the body exceeds {self.config.max_body_bytes} bytes")
+        if length is not None and not length.isdigit():
+            raise EnvelopeFault("invalid_envelope", "Content-Length is not a number")
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         chunks: list[bytes] = []
         size = 0
+        limit = self.config.max_body_bytes
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise EnvelopeFault("disconnected", "the client went away")
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.config.max_body_bytes:
-                raise EnvelopeFault("body_too_large", f"the body exceeds {self.config.max_body_bytes} bytes")
+            if size > limit:
+                await self._drain(receive, message, size)
+                raise EnvelopeFault("body_too_large", f"the body exceeds {limit} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+    async def _drain(self, receive: Receive, message: Message, size: int) -> None:
+        """Reads and drops the rest of an oversized body (kept: nothing), so the client gets the
+        400 rather than a reset connection; bounded by MAX_DRAIN_BYTES and two seconds."""
+        deadline = time.monotonic() + 2.0
+        while message.get("more_body", False) and size <= MAX_DRAIN_BYTES:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                message = await asyncio.wait_for(receive(), remaining)
+            except asyncio.TimeoutError:
+                return
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
 
     async def _bounded(self, handler: Any, payload: dict[str, Any], requirements: dict[str, Any], version: int, path: str) -> Any:
         # The work runs in its own task: a settlement that outlives the request timeout still
