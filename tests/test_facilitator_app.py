@@ -1,0 +1,230 @@
+"""The facilitator app in process (httpx's ASGI transport): auth, release, settle bookkeeping,
+metrics, the deadline sweep, a store that fails closed, and how ``serve`` forks its workers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from http_servers import verify_body
+from payments import sign_payment
+from x402_verify import _core
+from x402_verify.facilitator import FacilitatorConfig, create_app
+from x402_verify.settlers import CallbackSettler
+
+TOKEN = "s3cret-token"
+TX = "0x" + "cd" * 32
+
+
+def settler(calls: list[Any], *, delay: float = 0.0) -> CallbackSettler:
+    async def fn(payload: Any, requirements: Any) -> dict[str, Any]:
+        calls.append(requirements.get("amount"))
+        await asyncio.sleep(delay)
+        return {"success": True, "transaction": TX, "network": requirements["network"]}
+
+    return CallbackSettler(fn)
+
+
+async def client_for(app: Any, token: str | None = None) -> httpx.AsyncClient:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers)
+
+
+def test_the_bearer_token_guards_verify_settle_release(tmp_path: Path) -> None:
+    p = sign_payment("eip3009", int(time.time()))
+    body = verify_body(p.payload, p.requirements)
+    app = create_app(store=f"sqlite:///{tmp_path / 'n.db'}", auth_token=TOKEN, settler=settler([]))
+
+    async def flow() -> None:
+        async with await client_for(app) as anon, await client_for(app, "wrong") as wrong, await client_for(app, TOKEN) as ok:
+            for c in (anon, wrong):
+                for path in ("/verify", "/settle", "/release"):
+                    r = await c.post(path, json=body)
+                    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+            assert (await anon.get("/supported")).status_code == 200  # public
+            assert (await ok.post("/verify", json=body)).json()["isValid"] is True
+
+    asyncio.run(flow())
+
+
+def test_release_frees_a_reservation_once_and_never_a_settled_one(tmp_path: Path) -> None:
+    now = int(time.time())
+    p, q = sign_payment("eip3009", now), sign_payment("permit2", now)
+    app = create_app(store=f"sqlite:///{tmp_path / 'n.db'}", auth_token=TOKEN, settler=settler([]))
+
+    async def flow() -> None:
+        async with await client_for(app, TOKEN) as c:
+            body = verify_body(p.payload, p.requirements)
+            assert (await c.post("/verify", json=body)).json()["isValid"] is True
+            assert (await c.post("/release", json=body)).json() == {"released": True}
+            assert (await c.post("/verify", json=body)).json()["isValid"] is True  # free again
+            other = verify_body(q.payload, q.requirements)
+            assert (await c.post("/release", json=other)).json()["released"] is False  # never reserved
+            assert (await c.post("/verify", json=other)).json()["isValid"] is True  # and left unreserved
+            assert (await c.post("/settle", json=body)).json()["success"] is True
+            assert (await c.post("/release", json=body)).json() == {"released": False, "reason": "settled"}
+
+    asyncio.run(flow())
+
+
+def test_concurrent_settles_of_one_reservation_call_the_upstream_once(tmp_path: Path) -> None:
+    p = sign_payment("eip3009", int(time.time()))
+    calls: list[Any] = []
+    app = create_app(store=f"sqlite:///{tmp_path / 'n.db'}", settler=settler(calls, delay=0.2))
+
+    async def flow() -> list[Any]:
+        async with await client_for(app) as c:
+            body = verify_body(p.payload, p.requirements)
+            assert (await c.post("/verify", json=body)).json()["isValid"] is True
+            answers = await asyncio.gather(*(c.post("/settle", json=body) for _ in range(10)))
+            later = await c.post("/settle", json=body)
+            return [a.json() for a in answers] + [later.json()]
+
+    answers = asyncio.run(flow())
+    assert len(calls) == 1 and sum(a["success"] for a in answers) == 1
+    replay = _core.REPLAY_REASONS["eip3009"]
+    assert {a["errorReason"] for a in answers if not a["success"]} <= {"settlement_pending", replay}
+    assert answers[-1] == {**answers[-1], "success": False, "errorReason": replay, "transaction": TX}
+
+
+def test_upto_settle_charges_within_the_signed_maximum(tmp_path: Path) -> None:
+    p = sign_payment("upto", int(time.time()), amount=50_000)
+    calls: list[Any] = []
+    app = create_app(store=f"sqlite:///{tmp_path / 'n.db'}", settler=settler(calls))
+
+    async def flow() -> tuple[Any, Any]:
+        async with await client_for(app) as c:
+            over = verify_body(p.payload, {**p.requirements, "amount": "50001"})
+            too_much = (await c.post("/settle", json=over)).json()
+            return too_much, None
+
+    too_much, _ = asyncio.run(flow())
+    assert too_much["success"] is False and too_much["errorReason"] == "invalid_upto_evm_payload_settlement_exceeds_amount"
+    assert calls == []
+    q = sign_payment("upto", int(time.time()), amount=50_000)
+
+    async def flow2() -> Any:
+        async with await client_for(app) as c:
+            return (await c.post("/settle", json=verify_body(q.payload, {**q.requirements, "amount": "1234"}))).json()
+
+    app = create_app(store=f"sqlite:///{tmp_path / 'm.db'}", settler=settler(calls))
+    ok = asyncio.run(flow2())
+    assert ok["success"] is True and calls == ["1234"]
+
+
+def test_without_an_upstream_settle_fails_and_marks_nothing(tmp_path: Path) -> None:
+    p = sign_payment("eip3009", int(time.time()))
+    app = create_app(store=f"sqlite:///{tmp_path / 'n.db'}")
+
+    async def flow() -> tuple[Any, Any]:
+        async with await client_for(app) as c:
+            body = verify_body(p.payload, p.requirements)
+            s = (await c.post("/settle", json=body)).json()
+            v = (await c.post("/verify", json=body)).json()
+            return s, v
+
+    s, v = asyncio.run(flow())
+    assert s["success"] is False and s["transaction"] == "" and s["network"] == p.requirements["network"]
+    assert v["isValid"] is True  # nothing was reserved or settled by the failed settle
+
+
+def test_metrics_count_verdicts_batches_and_settlements(tmp_path: Path) -> None:
+    now = int(time.time())
+    pays = [sign_payment("eip3009", now) for _ in range(3)]
+    app = create_app(store=f"sqlite:///{tmp_path / 'n.db'}", settler=settler([]))
+
+    async def flow() -> str:
+        async with await client_for(app) as c:
+            await asyncio.gather(*(c.post("/verify", json=verify_body(p.payload, p.requirements)) for p in pays))
+            await c.post("/verify", json=verify_body(pays[0].payload, pays[0].requirements))
+            await c.post("/settle", json=verify_body(pays[1].payload, pays[1].requirements))
+            r = await c.get("/metrics")
+            assert r.headers["content-type"].startswith("text/plain")
+            return r.text
+
+    text = asyncio.run(flow())
+    assert 'x402_verify_verifications_total{endpoint="verify",reason="valid",scheme="exact_eip3009"} 3.0' in text
+    replay = _core.REPLAY_REASONS["eip3009"]
+    assert f'x402_verify_verifications_total{{endpoint="verify",reason="{replay}",scheme="exact_eip3009"}} 1.0' in text
+    assert 'x402_verify_settlements_total{outcome="success"} 1.0' in text
+    assert "x402_verify_batch_size_count" in text and "x402_verify_upstream_seconds_count 1.0" in text
+    assert 'x402_verify_request_seconds_count{endpoint="/verify"} 4.0' in text
+
+
+def test_the_sweep_frees_a_reservation_whose_authorization_died_without_settle(tmp_path: Path) -> None:
+    p = sign_payment("eip3009", int(time.time()), valid_for=7)
+    store_url = f"sqlite:///{tmp_path / 'n.db'}"
+    app = create_app(store=store_url, sweep_interval=0.2)
+
+    async def flow() -> Any:
+        await app.startup()
+        async with await client_for(app) as c:
+            assert (await c.post("/verify", json=verify_body(p.payload, p.requirements))).json()["isValid"] is True
+        verdict = app.verifier.verify_batch([(p.payload, p.requirements)])[0]
+        key = verdict.replay_key
+        assert app.store.state(key) is not None
+        # The reservation lives until validBefore + the store's margin (60 s): sweep at a later "now".
+        app.store.sweep(now=int(time.time()) + 7 + 61)
+        assert app.store.state(key, now=int(time.time()) + 7 + 61) is None
+        sweeps_before = app.sweeps
+        await asyncio.sleep(0.5)
+        await app.shutdown()
+        return app.sweeps - sweeps_before
+
+    assert asyncio.run(flow()) >= 1  # the lifespan task sweeps on its own
+
+
+def test_a_store_that_cannot_answer_fails_closed(tmp_path: Path) -> None:
+    p = sign_payment("eip3009", int(time.time()))
+    app = create_app(store="redis://127.0.0.1:1/0", settler=settler([]))  # nothing listens on port 1
+
+    async def flow() -> tuple[Any, Any]:
+        async with await client_for(app) as c:
+            body = verify_body(p.payload, p.requirements)
+            return (await c.post("/verify", json=body)), (await c.post("/settle", json=body))
+
+    v, s = asyncio.run(flow())
+    assert v.status_code == 200 and v.json()["isValid"] is False and v.json()["invalidReason"] == "nonce_store_unavailable"
+    assert s.status_code == 200 and s.json()["success"] is False
+
+
+def test_config_is_checked() -> None:
+    for bad in ({"networks": ("eip155:*",)}, {"networks": "eip155:1"}, {"store": "mysql://x"}, {"max_body_bytes": 0}, {"request_timeout": 0}, {"upstream": "ftp://x"}):
+        with pytest.raises((ValueError, TypeError)):
+            FacilitatorConfig(**bad)  # type: ignore[arg-type]
+    c = FacilitatorConfig(store="memory://", auth_token="hidden-token")
+    assert FacilitatorConfig.from_json(c.to_json()) == c and "hidden-token" not in repr(c)
+
+
+def test_workers_are_forked_with_no_thread_of_ours_running(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # granian forks its workers from `serve`: a thread of ours alive then could hold a lock (an
+    # import lock, say) that a child would wait on for ever. The readiness check is a process.
+    import granian
+
+    from x402_verify import cli
+    from x402_verify.facilitator import server
+
+    before = {t.ident for t in threading.enumerate()}
+    seen: dict[str, Any] = {}
+
+    def fake_serve(self: Any, *args: Any, **kwargs: Any) -> None:
+        seen["threads"] = [t for t in threading.enumerate() if t.ident not in before]
+        seen["workers"] = self.workers
+
+    spawned: list[list[str]] = []
+
+    class Recorder:
+        def __init__(self, cmd: list[str], **kw: Any) -> None:
+            spawned.append(cmd)
+
+    monkeypatch.setattr(granian.Granian, "serve", fake_serve)
+    monkeypatch.setattr(server.subprocess, "Popen", Recorder)
+    assert cli.main(["serve", "--workers", "2", "--store", f"sqlite:///{tmp_path / 'n.db'}", "--port", "0"]) == 0
+    assert seen == {"threads": [], "workers": 2}
+    assert len(spawned) == 1 and spawned[0][1:3] == ["-m", "x402_verify.facilitator.server"]
