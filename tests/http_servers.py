@@ -251,7 +251,7 @@ READY_PREFIX = "x402-verify listening on "
 class ServeProcess:
     """``x402-verify serve`` in its own session (so ``kill()`` takes its workers too)."""
 
-    def __init__(self, args: list[str], *, env: dict[str, str] | None = None, startup_timeout: float = 60.0) -> None:
+    def __init__(self, args: list[str], *, env: dict[str, str] | None = None, startup_timeout: float = 60.0, cwd: str | None = None) -> None:
         import os
         import subprocess
         import sys
@@ -260,7 +260,7 @@ class ServeProcess:
         cmd = [sys.executable, "-m", "x402_verify", "serve", "--host", "127.0.0.1", "--port", str(self.port), *args]
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("X402_VERIFY_")}
         full_env.update(env or {})
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, start_new_session=True, text=True)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, start_new_session=True, text=True, cwd=cwd)
         self.url = f"http://127.0.0.1:{self.port}"
         self.ready_line = self._wait_ready(startup_timeout)
 
