@@ -309,7 +309,11 @@ class ServeProcess:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        """SIGTERM to the group, then reaps it and closes the pipes."""
         self.kill(15)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 @contextmanager
@@ -320,9 +324,6 @@ def facilitator_service(args: list[str], **kw: Any) -> Iterator[ServeProcess]:
         yield server
     finally:
         server.stop()
-        for stream in (server.proc.stdout, server.proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def verify_body(payload: dict[str, Any], requirements: dict[str, Any]) -> dict[str, Any]:

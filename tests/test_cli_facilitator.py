@@ -56,9 +56,6 @@ def test_serve_starts_on_the_embedded_default_and_reads_the_environment(tmp_path
         assert httpx.post(server.url + "/verify", json={}, timeout=10).status_code == 401
     finally:
         server.stop()
-        for stream in (server.proc.stdout, server.proc.stderr):
-            if stream is not None:
-                stream.close()
     assert (tmp_path / "x402-verify.sqlite3").is_file()
 
 
