@@ -228,3 +228,27 @@ def test_workers_are_forked_with_no_thread_of_ours_running(monkeypatch: pytest.M
     assert cli.main(["serve", "--workers", "2", "--store", f"sqlite:///{tmp_path / 'n.db'}", "--port", "0"]) == 0
     assert seen == {"threads": [], "workers": 2}
     assert len(spawned) == 1 and spawned[0][1:3] == ["-m", "x402_verify.facilitator.server"]
+
+
+def test_a_failed_settlement_answers_its_retries_as_it_did_and_keeps_the_reservation(tmp_path: Path) -> None:
+    p = sign_payment("eip3009", int(time.time()))
+    calls: list[Any] = []
+
+    async def refuse(payload: Any, requirements: Any) -> dict[str, Any]:
+        calls.append(1)
+        return {"success": False, "errorReason": "transaction_failed", "transaction": "", "network": requirements["network"]}
+
+    app = create_app(store=f"sqlite:///{tmp_path / 'n.db'}", settler=CallbackSettler(refuse))
+
+    async def flow() -> list[Any]:
+        async with await client_for(app) as c:
+            body = verify_body(p.payload, p.requirements)
+            first = (await c.post("/settle", json=body)).json()
+            again = (await c.post("/settle", json=body)).json()
+            verify = (await c.post("/verify", json=body)).json()
+            return [first, again, verify]
+
+    first, again, verify = asyncio.run(flow())
+    assert first["success"] is False and first["errorReason"] == "transaction_failed"
+    assert again == first and len(calls) == 1  # not "settled already", and not settled again
+    assert verify["invalidReason"] == _core.REPLAY_REASONS["eip3009"]  # still reserved: a transaction may yet land

@@ -182,7 +182,8 @@ class FacilitatorApp:
             if addresses:
                 kinds.append({"x402Version": 2, "scheme": "upto", "network": network, "extra": {"facilitatorAddress": addresses[0]}})
         for network in self.config.networks:
-            name = v1_names.get(_core.caip2_chain_id(network))
+            chain_id = _core.caip2_chain_id(network)
+            name = None if chain_id is None else v1_names.get(chain_id)
             if name is not None:
                 kinds.append({"x402Version": 1, "scheme": "exact", "network": name})
         return {"kinds": kinds, "extensions": [], "signers": {"eip155:*": addresses} if addresses else {}}
@@ -354,7 +355,9 @@ class FacilitatorApp:
                 return
             size += len(message.get("body", b""))
 
-    async def _bounded(self, handler: Any, payload: dict[str, Any], requirements: dict[str, Any], version: int, path: str) -> Any:
+    async def _bounded(
+        self, handler: Any, payload: dict[str, Any], requirements: dict[str, Any], version: int, path: str
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, str]:
         # The work runs in its own task: a settlement that outlives the request timeout still
         # finishes its bookkeeping (and its claim keeps others from settling it meanwhile).
         task = asyncio.get_running_loop().create_task(handler(payload, requirements, version))
@@ -445,7 +448,7 @@ class FacilitatorApp:
             return {**requirements, "amount": accepted["amount"]}
         return requirements
 
-    async def _settled_answer(self, key: str, verdict: Any, failed: Any) -> dict[str, Any]:
+    async def _settled_answer(self, key: str, verdict: Any, failed: Callable[..., dict[str, Any]]) -> dict[str, Any]:
         """A settled payment presented again: never a fresh success (x402 #452, #1805). The replay
         reason, with the transaction of the settlement when it is still on record."""
         transaction = ""
@@ -453,6 +456,10 @@ class FacilitatorApp:
             record = await self._store_call("claim_get", self.claims.get, key)
         except Exception:
             record = None
+        if record is not None and record.get("state") == FAILED and record.get("outcome"):
+            earlier: dict[str, Any] = json.loads(record["outcome"])  # a failed settlement answers as it did
+            self.metrics.settlements.labels(str(earlier.get("errorReason") or "failed")).inc()
+            return earlier
         if record is not None and record.get("outcome"):
             transaction = str(json.loads(record["outcome"]).get("transaction") or "")
         elif record is not None and record.get("state") == SETTLING:
@@ -461,7 +468,7 @@ class FacilitatorApp:
         return failed(reason, "this payment was settled already; see its transaction", verdict.payer, transaction)
 
     async def _settle_reserved(
-        self, key: bytes, owner: str, verdict: Any, payload: dict[str, Any], requirements: dict[str, Any], failed: Any
+        self, key: bytes, owner: str, verdict: Any, payload: dict[str, Any], requirements: dict[str, Any], failed: Callable[..., dict[str, Any]]
     ) -> dict[str, Any]:
         holder = f"{self._holder}:{secrets.token_hex(4)}"
         record = {"owner": owner, "network": str(requirements.get("network", ""))}

@@ -44,6 +44,7 @@ def serve(config: FacilitatorConfig, *, host: str = "127.0.0.1", port: int = 840
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
+    from granian.log import LogLevels
 
     check_workers(config, workers)
     os.environ[ENV_CONFIG] = config.to_json()
@@ -56,7 +57,7 @@ def serve(config: FacilitatorConfig, *, host: str = "127.0.0.1", port: int = 840
     server = Granian(
         "x402_verify.facilitator.server:app_from_env", factory=True, address=host, port=port, workers=workers, interface=Interfaces.ASGI,
         http=HTTPModes.http1, http1_settings=HTTP1Settings(max_buffer_size=max(8192, config.max_header_bytes + config.max_body_bytes)),
-        log_level="warning", backlog=2048, workers_kill_timeout=10,
+        log_level=LogLevels.warning, backlog=2048, workers_kill_timeout=10,
     )  # fmt: skip
     server.serve()
 
