@@ -10,7 +10,7 @@ Three servers, each under granian with the same workers, on loopback, in the sam
 The load generator is wrk (C, one thread a core, a Lua script cycling through a file of distinct
 pre-signed bodies; once it wraps, payments repeat, which ours answers as replays after doing the
 same checks and the SDK answers as valid again). Bounded: ``BENCH_SECONDS`` a run, loopback only.
-Figures are printed and written to ``benches/results/facilitator.json``; the >= 5x target is
+Figures are printed and written to ``.benchmarks/facilitator.json``; the >= 5x target is
 checked here (benches only) when ``BENCH_ASSERT_RATIO=1``.
 
     BENCH_SECONDS=5 python -m pytest benches/test_bench_facilitator.py -s -p no:cacheprovider
@@ -176,7 +176,7 @@ def test_facilitator_verify_load(tmp_path: Path) -> None:
             f" {ratios[kind]:>5.1f}x {100 * o['rps'] / results['bare']['rps']:>6.0f}%"
         )
     results["ratios"] = ratios
-    out = HERE / "results"
+    out = HERE.parent / ".benchmarks"  # gitignored
     out.mkdir(exist_ok=True)
     (out / "facilitator.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     for kind in KINDS:
