@@ -6,8 +6,7 @@ Python package re-exports the core's own objects. The tests below fail if a seco
 back: in the package's sources (a precise pattern per fact), in the bindings (an exception made
 outside ``rust/py/src/errors.rs``), or in the tests (the curve order outside payments.py).
 
-Files whose owner has yet to take the change (``x402_verify/verifier.py``, ``stores.py``,
-``cli.py`` and the bindings' ``store.rs``, ``response.rs``, ``verifier.rs``) are marked
+Files whose owner has yet to take the change (``x402_verify/cli.py``) are marked
 ``xfail(strict=True)``: once a file is clean its test passes, the strict mark turns that into a
 failure, and the mark must go.
 """
@@ -154,8 +153,6 @@ def copies(path: Path) -> list[str]:
 
 
 PACKAGE_TODO = {
-    "python/x402_verify/verifier.py": "wt/stages: V1_NETWORK_NAMES, the proxies, DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_TIME_BUFFER, caip2_chain_id from _core",
-    "python/x402_verify/stores.py": "wt/stages: the replay reason per nonce space comes from the core (REPLAY_REASONS, or the reserve stage)",
     "python/x402_verify/cli.py": "wt/facilitator: count replays by _core.REPLAY_REASONS.values()",
 }
 
@@ -203,10 +200,7 @@ def test_the_curve_order_is_written_in_payments_alone() -> None:
 
 MAKES_EXCEPTION = re.compile(r"import_exception!|\bPy\w*(Error|Exception)::new_err|::new_err\(")
 
-BINDINGS_TODO = {
-    "rust/py/src/store.rs": "wt/stages: use errors::{refusal, store_unavailable, type_error, value_error, type_name} and drop its import_exception!",
-    "rust/py/src/response.rs": "wt/stages: an unknown reason code is errors::value_error",
-}
+BINDINGS_TODO: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("path", pending([p for p in sorted(BINDINGS.glob("*.rs")) if p.name != "errors.rs"], BINDINGS_TODO))
@@ -231,9 +225,7 @@ def test_a_store_refusal_has_one_class_whichever_store_raises_it(tmp_path: Path)
 # Taking a dict argument as a document: only convert.rs's `Reader` does (under its budget).
 READS_A_DICT = re.compile(r"(cast|is_instance_of)::<PyDict>\(\)")
 
-READER_TODO = {
-    "rust/py/src/verifier.rs": "wt/stages: read payloads with convert::PAYLOAD.read(obj, cfg.max_payload_bytes)",
-}
+READER_TODO: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("path", pending([p for p in sorted(BINDINGS.glob("*.rs")) if p.name != "convert.rs"], READER_TODO))

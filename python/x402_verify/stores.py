@@ -49,7 +49,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import secrets
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -57,9 +56,10 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from x402_verify._core import (
+    EXPOSURE_OUTCOME,
     MemoryNonceStore,
+    ReservationPlan,
     VerifyResponse,
-    error_codes,
     store_amount_arg,
     store_batch_args,
     store_key_arg,
@@ -83,12 +83,8 @@ log = logging.getLogger("x402_verify.stores")
 # The texts come from the core's catalogue (StoreRefusal, reason codes): fixed, safe to show a
 # client; store internals (paths, hosts, exception details) go to the log only.
 _REFUSALS: dict[str, tuple[str, str]] = store_refusals()
-_DESCRIPTIONS = {code: text for code, _kind, text in error_codes()}
-_REPLAY_REASON = {
-    "eip3009": "invalid_exact_evm_nonce_already_used",
-    "permit2": "permit2_nonce_already_used",
-}
 _LOGGED_CHARS = 300
+_CLOSED = "the nonce store is closed"
 
 
 def _refused(name: str) -> ReservationError:
@@ -125,34 +121,33 @@ class NonceStore(Protocol):
     def charge(self, key: bytes, owner: str, amount: int, *, now: int | None = None) -> int: ...
 
 
-#: A ``reserve_exposed`` outcome: the payer's capacity is already promised.
-EXPOSED = "exposure"
+#: A ``reserve_exposed`` outcome: the payer's capacity is already promised (the core's name).
+EXPOSED = EXPOSURE_OUTCOME
 
 
-def reserve_verified(store: Any, results: list[VerifyResponse], now: int | None, exposure: Sequence[Any] | None = None) -> list[VerifyResponse]:
-    """Reserves the nonces of the valid results, in one store call; replays and store
-    failures turn into invalid verdicts with fixed messages (details go to the log). Only
-    signature-checked payments reach the store, so junk cannot fill it. With ``exposure``
-    (the chain stage's reading per result) the call is ``store.reserve_exposed``."""
-    picked = [i for i, r in enumerate(results) if r.is_valid and r.replay_key is not None]
-    if not picked:
-        return results
-    batch = secrets.token_hex(8)
-    owners = [f"{batch}:{i}" for i in picked]
-    keys: list[bytes] = []
-    until: list[int] = []
-    caps: list[int | None] = []
-    for i in picked:
-        r = results[i]
-        keys.append(r.replay_key)  # type: ignore[arg-type]
-        until.append(r.valid_until or 0)
-        auth = r.authorization
-        caps.append(auth.amount if r.scheme == "upto_permit2" and auth is not None else None)
+def reserve_verified(
+    store: Any,
+    results: list[VerifyResponse],
+    now: int | None,
+    exposure: Sequence[Any] | None = None,
+    idempotency_ids: Sequence[str | None] | None = None,
+) -> list[VerifyResponse]:
+    """The reserve stage for a store outside the core: the core plans one reservation per
+    valid result (``ReservationPlan``: a random owner token each, or ``i:`` + the caller's
+    idempotency id), the store takes the batch in one call, and the core decides each verdict
+    from the store's answer (replay reasons per nonce space, refusals with fixed messages;
+    details go to the log). Only signature-checked payments reach the store, so junk cannot
+    fill it. With ``exposure`` (the chain stage's reading per result) the call is
+    ``store.reserve_exposed``."""
+    plan = ReservationPlan(results, idempotency_ids=idempotency_ids)
+    if not len(plan):
+        return plan.conclude([])
+    keys, until, owners, caps = plan.columns()
     try:
         if exposure is None:
             outcomes: list[Any] = store.reserve_many(keys, until, owners, caps, now=now)
         else:
-            readings = [exposure[i] for i in picked]
+            readings = [exposure[i] for i in plan.indices]
             if any(e is None for e in readings):
                 raise ValueError("a chain-checked payment has no exposure reading")
             outcomes = store.reserve_exposed(keys, until, owners, caps, readings, now=now)
@@ -160,20 +155,8 @@ def reserve_verified(store: Any, results: list[VerifyResponse], now: int | None,
             raise NonceStoreError(f"store answered {len(outcomes)} outcomes for {len(keys)} keys")
     except Exception as exc:  # fail closed on anything the store raises
         log.warning("nonce store unavailable: %s", _brief(exc))
-        outcomes = [None] * len(keys)
-    out = list(results)
-    for i, owner, ok in zip(picked, owners, outcomes):
-        r = results[i]
-        if ok is True:
-            out[i] = r.with_reservation(owner)
-        elif ok is False:
-            reason = _REPLAY_REASON[r.nonce_space or "permit2"]
-            out[i] = r.with_invalid(reason, _DESCRIPTIONS[reason])
-        elif ok == EXPOSED and exposure is not None:
-            out[i] = r.with_invalid("payer_exposure_exceeded", _DESCRIPTIONS["payer_exposure_exceeded"])
-        else:
-            out[i] = r.with_invalid("nonce_store_unavailable", _REFUSALS["unavailable"][1])
-    return out
+        return plan.refuse_all()
+    return plan.conclude(outcomes)
 
 
 def _timeout(value: Any, *, positive: bool) -> float:
@@ -219,7 +202,7 @@ class SqliteNonceStore:
             if conn is not None:
                 conn.close()
                 self._local.conn = None
-            raise NonceStoreError("the nonce store is closed")
+            raise NonceStoreError(_CLOSED)
         if conn is None:
             try:
                 conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=True)
@@ -506,7 +489,7 @@ class RedisNonceStore:
 
     def _open(self) -> None:
         if self._closed:
-            raise NonceStoreError("the nonce store is closed")
+            raise NonceStoreError(_CLOSED)
 
     @staticmethod
     def _fail(exc: Exception) -> NonceStoreError:
