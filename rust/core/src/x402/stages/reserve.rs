@@ -68,16 +68,34 @@ pub struct Reservation {
     pub outcome: Option<Outcome>,
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Random bytes per owner token.
+const OWNER_RANDOM_BYTES: usize = 16;
+
+/// Random owner tokens, `n` of them, from one draw of the OS CSPRNG (one system call per
+/// batch, not per item); `None` when the OS has no randomness to give.
+pub fn random_owners(n: usize) -> Option<Vec<String>> {
+    let mut bytes = vec![0u8; n * OWNER_RANDOM_BYTES];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(
+        bytes
+            .chunks_exact(OWNER_RANDOM_BYTES)
+            .map(|b| {
+                let mut s = String::with_capacity(RANDOM_OWNER_PREFIX.len() + 2 * OWNER_RANDOM_BYTES);
+                s.push_str(RANDOM_OWNER_PREFIX);
+                for x in b {
+                    s.push(char::from(HEX[usize::from(x >> 4)]));
+                    s.push(char::from(HEX[usize::from(x & 15)]));
+                }
+                s
+            })
+            .collect(),
+    )
+}
+
 /// A fresh random owner token, or `None` when the OS has no randomness to give.
 pub fn random_owner() -> Option<String> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).ok()?;
-    let mut s = String::with_capacity(RANDOM_OWNER_PREFIX.len() + 32);
-    s.push_str(RANDOM_OWNER_PREFIX);
-    for x in b {
-        s.push_str(&format!("{x:02x}"));
-    }
-    Some(s)
+    random_owners(1).and_then(|mut v| v.pop())
 }
 
 /// The owner token of a caller's idempotency id.
@@ -106,14 +124,17 @@ impl Reservation {
 /// Makes the reservation record of every valid item not yet reserved; returns their indices.
 /// An item whose owner token cannot be made (no randomness) is refused `nonce_store_unavailable`.
 pub fn plan(items: &mut [Item]) -> Vec<usize> {
+    let wanted = |item: &Item| item.reservation.is_none() && item.verdict.is_valid() && item.verdict.replay.is_some();
+    let random = items.iter().filter(|i| wanted(i) && i.idempotency_id.is_none()).count();
+    let mut owners = random_owners(random).unwrap_or_default().into_iter();
     let mut picked = Vec::new();
     for (i, item) in items.iter_mut().enumerate() {
-        if item.reservation.is_some() || !item.verdict.is_valid() || item.verdict.replay.is_none() {
+        if !wanted(item) {
             continue;
         }
         let owner = match &item.idempotency_id {
             Some(id) => Some(idempotent_owner(id)),
-            None => random_owner(),
+            None => owners.next(),
         };
         match owner.and_then(|o| Reservation::of(&item.verdict, o)) {
             Some(r) => {
