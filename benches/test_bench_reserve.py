@@ -43,10 +43,10 @@ def rounds() -> list[list[tuple[str, Any]]]:
     return out
 
 
-def per_item(fn: Any) -> float:
+def per_item(fn: Any, *args: Any, **kw: Any) -> tuple[Any, float]:
     t0 = time.perf_counter()
-    fn()
-    return (time.perf_counter() - t0) / BATCH * 1e6
+    out = fn(*args, **kw)
+    return out, (time.perf_counter() - t0) / BATCH * 1e6
 
 
 def test_reserve_stage_against_verification(rounds: list[list[tuple[str, Any]]]) -> None:
@@ -57,14 +57,16 @@ def test_reserve_stage_against_verification(rounds: list[list[tuple[str, Any]]])
     only, both, alone = [], [], []
     for i in range(ROUNDS):
         a, b, c = rounds[3 * i], rounds[3 * i + 1], rounds[3 * i + 2]
-        out: dict[str, Any] = {}
-        only.append(per_item(lambda a=a: out.__setitem__("only", v.verify_batch(a, now=NOW, threads=1, reserve=False))))
-        both.append(per_item(lambda b=b: out.__setitem__("both", v.verify_batch(b, now=NOW, threads=1))))
+        r_only, t = per_item(v.verify_batch, a, now=NOW, threads=1, reserve=False)
+        only.append(t)
+        r_both, t = per_item(v.verify_batch, b, now=NOW, threads=1)
+        both.append(t)
         verified = v.verify_batch(c, now=NOW, threads=1, reserve=False)
-        alone.append(per_item(lambda: out.__setitem__("alone", v.reserve(verified, now=NOW))))
-        assert all(r.is_valid and r.reservation is None for r in out["only"])
-        assert all(r.is_valid and r.reservation for r in out["both"])
-        assert all(r.is_valid and r.reservation for r in out["alone"])
+        r_alone, t = per_item(v.reserve, verified, now=NOW)
+        alone.append(t)
+        assert all(r.is_valid and r.reservation is None for r in r_only)
+        assert all(r.is_valid and r.reservation for r in r_both)
+        assert all(r.is_valid and r.reservation for r in r_alone)
     RESULTS["verify"] = statistics.median(only)
     RESULTS["verify+reserve"] = statistics.median(both)
     RESULTS["stage (difference)"] = statistics.median(b - a for a, b in zip(only, both, strict=True))
