@@ -6,10 +6,6 @@ Python package re-exports the core's own objects. The tests below fail if a seco
 back: in the package's sources (a precise pattern per fact), in the bindings (an exception made
 outside ``rust/py/src/errors.rs``), or in the tests (the curve order outside payments.py).
 
-Files whose owner has yet to take the change (``x402_verify/verifier.py``, ``stores.py``,
-``cli.py`` and the bindings' ``store.rs``, ``response.rs``, ``verifier.rs``) are marked
-``xfail(strict=True)``: once a file is clean its test passes, the strict mark turns that into a
-failure, and the mark must go.
 """
 
 from __future__ import annotations
@@ -35,14 +31,6 @@ CORE_FACTS = ["DEFAULT_TIME_BUFFER", "DEFAULT_CLOCK_SKEW_SECONDS", "EXACT_PERMIT
 
 def rel(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
-
-
-def pending(paths: list[Path], owner_todo: dict[str, str]) -> list[Any]:
-    """``paths`` as parameters, those named in ``owner_todo`` marked strict-xfail with the reason."""
-    return [
-        pytest.param(p, id=rel(p), marks=pytest.mark.xfail(strict=True, reason=owner_todo[rel(p)])) if rel(p) in owner_todo else pytest.param(p, id=rel(p))
-        for p in paths
-    ]
 
 
 # --- the package re-exports the core's objects ---------------------------------------------------
@@ -153,13 +141,7 @@ def copies(path: Path) -> list[str]:
     return found
 
 
-PACKAGE_TODO = {
-    "python/x402_verify/verifier.py": "wt/stages: V1_NETWORK_NAMES, the proxies, DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_TIME_BUFFER, caip2_chain_id from _core",
-    "python/x402_verify/stores.py": "wt/stages: the replay reason per nonce space comes from the core (REPLAY_REASONS, or the reserve stage)",
-}
-
-
-@pytest.mark.parametrize("path", pending(sorted(PACKAGE.rglob("*.py")), PACKAGE_TODO))
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=rel)
 def test_no_package_source_holds_a_copy_of_a_core_fact(path: Path) -> None:
     assert copies(path) == [], f"{rel(path)} writes out what the core holds: take it from x402_verify._core"
 
@@ -202,13 +184,7 @@ def test_the_curve_order_is_written_in_payments_alone() -> None:
 
 MAKES_EXCEPTION = re.compile(r"import_exception!|\bPy\w*(Error|Exception)::new_err|::new_err\(")
 
-BINDINGS_TODO = {
-    "rust/py/src/store.rs": "wt/stages: use errors::{refusal, store_unavailable, type_error, value_error, type_name} and drop its import_exception!",
-    "rust/py/src/response.rs": "wt/stages: an unknown reason code is errors::value_error",
-}
-
-
-@pytest.mark.parametrize("path", pending([p for p in sorted(BINDINGS.glob("*.rs")) if p.name != "errors.rs"], BINDINGS_TODO))
+@pytest.mark.parametrize("path", [p for p in sorted(BINDINGS.glob("*.rs")) if p.name != "errors.rs"], ids=rel)
 def test_exceptions_are_made_in_errors_rs_alone(path: Path) -> None:
     made = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if MAKES_EXCEPTION.search(line)]
     assert made == [], f"{rel(path)} makes exceptions itself: {made}"
@@ -230,12 +206,7 @@ def test_a_store_refusal_has_one_class_whichever_store_raises_it(tmp_path: Path)
 # Taking a dict argument as a document: only convert.rs's `Reader` does (under its budget).
 READS_A_DICT = re.compile(r"(cast|is_instance_of)::<PyDict>\(\)")
 
-READER_TODO = {
-    "rust/py/src/verifier.rs": "wt/stages: read payloads with convert::PAYLOAD.read(obj, cfg.max_payload_bytes)",
-}
-
-
-@pytest.mark.parametrize("path", pending([p for p in sorted(BINDINGS.glob("*.rs")) if p.name != "convert.rs"], READER_TODO))
+@pytest.mark.parametrize("path", [p for p in sorted(BINDINGS.glob("*.rs")) if p.name != "convert.rs"], ids=rel)
 def test_arguments_are_read_by_the_one_reader(path: Path) -> None:
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if READS_A_DICT.search(line)]
     assert lines == [], f"{rel(path)} reads a Python argument itself: {lines}"

@@ -12,6 +12,7 @@ __all__ = [
     "MemoryNonceStore",
     "Requirements",
     "VerifierCore",
+    "ReservationPlan",
     "store_refusals",
     "store_now_arg",
     "store_key_arg",
@@ -36,6 +37,8 @@ __all__ = [
     "UPTO_PERMIT2_PROXY",
     "V1_NETWORK_NAMES",
     "REPLAY_REASONS",
+    "EXPOSURE_OUTCOME",
+    "MAX_IDEMPOTENCY_ID_BYTES",
 ]
 
 # Stub-only aliases: private, so stubtest does not look for them in the compiled module.
@@ -71,6 +74,10 @@ per verifier with ``network_names``."""
 REPLAY_REASONS: Final[Mapping[str, str]]
 """The invalid reason of a payment whose nonce is already reserved or settled, by nonce space
 (``eip3009``, ``permit2``)."""
+EXPOSURE_OUTCOME: Final[str]
+"""What a store with an exposure ledger answers for a payment the payer's capacity does not cover."""
+MAX_IDEMPOTENCY_ID_BYTES: Final[int]
+"""The longest idempotency id (UTF-8 bytes)."""
 
 def caip2_chain_id(network: str) -> int | None:
     """The chain id of a CAIP-2 ``eip155:<chainId>`` network (at most 19 decimal digits, no sign,
@@ -266,6 +273,9 @@ class VerifyResponse:
     def valid_until(self) -> int | None:
         """validBefore / deadline: after it the authorization is dead on-chain."""
     @property
+    def is_replay(self) -> bool:
+        """Whether the payment was refused because its nonce is already reserved or settled."""
+    @property
     def reservation(self) -> str | None:
         """The owner token of this payment's nonce reservation (None: not reserved)."""
     @property
@@ -386,9 +396,42 @@ class VerifierCore:
         """Work counters since construction: key-cache hits, misses and size, batch-verified and
         recovered signatures, batch checks (and failed ones), bisections, located bad items,
         points multiplied, fallbacks to recovery, session-cache hits and size."""
-    def verify(self, payload: _Json, requirements: _Req, *, now: int | None = None) -> VerifyResponse:
-        """Verifies one payment. Never raises for a bad payment: the verdict says why."""
+    @property
+    def stages(self) -> list[str]:
+        """The stages after the terms, in order."""
     def verify_batch(
-        self, items: Iterable[tuple[_Json, _Req]], *, now: int | None = None, threads: int | None = None
+        self,
+        items: Iterable[tuple[_Json, _Req]],
+        *,
+        now: int | None = None,
+        threads: int | None = None,
+        store: MemoryNonceStore | None = None,
+        idempotency_ids: Iterable[str | None] | None = None,
     ) -> list[VerifyResponse]:
-        """Verifies ``(payload, requirements)`` pairs in order, in parallel, with the GIL released."""
+        """Verifies ``(payload, requirements)`` pairs in order, in parallel, with the GIL released;
+        with ``store`` the valid ones are reserved in the same call."""
+    def reserve_in_memory(
+        self,
+        responses: Sequence[VerifyResponse],
+        store: MemoryNonceStore,
+        *,
+        now: int | None = None,
+        idempotency_ids: Iterable[str | None] | None = None,
+    ) -> list[VerifyResponse]:
+        """Reserves responses verified with ``reserve=False`` in the in-process store."""
+
+@final
+class ReservationPlan:
+    """The reservations of one batch, for a store outside the core (SQLite, Redis)."""
+
+    def __new__(cls, responses: Sequence[VerifyResponse], *, idempotency_ids: Iterable[str | None] | None = None) -> ReservationPlan: ...
+    def __len__(self) -> int: ...
+    @property
+    def indices(self) -> list[int]:
+        """Indices (into the responses) of the items to reserve, in the order of the columns."""
+    def columns(self) -> tuple[list[bytes], list[int], list[str], list[int | None]]:
+        """``(keys, valid_until, owners, caps)``: what a store's ``reserve_many`` takes."""
+    def conclude(self, outcomes: Iterable[object]) -> list[VerifyResponse]:
+        """The verdicts, given the store's answer per reservation."""
+    def refuse_all(self) -> list[VerifyResponse]:
+        """The verdicts when the store could not answer at all."""

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from x402_verify._core import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PAYER_KEY_CACHE, Requirements, SignaturePolicy, VerifierCore, VerifyResponse
+from x402_verify._core import (
+    DEFAULT_CLOCK_SKEW_SECONDS,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_PAYER_KEY_CACHE,
+    DEFAULT_TIME_BUFFER,
+    EXACT_PERMIT2_PROXY,
+    UPTO_PERMIT2_PROXY,
+    V1_NETWORK_NAMES,
+    MemoryNonceStore,
+    Requirements,
+    SignaturePolicy,
+    VerifierCore,
+    VerifyResponse,
+    caip2_chain_id,
+    store_refusals,
+)
+from x402_verify.errors import ReservationError
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW_SECONDS",
+    "DEFAULT_TIME_BUFFER",
     "EXACT_PERMIT2_PROXY",
     "UPTO_PERMIT2_PROXY",
     "V1_NETWORK_NAMES",
@@ -17,41 +33,6 @@ __all__ = [
     "Verifier",
 ]
 
-EXACT_PERMIT2_PROXY = "0x402085c248EeA27D92E8b30b2C58ed07f9E20001"
-UPTO_PERMIT2_PROXY = "0x4020A4f3b7b90ccA423B9fabCc0CE57C6C240002"
-
-#: x402 v1 network names (the TypeScript SDK's table). Extend per verifier with ``network_names``.
-V1_NETWORK_NAMES: Mapping[str, int] = {
-    "ethereum": 1,
-    "sepolia": 11155111,
-    "base": 8453,
-    "base-sepolia": 84532,
-    "abstract": 2741,
-    "abstract-testnet": 11124,
-    "avalanche-fuji": 43113,
-    "avalanche": 43114,
-    "iotex": 4689,
-    "sei": 1329,
-    "sei-testnet": 1328,
-    "polygon": 137,
-    "polygon-amoy": 80002,
-    "peaq": 3338,
-    "story": 1514,
-    "educhain": 41923,
-    "skale-base-sepolia": 324705682,
-    "megaeth": 4326,
-    "monad": 143,
-    "stable": 988,
-    "stable-testnet": 2201,
-}
-
-#: Default allowance, in seconds, for a client clock running ahead of the verifier's: a
-#: validBefore / deadline later than now + the requirements' ``maxTimeoutSeconds`` + this is
-#: refused (``authorization_window_too_long``). The x402 SDK clients sign validAfter = their
-#: now - 600, so 600 s is the skew their payments tolerate anyway.
-DEFAULT_CLOCK_SKEW_SECONDS = 600
-
-_CAIP2 = re.compile(r"eip155:([1-9][0-9]{0,18})")
 _MAX_SECONDS = 2**63 - 1  # what the stores (SQLite, Redis) can hold; the core's bound on `now`
 
 _UNSET: Any = object()
@@ -96,9 +77,9 @@ def _names(value: object) -> dict[str, int]:
 
 def _chain_id(network: object, names: Mapping[str, int]) -> int:
     network = _text("a network", network)
-    m = _CAIP2.fullmatch(network)
-    if m and int(m.group(1)) < 2**64:
-        return int(m.group(1))
+    chain = caip2_chain_id(network)
+    if chain is not None:
+        return chain
     if network in names:
         return names[network]
     raise ValueError(f"unknown network {network!r}: use eip155:<chainId> or a name from network_names")
@@ -111,10 +92,7 @@ def _proxies(value: object) -> tuple[list[str], list[str]]:
     # of one scheme can never settle the other's permit: one flat list for both would accept
     # permits that revert at settlement. Each scheme names its own.
     if not isinstance(value, Mapping):
-        raise TypeError(
-            f"permit2_proxies must be a mapping {{'exact': [...], 'upto': [...]}} (each scheme names its own proxies), "
-            f"not {type(value).__name__}"
-        )
+        raise TypeError(f"permit2_proxies must be a mapping {{'exact': [...], 'upto': [...]}} (each scheme names its own proxies), not {type(value).__name__}")
     unknown = [k for k in value if k not in ("exact", "upto")]
     if unknown:
         raise ValueError(f"permit2_proxies keys are 'exact' and 'upto', not {unknown!r}")
@@ -144,8 +122,6 @@ def _chain_stage(readers: Mapping[str, Any] | None, enabled: bool | None, names:
 def _exposure_store(store: Any) -> Any:
     """With chain checks, reservations count what is promised: the store must keep an
     exposure ledger (x402_verify.chain.exposure); the memory store gets one beside it."""
-    from x402_verify._core import MemoryNonceStore
-
     if isinstance(store, MemoryNonceStore):
         from x402_verify.chain.exposure import MemoryExposureStore
 
@@ -201,7 +177,7 @@ class Verifier:
         network_names: Mapping[str, int] | None = None,
         permit2_proxies: Mapping[str, Iterable[str]] | None = None,
         facilitator_addresses: Iterable[str] = (),
-        time_buffer: int = 6,
+        time_buffer: int = DEFAULT_TIME_BUFFER,
         clock_skew_seconds: int = DEFAULT_CLOCK_SKEW_SECONDS,
         max_validity_seconds: int | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
@@ -239,8 +215,6 @@ class Verifier:
             payer_key_cache=payer_key_cache,
         )
         if nonce_store is _UNSET:
-            from x402_verify.stores import MemoryNonceStore
-
             nonce_store = MemoryNonceStore()
         self._chain = _chain_stage(chain_readers, chain_checks, names)
         if self._chain is not None:
@@ -248,18 +222,27 @@ class Verifier:
         self.nonce_store = nonce_store
 
     def verify(
-        self, payload: str | bytes | dict[str, Any], requirements: Requirements | str | bytes | dict[str, Any], *, now: int | None = None
+        self,
+        payload: str | bytes | dict[str, Any],
+        requirements: Requirements | str | bytes | dict[str, Any],
+        *,
+        now: int | None = None,
+        reserve: bool = True,
+        idempotency_id: str | None = None,
     ) -> VerifyResponse:
-        """Verifies one payment and, when valid, reserves its nonce.
+        """Verifies one payment and, when valid (and ``reserve``), reserves its nonce.
 
         ``payload`` is the header value (base64 JSON), JSON text or a dict; ``requirements``
         a PaymentRequirements dict or JSON (v1 or v2), or a compiled ``Requirements`` (read
         once, reusable). Other mappings are not read: pass a dict. A bad payment (or bad
         requirements: ``invalid_payment_requirements``) is never raised: the response says why
         (``invalid_reason``). ``now``: unix seconds (default: the system clock); a bad ``now``
-        raises ``TypeError`` / ``ValueError``.
+        raises ``TypeError`` / ``ValueError``. ``reserve=False`` verifies only (reserve later
+        with ``reserve``). ``idempotency_id``: the caller's name for this payment: a retried
+        verify with the same id is the same reservation, not a replay (docs/reservations.md).
         """
-        return self.verify_batch([(payload, requirements)], now=now, threads=1)[0]
+        ids = None if idempotency_id is None else [idempotency_id]
+        return self.verify_batch([(payload, requirements)], now=now, threads=1, reserve=reserve, idempotency_ids=ids)[0]
 
     def verify_batch(
         self,
@@ -267,21 +250,49 @@ class Verifier:
         *,
         now: int | None = None,
         threads: int | None = None,
+        reserve: bool = True,
+        idempotency_ids: Sequence[str | None] | None = None,
     ) -> list[VerifyResponse]:
         """Verifies many payments: order kept, one bad item never fails the others, the GIL
-        released and every core busy; then reserves the valid ones' nonces in one store call.
+        released and every core busy; then (``reserve``) reserves the valid ones' nonces in one
+        store call (with the in-process store, in the same call as the verification).
 
         Each item's requirements are read as they are when the item is taken from ``items``
-        (a dict edited between two items is read again); ``threads`` overrides the verifier's."""
-        results: list[VerifyResponse] = self._core.verify_batch(items, now=now, threads=threads)
+        (a dict edited between two items is read again); ``threads`` overrides the verifier's;
+        ``idempotency_ids``: one id (or None) per item, as ``verify``'s ``idempotency_id``."""
+        store = self.nonce_store if reserve else None
+        if isinstance(store, MemoryNonceStore) and self._chain is None:
+            in_core: list[VerifyResponse] = self._core.verify_batch(items, now=now, threads=threads, store=store, idempotency_ids=idempotency_ids)
+            return in_core
+        results: list[VerifyResponse] = self._core.verify_batch(items, now=now, threads=threads, idempotency_ids=idempotency_ids)
         exposure = None
         if self._chain is not None:
             results, exposure = self._chain.check(results)
-        if self.nonce_store is not None:
+        if store is not None:
             from x402_verify.stores import reserve_verified
 
-            results = reserve_verified(self.nonce_store, results, now, exposure)
+            results = reserve_verified(store, results, now, exposure, idempotency_ids)
         return results
+
+    def reserve(
+        self, responses: Sequence[VerifyResponse], *, now: int | None = None, idempotency_ids: Sequence[str | None] | None = None
+    ) -> list[VerifyResponse]:
+        """Reserves the nonces of responses verified with ``reserve=False``, in one store call;
+        answers each as a reserving ``verify_batch`` would have (a replay is invalid with its
+        nonce space's reason). Chain-checked verifiers reserve as they verify only."""
+        if self.nonce_store is None:
+            raise ValueError("this verifier keeps no replay state (nonce_store=None)")
+        if self._chain is not None:
+            raise ValueError("a chain-checked verifier reserves as it verifies (the exposure reading belongs to that call)")
+        responses = list(responses)
+        if any(not isinstance(r, VerifyResponse) for r in responses):
+            raise TypeError("reserve takes a sequence of VerifyResponse")
+        if isinstance(self.nonce_store, MemoryNonceStore):
+            out: list[VerifyResponse] = self._core.reserve_in_memory(responses, self.nonce_store, now=_now(now), idempotency_ids=idempotency_ids)
+            return out
+        from x402_verify.stores import reserve_verified
+
+        return reserve_verified(self.nonce_store, responses, _now(now), None, idempotency_ids)
 
     def stats(self) -> dict[str, int]:
         """Work counters since construction (deterministic, not timings): ``key_cache_hits``,
@@ -294,30 +305,39 @@ class Verifier:
 
     # --- the reservation's lifecycle -------------------------------------------------------
 
-    def _reservation(self, response: VerifyResponse | bytes, owner: str | None) -> tuple[bytes, str]:
+    def _reservation(self, response: VerifyResponse | bytes, owner: str | None, now: int | None) -> tuple[bytes, str]:
+        """The key and owner token a settle / release / charge acts on. The token is the one
+        the caller names, else the one this response carries, else the one the store holds
+        for the key (a reservation made by another verifier or process): never recomputed
+        from the payment."""
         if self.nonce_store is None:
             raise ValueError("this verifier keeps no replay state (nonce_store=None)")
         if owner is not None:
             owner = _text("owner", owner)
         if isinstance(response, VerifyResponse):
             key, token = response.replay_key, owner or response.reservation
-            if key is None or token is None:
+            if key is None or not response.is_valid:
                 raise ValueError("this response holds no reservation (it was not valid, or not reserved)")
-            return key, token
-        if not isinstance(response, bytes):
+        elif isinstance(response, bytes):
+            if len(response) != 32:
+                raise ValueError(f"a replay key is 32 bytes, got {len(response)}")
+            key, token = bytes(response), owner
+        else:
             raise TypeError(f"settle / release / charge take a VerifyResponse or a 32-byte replay key, not {type(response).__name__}")
-        if len(response) != 32:
-            raise ValueError(f"a replay key is 32 bytes, got {len(response)}")
-        if owner is None:
-            raise ValueError("settling by key needs the owner token")
-        return bytes(response), owner
+        if token is None:
+            state = self.nonce_store.state(key, now=now)
+            if state is None:
+                code, message = store_refusals()["not_found"]
+                raise ReservationError(code, message)
+            token = state[1]
+        return key, token
 
     def settle(self, response: VerifyResponse | bytes, *, owner: str | None = None, now: int | None = None, block: int | None = None) -> int:
         """Marks the reservation settled (kept for as long as the store lives: the nonce is
         spent); returns what an upto session charged in total (0 for exact payments).
         With chain checks, ``block`` (the settlement's block number) lets the payer's exposure
         ledger drop the amount once a read at or after that block has seen it leave."""
-        key, token = self._reservation(response, owner)
+        key, token = self._reservation(response, owner, _now(now))
         if block is not None:
             block = _int("block", block, 0, 2**63 - 1)
         total: int = self.nonce_store.settle(key, token, now=_now(now))
@@ -329,13 +349,13 @@ class Verifier:
 
     def release(self, response: VerifyResponse | bytes, *, owner: str | None = None, now: int | None = None) -> None:
         """Frees the reservation: only when nothing was served and nothing was broadcast."""
-        key, token = self._reservation(response, owner)
+        key, token = self._reservation(response, owner, _now(now))
         self.nonce_store.release(key, token, now=_now(now))
 
     def charge(self, response: VerifyResponse | bytes, amount: int, *, owner: str | None = None, now: int | None = None) -> int:
         """Debits an upto session by ``amount`` and returns the new total; refuses
         (``invalid_upto_evm_payload_settlement_exceeds_amount``) what would pass the signed maximum."""
-        key, token = self._reservation(response, owner)
+        key, token = self._reservation(response, owner, _now(now))
         amount = _int("amount", amount, 0, 2**256 - 1)
         total: int = self.nonce_store.charge(key, token, amount, now=_now(now))
         return total

@@ -310,7 +310,7 @@ def _sqlite_schema(conn: Any) -> None:
 
 
 def _sqlite_entries(conn: Any, ledger: str, at: int, *, prune: bool) -> list[tuple[int, int | None]]:
-    from x402_verify.stores import _stored_int
+    from x402_verify.stores.protocol import _stored_int
 
     rows = conn.execute(
         "SELECT e.key, e.owner, e.amount, e.settled_block, e.expires_at, r.owner, r.settled, r.cap, r.charged"

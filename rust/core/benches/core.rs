@@ -31,7 +31,7 @@ const EIP3009_REQUIREMENTS: &str = r#"{"scheme":"exact","network":"eip155:8453",
 const VALID_AT: u64 = 1_767_228_200;
 
 fn x402_stages(c: &mut Criterion) {
-    let cfg = VerifyConfig::default();
+    let cfg = VerifyConfig::sdk_defaults();
     for (name, header, req) in [("permit2", PERMIT2_HEADER, PERMIT2_REQUIREMENTS), ("eip3009", EIP3009_HEADER, EIP3009_REQUIREMENTS)] {
         let req = x402::parse_requirements(&json::parse(req.as_bytes()).unwrap());
         let input = PayloadInput::Text(header.as_bytes());

@@ -64,15 +64,17 @@ fn every_bad_kind_among_good_items() {
 
 /// Whole x402 verdicts: every committed x402 corpus input (and the valid seeds repeated, so
 /// their payers' keys are cached and batched), against each fixed requirements document, gives
-/// the same verdict through `verify_deferred` + `batch_verify::finish_all` as through `verify`,
+/// the same verdict through the pipeline's stages (terms per item, then the authenticate stage
+/// over the whole batch) as through `verify`,
 /// on a cold cache, a warm one, and with the cache off.
 #[test]
 fn x402_batches_match_per_item_verify() {
     use common::fuzz_checks::{X402_NOW, X402_REQUIREMENTS};
+    use std::sync::Arc;
     use x402_verify_core::authenticate::Authenticator;
     use x402_verify_core::json;
-    use x402_verify_core::x402::batch_verify::finish_all;
-    use x402_verify_core::x402::{parse_requirements, verify, verify_deferred, PayloadInput, VerifyConfig};
+    use x402_verify_core::x402::stages::Authenticate;
+    use x402_verify_core::x402::{parse_requirements, verify, Context, PayloadInput, Pipeline, VerifyConfig};
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/x402");
     let mut inputs: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
@@ -86,18 +88,19 @@ fn x402_batches_match_per_item_verify() {
     for _ in 0..12 {
         inputs.extend(valid.iter().cloned());
     }
-    let cfg = VerifyConfig::default();
+    let cfg = VerifyConfig::sdk_defaults();
     let reqs: Vec<_> = X402_REQUIREMENTS.iter().map(|t| parse_requirements(&json::parse(t.as_bytes()).unwrap())).collect();
     for cache in [0usize, 64] {
-        let auth = Authenticator::new(cache);
+        let auth = Arc::new(Authenticator::new(cache));
+        let pipeline = Pipeline::new(cfg.clone()).with_stage(Authenticate::with(auth.clone()));
         for pass in 0..2 {
             for req in &reqs {
                 let want: Vec<_> = inputs.iter().map(|(_, b)| verify(&PayloadInput::Text(b), req, X402_NOW, &cfg)).collect();
-                let staged: Vec<_> = inputs.iter().map(|(_, b)| verify_deferred(&PayloadInput::Text(b), req, X402_NOW, &cfg)).collect();
                 for threads in [Some(1), Some(2)] {
-                    let got = finish_all(staged.clone(), &auth, threads);
+                    let cx = Context { now: X402_NOW, threads };
+                    let got = pipeline.run(&inputs, &cx, |p, (_, b)| p.prepare(&PayloadInput::Text(b), req, X402_NOW));
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        assert_eq!(g, w, "cache {cache}, pass {pass}, threads {threads:?}: {}", inputs[i].0);
+                        assert_eq!(&g.verdict, w, "cache {cache}, pass {pass}, threads {threads:?}: {}", inputs[i].0);
                     }
                 }
             }

@@ -151,7 +151,7 @@ fn x402_seeds_are_meaningful() {
     use x402_verify_core::json;
     use x402_verify_core::x402::{parse_requirements, verify, PayloadInput, VerifyConfig};
 
-    let cfg = VerifyConfig::default();
+    let cfg = VerifyConfig::sdk_defaults();
     let reqs: Vec<_> = X402_REQUIREMENTS.iter().map(|t| parse_requirements(&json::parse(t.as_bytes()).unwrap())).collect();
     let dir = corpus_dir("x402");
     let mut named = 0;

@@ -45,7 +45,6 @@ pub(crate) const TYPED_DATA: Reader =
     Reader { what: "typed data", forms: "a dict, str or bytes", bytearray: true, dict: true, not_text: Code::InvalidJson, wrong_type: Code::InvalidInputType };
 
 /// An x402 payment payload: the header's base64, its JSON, or the decoded dict.
-#[expect(dead_code, reason = "verifier.rs (wt/stages) reads payloads with it once merged; then drop this")]
 pub(crate) const PAYLOAD: Reader = Reader {
     what: "a payment payload",
     forms: "a header str, JSON bytes or a dict",

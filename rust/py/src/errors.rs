@@ -53,13 +53,11 @@ pub(crate) fn to_item(py: Python<'_>, e: Error) -> PyResult<Py<PyAny>> {
 /// A store's refusal of a settle / release / charge: always a `ReservationError` (the state
 /// of the reservation refused it), whichever kind its code is (an upto cap's is a payment
 /// reason). Its text is the core's fixed one, safe to show a client.
-#[expect(dead_code, reason = "store.rs (wt/stages) makes its refusals here once merged; then drop this")]
 pub(crate) fn refusal(r: StoreRefusal) -> PyErr {
     ReservationError::new_err((r.code().as_str(), r.message(), None::<String>))
 }
 
 /// A store that cannot answer at all (closed, unreachable): `NonceStoreError`.
-#[expect(dead_code, reason = "store.rs (wt/stages) makes its NonceStoreError here once merged; then drop this")]
 pub(crate) fn store_unavailable(msg: impl Into<String>) -> PyErr {
     NonceStoreError::new_err(msg.into())
 }

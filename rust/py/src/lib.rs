@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMappingProxy, PyString};
 use x402_verify_core::eip712::{self, DEFAULT_MAX_BYTES};
 use x402_verify_core::primitives::checksum;
+use x402_verify_core::x402::stages::reserve::replay_code;
 use x402_verify_core::x402::NonceSpace;
 use x402_verify_core::{Address, Code, Digest, Error, Result as CoreResult, SignaturePolicy as CorePolicy};
 
@@ -45,15 +46,6 @@ fn recover_digest(digest: &[u8], sig: &[u8], policy: &CorePolicy) -> CoreResult<
 /// A single call's typed-data argument.
 fn single_doc(obj: &Bound<'_, PyAny>, max_bytes: usize) -> PyResult<Input> {
     TYPED_DATA.read(obj, max_bytes).map_err(to_arg_pyerr)
-}
-
-/// The invalid reason of a payment whose nonce is already reserved or settled, per nonce space.
-// The reserve stage's rule; it moves into the core with it (`x402::stages::reserve::replay_code`).
-const fn replay_code(space: NonceSpace) -> Code {
-    match space {
-        NonceSpace::Eip3009 => Code::Eip3009NonceAlreadyUsed,
-        NonceSpace::Permit2 => Code::Permit2NonceAlreadyUsed,
-    }
 }
 
 /// A read-only Python mapping of `entries`.
@@ -96,7 +88,7 @@ mod _core {
     #[pymodule_export]
     use crate::store::{store_amount_arg, store_batch_args, store_key_arg, store_margin_arg, store_now_arg, store_owner_arg, store_refusals, MemoryNonceStore};
     #[pymodule_export]
-    use crate::verifier::VerifierCore;
+    use crate::verifier::{ReservationPlan, VerifierCore};
 
     use super::*;
 
@@ -104,12 +96,15 @@ mod _core {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         use x402_verify_core::x402::network::V1_NETWORKS;
-        use x402_verify_core::x402::verify::{EXACT_PERMIT2_PROXY, UPTO_PERMIT2_PROXY};
+        use x402_verify_core::x402::{EXACT_PERMIT2_PROXY, UPTO_PERMIT2_PROXY};
+        use x402_verify_core::x402::stages::reserve;
         let py = m.py();
         m.add("EXACT_PERMIT2_PROXY", checksum(&EXACT_PERMIT2_PROXY))?;
         m.add("UPTO_PERMIT2_PROXY", checksum(&UPTO_PERMIT2_PROXY))?;
         m.add("V1_NETWORK_NAMES", frozen_map(py, V1_NETWORKS.iter().copied())?)?;
         let spaces = [("eip3009", NonceSpace::Eip3009), ("permit2", NonceSpace::Permit2)];
+        m.add("EXPOSURE_OUTCOME", reserve::EXPOSURE_OUTCOME)?;
+        m.add("MAX_IDEMPOTENCY_ID_BYTES", reserve::MAX_IDEMPOTENCY_ID_BYTES)?;
         m.add("REPLAY_REASONS", frozen_map(py, spaces.map(|(name, space)| (name, replay_code(space).as_str())))?)?;
         Ok(())
     }
@@ -236,7 +231,7 @@ mod _core {
 
     /// Decodes an x402 payment header (base64 JSON, or JSON text) into a dict, strictly.
     #[pyfunction]
-    #[pyo3(signature = (value, *, max_bytes = args::ByteLimit(x402_verify_core::x402::verify::DEFAULT_MAX_PAYLOAD_BYTES)))]
+    #[pyo3(signature = (value, *, max_bytes = args::ByteLimit(x402_verify_core::x402::DEFAULT_MAX_PAYLOAD_BYTES)))]
     fn decode_payment_header<'py>(py: Python<'py>, value: &Bound<'py, PyAny>, max_bytes: args::ByteLimit) -> PyResult<Bound<'py, PyAny>> {
         let max_bytes = max_bytes.0;
         let Input::Text(bytes) = HEADER.read(value, max_bytes).map_err(to_arg_pyerr)? else { unreachable!("the header reader takes text only") };
@@ -245,7 +240,7 @@ mod _core {
     }
 
     #[pymodule_export]
-    const DEFAULT_MAX_PAYLOAD_BYTES: usize = x402_verify_core::x402::verify::DEFAULT_MAX_PAYLOAD_BYTES;
+    const DEFAULT_MAX_PAYLOAD_BYTES: usize = x402_verify_core::x402::DEFAULT_MAX_PAYLOAD_BYTES;
 
     #[pymodule_export]
     const DEFAULT_MAX_TYPED_DATA_BYTES: usize = DEFAULT_MAX_BYTES;
@@ -254,8 +249,8 @@ mod _core {
     const DEFAULT_PAYER_KEY_CACHE: usize = x402_verify_core::authenticate::DEFAULT_KEY_CACHE;
 
     #[pymodule_export]
-    const DEFAULT_TIME_BUFFER: u64 = x402_verify_core::x402::verify::DEFAULT_TIME_BUFFER;
+    const DEFAULT_TIME_BUFFER: u64 = x402_verify_core::x402::DEFAULT_TIME_BUFFER;
 
     #[pymodule_export]
-    const DEFAULT_CLOCK_SKEW_SECONDS: u64 = x402_verify_core::x402::verify::DEFAULT_CLOCK_SKEW_SECONDS;
+    const DEFAULT_CLOCK_SKEW_SECONDS: u64 = x402_verify_core::x402::DEFAULT_CLOCK_SKEW_SECONDS;
 }

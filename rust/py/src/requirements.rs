@@ -44,7 +44,7 @@ impl Requirements {
 impl Requirements {
     /// Reads x402 PaymentRequirements (v2 when they carry `amount`, v1 `maxAmountRequired`).
     #[new]
-    #[pyo3(signature = (requirements, *, max_bytes = ByteLimit(x402_verify_core::x402::verify::DEFAULT_MAX_PAYLOAD_BYTES)))]
+    #[pyo3(signature = (requirements, *, max_bytes = ByteLimit(x402_verify_core::x402::DEFAULT_MAX_PAYLOAD_BYTES)))]
     fn new(requirements: &Bound<'_, PyAny>, max_bytes: ByteLimit) -> PyResult<Self> {
         let max_bytes = max_bytes.0;
         if let Ok(r) = requirements.cast::<Requirements>() {
@@ -134,14 +134,6 @@ fn parse(c: &Input, max_bytes: usize) -> CoreResult<PaymentRequirements> {
 
 fn read(obj: &Bound<'_, PyAny>, max_bytes: usize) -> CoreResult<PaymentRequirements> {
     content(obj, max_bytes).and_then(|c| parse(&c, max_bytes)).map_err(requirements_error)
-}
-
-/// Reads one requirements argument (for a single verify).
-pub(crate) fn one(obj: &Bound<'_, PyAny>, max_bytes: usize) -> Shared {
-    match obj.cast::<Requirements>() {
-        Ok(r) => r.get().parsed.clone(),
-        Err(_) => Arc::new(read(obj, max_bytes)),
-    }
 }
 
 /// The requirements of one batch: each distinct content read once.

@@ -4,11 +4,13 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use x402_verify_core::primitives::checksum;
+use x402_verify_core::x402::stages::reserve::replay_code;
 use x402_verify_core::x402::{Authorization, NonceSpace, Verdict};
 use x402_verify_core::Code;
 
 use crate::args::Text;
 use crate::convert::u256_to_py;
+use crate::errors::value_error;
 
 /// The verdict on one payment.
 #[pyclass(frozen, module = "x402_verify._core", name = "VerifyResponse")]
@@ -117,7 +119,7 @@ impl VerifyResponse {
     /// A copy marked invalid with `reason` (used by replay protection after the core verdict).
     fn with_invalid(&self, reason: Text, message: Text) -> PyResult<Self> {
         let (reason, message) = (reason.0, message.0);
-        let code = Code::from_slug(&reason).ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown reason code {reason:?}")))?;
+        let code = Code::from_slug(&reason).ok_or_else(|| value_error(format!("unknown reason code {reason:?}")))?;
         let mut v = self.0.clone();
         v.reason = Some(code);
         v.message = message;
@@ -129,12 +131,18 @@ impl VerifyResponse {
     /// passed every offline check but the signature (`digest` is set) can be.
     fn with_valid(&self) -> PyResult<Self> {
         if self.0.signed.is_none() {
-            return Err(pyo3::exceptions::PyValueError::new_err("only a response whose offline checks passed up to the signature can be marked valid"));
+            return Err(value_error("only a response whose offline checks passed up to the signature can be marked valid"));
         }
         let mut v = self.0.clone();
         v.reason = None;
         v.message = String::new();
         Ok(VerifyResponse(v, None))
+    }
+
+    /// Whether the payment was refused because its nonce is already reserved or settled.
+    #[getter]
+    fn is_replay(&self) -> bool {
+        self.0.reason.is_some_and(|c| self.0.replay.is_some_and(|r| c == replay_code(r.space)))
     }
 
     /// The owner token of this payment's nonce reservation (None: not reserved).

@@ -2,9 +2,8 @@
 //! every store shares: the SQLite and Redis stores (Python) call the same checks, so one bad
 //! value gets one answer whichever store it reaches.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyString};
 use x402_verify_core::json::{Int, Value};
@@ -13,22 +12,17 @@ use x402_verify_core::store::{self as core_store, State, StoreRefusal};
 use x402_verify_core::{B256, U256};
 
 use crate::convert::u256_to_py;
-use crate::errors::value_error;
+use crate::errors::{refusal, store_unavailable, type_error as raw_type_error, type_name, value_error};
 
-pyo3::import_exception!(x402_verify.errors, ReservationError);
-pyo3::import_exception!(x402_verify.errors, NonceStoreError);
-
-fn refusal(r: StoreRefusal) -> PyErr {
-    ReservationError::new_err((r.code().as_str(), r.message(), None::<String>))
-}
+/// The message of every call on a closed store.
+pub(crate) const CLOSED: &str = "the nonce store is closed";
 
 fn closed() -> PyErr {
-    NonceStoreError::new_err("the nonce store is closed")
+    store_unavailable(CLOSED)
 }
 
 fn type_error(what: &str, obj: &Bound<'_, PyAny>) -> PyErr {
-    let name = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-    PyTypeError::new_err(format!("{what} must be {}, not {name}", if what == "key" { "bytes" } else { "an int" }))
+    raw_type_error(format!("{what} must be {}, not {}", if what == "key" { "bytes" } else { "an int" }, type_name(obj)))
 }
 
 // --- argument rules -------------------------------------------------------------------------
@@ -89,10 +83,7 @@ fn key_arg(obj: &Bound<'_, PyAny>) -> PyResult<B256> {
 }
 
 fn owner_arg<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
-    let s = obj.cast::<PyString>().map_err(|_| {
-        let name = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-        PyTypeError::new_err(format!("an owner token must be a str, not {name}"))
-    })?;
+    let s = obj.cast::<PyString>().map_err(|_| raw_type_error(format!("an owner token must be a str, not {}", type_name(obj))))?;
     let text = s.to_str().map_err(|_| value_error("an owner token must be valid Unicode (no lone surrogates)"))?;
     if text.is_empty() || text.len() > core_store::MAX_OWNER_BYTES {
         return Err(value_error(format!("an owner token is 1 to {} UTF-8 bytes", core_store::MAX_OWNER_BYTES)));
@@ -129,7 +120,7 @@ fn batch_args(
     for (name, seq) in [("keys", keys), ("valid_until", valid_until), ("owners", owners)] {
         // A str is iterable, but never a sequence of keys, deadlines or tokens.
         if seq.is_instance_of::<PyString>() || seq.is_instance_of::<PyBytes>() {
-            return Err(PyTypeError::new_err(format!("{name} must be a sequence, not a single str or bytes")));
+            return Err(raw_type_error(format!("{name} must be a sequence, not a single str or bytes")));
         }
     }
     let keys: Vec<B256> = keys.try_iter()?.map(|k| key_arg(&k?)).collect::<PyResult<_>>()?;
@@ -233,17 +224,27 @@ pub fn store_batch_args<'py>(
 // shared by every verifier on the store, and lets it go with the store.
 #[pyclass(frozen, weakref, module = "x402_verify._core", name = "MemoryNonceStore")]
 pub struct MemoryNonceStore {
-    inner: MemoryStore,
+    /// Shared with the reserve stage of the verifiers that reserve into it.
+    inner: Arc<MemoryStore>,
     margin: u64,
-    closed: AtomicBool,
 }
 
 impl MemoryNonceStore {
     fn open(&self) -> PyResult<&MemoryStore> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.inner.is_closed() {
             return Err(closed());
         }
         Ok(&self.inner)
+    }
+
+    /// The core store, for the reserve stage (which refuses everything once it is closed).
+    pub(crate) fn shared(&self) -> Arc<MemoryStore> {
+        self.inner.clone()
+    }
+
+    /// Seconds an unsettled reservation outlives its authorization's deadline.
+    pub(crate) fn margin(&self) -> u64 {
+        self.margin
     }
 }
 
@@ -261,7 +262,7 @@ impl MemoryNonceStore {
             Some(m) => margin_arg(m)?,
         };
         let max_entries = usize::try_from(max_entries).map_err(|_| value_error("max_entries is too large for this machine"))?;
-        Ok(MemoryNonceStore { inner: MemoryStore::new(max_entries), margin, closed: AtomicBool::new(false) })
+        Ok(MemoryNonceStore { inner: Arc::new(MemoryStore::new(max_entries)), margin })
     }
 
     /// Most entries kept (live reservations and settled keys); past it, after dropping
@@ -349,8 +350,7 @@ impl MemoryNonceStore {
 
     /// Forgets every entry and refuses every later call (`NonceStoreError`).
     fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.inner.clear();
+        self.inner.close();
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

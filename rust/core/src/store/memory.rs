@@ -3,6 +3,7 @@
 //! reservations and settled keys, which are never dropped) refuses new reservations.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use alloy_primitives::{B256, U256};
@@ -15,6 +16,8 @@ pub struct MemoryStore {
     /// The `now` of the last sweep made because the map was full. A full map is swept at most
     /// once per clock second, so someone who fills it cannot make every request scan it.
     full_sweep_at: Mutex<Option<u64>>,
+    /// Set by `close`: every later reservation is refused (`Unavailable`).
+    closed: AtomicBool,
 }
 
 /// One reservation request.
@@ -27,7 +30,7 @@ pub struct Reserve<'a> {
 
 impl MemoryStore {
     pub fn new(max_entries: usize) -> Self {
-        MemoryStore { max_entries, map: Mutex::new(HashMap::new()), full_sweep_at: Mutex::new(None) }
+        MemoryStore { max_entries, map: Mutex::new(HashMap::new()), full_sweep_at: Mutex::new(None), closed: AtomicBool::new(false) }
     }
 
     pub fn max_entries(&self) -> usize {
@@ -44,6 +47,9 @@ impl MemoryStore {
     /// replay, `Err(Full | Expired)` refused. The same key twice in one batch: the second sees
     /// the first.
     pub fn reserve_many(&self, items: &[Reserve<'_>], now: u64) -> Vec<Result<bool, StoreRefusal>> {
+        if self.is_closed() {
+            return vec![Err(StoreRefusal::Unavailable); items.len()];
+        }
         let mut map = self.lock();
         items
             .iter()
@@ -151,6 +157,17 @@ impl MemoryStore {
     /// Forgets every entry.
     pub fn clear(&self) {
         self.lock().clear();
+    }
+
+    /// Forgets every entry and refuses every later reservation.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.clear();
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     pub fn len(&self) -> usize {

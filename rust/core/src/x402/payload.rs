@@ -50,6 +50,14 @@ impl Authorization {
             Authorization::Permit2(a) => a.from,
         }
     }
+
+    /// The signed amount: `value`, or Permit2's `permitted.amount` (upto: the maximum).
+    pub fn amount(&self) -> U256 {
+        match self {
+            Authorization::Eip3009(a) => a.value,
+            Authorization::Permit2(a) => a.amount,
+        }
+    }
 }
 
 /// A decoded payment payload.

@@ -18,8 +18,8 @@ use x402_verify_core::store::{Entry, State, StoreRefusal};
 use x402_verify_core::x402::digest::{eip3009_digest, eip3009_domain_separator, permit2_domain_separator, permit2_witness_digest};
 use x402_verify_core::x402::payload::{parse_payload, parse_requirements, Authorization, PaymentPayload, PaymentRequirements};
 use x402_verify_core::x402::replay::replay_key;
-use x402_verify_core::x402::verify::{verify, PayloadInput, Scheme, Verdict, VerifyConfig, DEFAULT_MAX_PAYLOAD_BYTES};
 use x402_verify_core::x402::{header, payload_text};
+use x402_verify_core::x402::{verify, PayloadInput, Scheme, Verdict, VerifyConfig, DEFAULT_MAX_PAYLOAD_BYTES};
 use x402_verify_core::{Code, Digest, Signature, SignaturePolicy, B256, U256};
 
 /// The fuzz targets, by the name of their corpus directory.
@@ -712,10 +712,10 @@ fn x402_fixtures() -> &'static X402Fixtures {
             max_validity_seconds: Some(600),
             allowed_chain_ids: Some(vec![8453, 84_532]),
             facilitator_addresses: vec![fac("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"), fac("0x70997970C51812dc3A010C7d01b50e0d17dc79C8")],
-            ..VerifyConfig::default()
+            ..VerifyConfig::sdk_defaults()
         };
-        let mainnet = VerifyConfig { allowed_chain_ids: Some(vec![1]), network_names: HashMap::new(), ..VerifyConfig::default() };
-        X402Fixtures { requirements, payloads, configs: [VerifyConfig::default(), strict, mainnet] }
+        let mainnet = VerifyConfig { allowed_chain_ids: Some(vec![1]), network_names: HashMap::new(), ..VerifyConfig::sdk_defaults() };
+        X402Fixtures { requirements, payloads, configs: [VerifyConfig::sdk_defaults(), strict, mainnet] }
     })
 }
 

@@ -1,0 +1,258 @@
+"""``SqliteNonceStore``: durable reservations on one host (SQLite WAL, ``synchronous=FULL``)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from x402_verify._core import store_amount_arg, store_batch_args, store_key_arg, store_margin_arg, store_now_arg, store_owner_arg
+from x402_verify.errors import NonceStoreError
+from x402_verify.stores.protocol import _CLOSED, _refused, _stored_int, _timeout
+
+__all__ = ["SqliteNonceStore"]
+
+
+class SqliteNonceStore:
+    """Durable reservations on one host, shared by the processes that open the same file.
+
+    One ``BEGIN IMMEDIATE`` transaction (one fsync) per batch; WAL with ``synchronous=FULL``,
+    so a reservation acknowledged to the caller survives ``kill -9``, a restart and power loss.
+    Unsettled rows go once ``now`` passes their expiry (validBefore / deadline +
+    ``margin_seconds``); settled rows stay for as long as the file does (about 100 bytes each).
+    Do not put the file on a network filesystem. ``close()`` (or leaving a ``with`` block)
+    closes the calling thread's connection; every later call raises ``NonceStoreError``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, margin_seconds: int = 60, timeout: float = 5.0) -> None:
+        self.path = os.fspath(path)
+        if "\0" in (self.path if isinstance(self.path, str) else self.path.decode("latin-1")):
+            raise ValueError("the store's path contains a NUL character")
+        self.margin_seconds: int = store_margin_arg(margin_seconds)
+        self.timeout = _timeout(timeout, positive=False)
+        self._local = threading.local()
+        self._closed = False
+        self._conn()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if self._closed:
+            if conn is not None:
+                conn.close()
+                self._local.conn = None
+            raise NonceStoreError(_CLOSED)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=True)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS reservations ("
+                    " key BLOB PRIMARY KEY, settled INTEGER NOT NULL, owner TEXT NOT NULL,"
+                    " cap TEXT, charged TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID"
+                )
+                conn.execute("CREATE INDEX IF NOT EXISTS reservations_expiry ON reservations(expires_at)")
+            except (sqlite3.Error, UnicodeError) as exc:
+                raise NonceStoreError(f"sqlite store at {self.path!r}: {exc}") from exc
+            self._local.conn = conn
+        return conn
+
+    def _tx(self, fn: Any) -> Any:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return out
+        except sqlite3.Error as exc:
+            raise NonceStoreError(f"sqlite store at {self.path!r}: {exc}") from exc
+
+    def reserve_many(
+        self,
+        keys: Sequence[bytes],
+        valid_until: Sequence[int],
+        owners: Sequence[str],
+        caps: Sequence[int | None] | None = None,
+        *,
+        now: int | None = None,
+    ) -> list[bool | None]:
+        result: list[bool | None] = self._reserve(keys, valid_until, owners, caps, now, None)
+        return result
+
+    def _reserve(
+        self, keys: Sequence[bytes], valid_until: Sequence[int], owners: Sequence[str], caps: Sequence[int | None] | None, now: int | None, admit: Any
+    ) -> list[Any]:
+        """The reservation rules, once for both entry points. ``admit`` (the exposure ledger's,
+        x402_verify.chain.exposure), when given, is asked in the same transaction about each
+        item these rules would newly reserve: ``admit(conn, i, key, owner, expires, at)``
+        returns None to let it be reserved (having recorded what it needs), or the outcome to
+        give instead."""
+        at, names, expiries, tokens, limits = store_batch_args(keys, valid_until, owners, caps, self.margin_seconds, now)
+        if admit is not None and len(admit) != len(names):
+            raise ValueError("one exposure reading per key")
+
+        def run(conn: sqlite3.Connection) -> list[Any]:
+            # Expired rows go in small steps so one batch never pays for a large backlog.
+            conn.execute(
+                "DELETE FROM reservations WHERE key IN (SELECT key FROM reservations WHERE expires_at <= ? AND settled = 0 LIMIT 512)",
+                (at,),
+            )
+            out: list[Any] = []
+            for i, (key, expires, owner, cap) in enumerate(zip(names, expiries, tokens, limits, strict=True)):
+                row = conn.execute("SELECT settled, owner, expires_at FROM reservations WHERE key = ?", (key,)).fetchone()
+                if row is not None and (row[0] or row[2] > at):
+                    out.append(row[0] == 0 and row[1] == owner)
+                    continue
+                if expires <= at:
+                    # Kept for no time is not kept: refused, never acknowledged.
+                    conn.execute("DELETE FROM reservations WHERE key = ?", (key,))
+                    out.append(None)
+                    continue
+                if admit is not None:
+                    refused = admit(conn, i, key, owner, expires, at)
+                    if refused is not None:
+                        out.append(refused)
+                        continue
+                conn.execute(
+                    "INSERT OR REPLACE INTO reservations VALUES (?, 0, ?, ?, '0', ?)",
+                    (key, owner, None if cap is None else str(cap), expires),
+                )
+                out.append(True)
+            return out
+
+        result: list[Any] = self._tx(run)
+        return result
+
+    @staticmethod
+    def _live(conn: sqlite3.Connection, key: bytes, owner: str, now: int) -> tuple[bool, int | None, int]:
+        """(settled, cap, charged) of the owner's live entry under ``key``."""
+        row = conn.execute("SELECT settled, owner, cap, charged, expires_at FROM reservations WHERE key = ?", (key,)).fetchone()
+        if row is None or (not row[0] and row[4] <= now):
+            raise _refused("not_found")
+        if row[1] != owner:
+            raise _refused("not_owner")
+        return bool(row[0]), None if row[2] is None else _stored_int(row[2], "cap"), _stored_int(row[3], "charge")
+
+    def settle(self, key: bytes, owner: str, *, now: int | None = None) -> int:
+        """Marks the caller's reservation settled, kept for as long as the file lives; returns
+        the upto total charged (0 for exact)."""
+        key, owner, at = store_key_arg(key), store_owner_arg(owner), store_now_arg(now)
+
+        def run(conn: sqlite3.Connection) -> int:
+            settled, _cap, charged = self._live(conn, key, owner, at)
+            if not settled:
+                conn.execute("UPDATE reservations SET settled = 1 WHERE key = ?", (key,))
+            return charged
+
+        result: int = self._tx(run)
+        return result
+
+    def release(self, key: bytes, owner: str, *, now: int | None = None) -> None:
+        """Drops the caller's reservation: nothing was served and nothing broadcast."""
+        key, owner, at = store_key_arg(key), store_owner_arg(owner), store_now_arg(now)
+
+        def run(conn: sqlite3.Connection) -> None:
+            settled, _cap, _charged = self._live(conn, key, owner, at)
+            if settled:
+                raise _refused("closed")
+            conn.execute("DELETE FROM reservations WHERE key = ?", (key,))
+
+        self._tx(run)
+
+    def charge(self, key: bytes, owner: str, amount: int, *, now: int | None = None) -> int:
+        """Debits an upto session by ``amount`` (an int in [0, 2**256)); returns the new total;
+        never passes the cap."""
+        key, owner, value, at = store_key_arg(key), store_owner_arg(owner), store_amount_arg(amount), store_now_arg(now)
+
+        def run(conn: sqlite3.Connection) -> int:
+            settled, cap, charged = self._live(conn, key, owner, at)
+            if settled:
+                raise _refused("closed")
+            if cap is None:
+                raise _refused("not_upto")
+            total = charged + value
+            if total > cap:
+                raise _refused("exceeds_cap")
+            conn.execute("UPDATE reservations SET charged = ? WHERE key = ?", (str(total), key))
+            return total
+
+        result: int = self._tx(run)
+        return result
+
+    def state(self, key: bytes, *, now: int | None = None) -> tuple[str, str, int, int | None] | None:
+        """``("reserved" | "settled", owner, charged_total, expires_at)`` for a live key, else
+        None; ``expires_at`` is None for a settled key (kept for as long as the file lives)."""
+        key, at = store_key_arg(key), store_now_arg(now)
+        try:
+            row = self._conn().execute("SELECT settled, owner, charged, expires_at FROM reservations WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise NonceStoreError(f"sqlite store at {self.path!r}: {exc}") from exc
+        if row is None or (not row[0] and row[3] <= at):
+            return None
+        charged = _stored_int(row[2], "charge")
+        return ("settled", row[1], charged, None) if row[0] else ("reserved", row[1], charged, row[3])
+
+    def sweep(self, *, now: int | None = None) -> int:
+        """Drops expired (unsettled) rows; returns how many remain."""
+        at = store_now_arg(now)
+
+        def run(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM reservations WHERE expires_at <= ? AND settled = 0", (at,))
+            count: int = conn.execute("SELECT count(*) FROM reservations").fetchone()[0]
+            return count
+
+        result: int = self._tx(run)
+        return result
+
+    def close(self) -> None:
+        """Closes this thread's connection; the store refuses every later call."""
+        self._closed = True
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def __enter__(self) -> SqliteNonceStore:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    # --- the exposure ledger (chain checks; its tables and rules: x402_verify.chain.exposure) -----
+
+    def reserve_exposed(
+        self,
+        keys: Sequence[bytes],
+        valid_until: Sequence[int],
+        owners: Sequence[str],
+        caps: Sequence[int | None],
+        exposure: Sequence[Any],
+        *,
+        now: int | None = None,
+    ) -> list[bool | str | None]:
+        """``reserve_many``, except that an item the payer's capacity does not cover on top of
+        its live reservations is refused (``"exposure"``), in the same transaction."""
+        from x402_verify.chain import exposure as ledger
+
+        result: list[bool | str | None] = self._reserve(keys, valid_until, owners, caps, now, ledger.SqliteAdmission(exposure))
+        return result
+
+    def settle_exposure(self, key: bytes, owner: str, ledger_id: str, block: int | None, *, now: int | None = None) -> None:
+        """Records the block a settled reservation settled in (see ``outstanding``)."""
+        from x402_verify.chain import exposure as ledger
+
+        ledger.sqlite_settle_exposure(self, key, owner, block, now)
+
+    def outstanding(self, chain_id: int, token: str, payer: str, *, now: int | None = None, as_of_block: int | None = None) -> int:
+        """What the payer's live reservations on (chain, token) promise, as a balance read at
+        ``as_of_block`` would have to cover it (None: every settled amount still counts)."""
+        from x402_verify.chain import exposure as ledger
+
+        return ledger.sqlite_outstanding(self, ledger.ledger_id(chain_id, token, payer), as_of_block, now)
