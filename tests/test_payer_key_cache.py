@@ -205,6 +205,7 @@ def test_payer_key_cache_of_another_type_is_a_type_error(bad: Any) -> None:
         xv.Verifier(payer_key_cache=bad)
 
 
+@pytest.mark.real_default_payer_key_cache
 def test_default_is_on() -> None:
     v = xv.Verifier(nonce_store=None)
     verdicts(v, [mutate(i, "none") for i in WARMUP])

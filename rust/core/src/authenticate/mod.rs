@@ -13,8 +13,8 @@
 //! once: only when recovery confirms it bad are the others of the range accepted (a named item
 //! that recovers to its payer means the naming was wrong, and the range is split instead). With
 //! two or more bad, a range is halved. Failed checks are paid from a budget per call; past it,
-//! what is left is recovered. Every call first checks a probe, a uniformly random sample drawn
-//! from the OS (the whole batch when it is small): a probe with two or more bad items means
+//! what is left is recovered. A call of 64 cached items or more first checks a probe, a
+//! uniformly random sample of 32 drawn from the OS: a probe with two or more bad items means
 //! much of the batch is likely bad, and the batch is recovered whole, so planted bad items cost
 //! at most the probe's two sums over per-item recovery.
 
@@ -39,7 +39,7 @@ pub const DEFAULT_KEY_CACHE: usize = 16_384;
 /// Below this many cached items a check costs about what recovering them does.
 const MIN_BATCH: usize = 8;
 /// Items checked first, alone, when there are at least `PROBE_FROM` (see `run`; a smaller
-/// batch is its own probe): a uniform random sample, so that a batch whose bad share is b
+/// batch is narrowed down within the budget): a uniform random sample, so that a batch whose bad share is b
 /// passes its probe with at most one bad item with probability (1-b)^32 + 32·b·(1-b)^31, about
 /// 8·10⁻⁹ at b = 1/2. A batch whose probe holds two or more bad items is recovered whole.
 const PROBE: usize = 32;
@@ -229,20 +229,22 @@ impl Authenticator {
         let mut budget = BUDGET_PASSES * (m + batch.keys.len() + 1) as u64;
         // The probe: a uniform random sample (partial Fisher-Yates with OS randomness), so that
         // no arrangement of bad items can keep them out of it; a small batch is its own probe.
-        let take = if m >= PROBE_FROM { PROBE } else { m };
+        let take = if m >= PROBE_FROM { PROBE } else { 0 };
         for i in 0..take {
             // No randomness: recovery decides each item.
             let Ok(r) = secp_batch::random_u64() else { return };
             let j = i + (r % (m - i) as u64) as usize;
             batch.members.swap(i, j);
         }
-        let probe: Vec<Member> = batch.members.drain(..take).collect();
-        let prepared = self.prepare(items, &probe);
-        // Two or more bad among the probe: much of the batch is likely bad, and checks would
-        // cost more than recovering it. One bad is named, confirmed and recovered.
-        if !self.check(items, &prepared, &batch.keys, &mut budget, out, true) {
-            bump(&self.counters.fallbacks, batch.members.len() as u64);
-            return;
+        if take > 0 {
+            let probe: Vec<Member> = batch.members.drain(..take).collect();
+            let prepared = self.prepare(items, &probe);
+            // Two or more bad among the probe: much of the batch is likely bad, and checks would
+            // cost more than recovering it. One bad is named, confirmed and recovered.
+            if !self.check(items, &prepared, &batch.keys, &mut budget, out, true) {
+                bump(&self.counters.fallbacks, batch.members.len() as u64);
+                return;
+            }
         }
         // Items of one payer side by side: a sub-range after a split then names few keys.
         batch.members.sort_by_key(|m| m.key);
