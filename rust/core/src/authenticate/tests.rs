@@ -147,14 +147,14 @@ fn half_bad_costs_recovery_plus_the_probe() {
     // 33·2⁻³², about 8·10⁻⁹).
     for pattern in 0..3 {
         let mut items = batch(&payers, 256);
-        for i in 0..256usize {
+        for (i, it) in items.iter_mut().enumerate() {
             let bad = match pattern {
                 0 => (i / 16) % 2 == 0,
                 1 => i % 2 == 0, // whole payers bad: 0, 2, 4, ...
                 _ => keccak256((i as u32).to_be_bytes()).0[0] & 1 == 0,
             };
             if bad {
-                items[i] = flip_v(&items[i]);
+                *it = flip_v(it);
             }
         }
         let s = warm_run(&payers, &items);
