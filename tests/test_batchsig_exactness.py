@@ -14,9 +14,9 @@ from functools import cache
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 from eth_utils import to_checksum_address
 from eth_utils.crypto import keccak
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import x402_verify as xv
