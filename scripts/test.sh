@@ -18,3 +18,6 @@ python3 -m pip install --quiet ".[test]"
 cargo test --quiet -p x402-verify-core -p x402-verify-secp-batch
 # Run from outside the checkout so the installed wheel, not the source tree, is imported.
 python3 -m pytest "$PWD/tests" --rootdir "$PWD" -q -p no:cacheprovider
+# The Python suite again with the payer-key cache off in every verifier that does not name one
+# (tests/conftest.py): batch and per-item verification must pass the same tests (issue 15).
+X402_VERIFY_TEST_PAYER_KEY_CACHE=0 python3 -m pytest "$PWD/tests" --rootdir "$PWD" -q -p no:cacheprovider

@@ -205,8 +205,24 @@ def test_payer_key_cache_of_another_type_is_a_type_error(bad: Any) -> None:
         xv.Verifier(payer_key_cache=bad)
 
 
+@pytest.mark.real_default_payer_key_cache
 def test_default_is_on() -> None:
     v = xv.Verifier(nonce_store=None)
     verdicts(v, [mutate(i, "none") for i in WARMUP])
     verdicts(v, [mutate(i, "none") for i in OTHERS])
     assert v.stats()["batch_verified"] == len(OTHERS)
+
+
+def test_a_half_bad_batch_costs_at_most_recovery_plus_ten_percent_in_counts() -> None:
+    # Deterministic work counts (not times): recoveries, plus points multiplied at 4 a recovery
+    # (a point of a 32-item check costs about a fifth of one; see authenticate/tests.rs).
+    on = learned(1024)
+    before = on.stats()
+    items = [mutate(OTHERS[i % len(OTHERS)], "flip_v" if i % 2 else "none") for i in range(256)]
+    off = xv.Verifier(payer_key_cache=0, nonce_store=None)
+    assert verdicts(on, items) == verdicts(off, items)
+    s = {k: on.stats()[k] - before[k] for k in ("recovered", "points_multiplied", "bisections", "batch_checks")}
+    # The random probe of 32 holds two or more bad items (but for a 33 * 2**-32 chance): one
+    # failed check, no bisection, everything recovered once.
+    assert s["recovered"] == 256 and s["bisections"] == 0 and s["batch_checks"] == 1, s
+    assert 4 * s["recovered"] + s["points_multiplied"] <= 4 * 256 * 1.1, s

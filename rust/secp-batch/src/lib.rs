@@ -48,9 +48,13 @@ use std::fmt;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SigInput {
+    /// r, big-endian.
     pub r: [u8; 32],
+    /// s, big-endian.
     pub s: [u8; 32],
+    /// The digest z, big-endian (read mod n, as recovery reads it).
     pub z: [u8; 32],
+    /// Whether R's y is odd (v = 28).
     pub y_odd: bool,
 }
 
@@ -86,6 +90,7 @@ impl PublicKey {
         (valid == 1).then_some(PublicKey(*xy))
     }
 
+    /// The 64 bytes x || y.
     pub fn as_xy(&self) -> &[u8; 64] {
         &self.0
     }
@@ -206,8 +211,8 @@ fn check_with(items: &[Prepared], key_of: &[u32], keys: &[PublicKey], locate: bo
 }
 
 // The C structs are byte arrays only: these sizes are their layouts.
-const _: () = assert!(std::mem::size_of::<SigInput>() == 97 && std::mem::align_of::<SigInput>() == 1);
-const _: () = assert!(std::mem::size_of::<Prepared>() == 128 && std::mem::align_of::<Prepared>() == 1);
+const _: () = assert!(size_of::<SigInput>() == 97 && align_of::<SigInput>() == 1);
+const _: () = assert!(size_of::<Prepared>() == 128 && align_of::<Prepared>() == 1);
 
 mod ffi {
     use super::{Prepared, SigInput};

@@ -63,6 +63,7 @@ impl KeyCache {
         KeyCache { shards, capacity, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
     }
 
+    /// The most keys it holds (0: off).
     pub fn capacity(&self) -> usize {
         self.capacity
     }
@@ -110,14 +111,17 @@ impl KeyCache {
         self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).sum()
     }
 
+    /// True when no key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Lookups that found a key.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
 
+    /// Lookups that found none.
     pub fn misses(&self) -> u64 {
         self.misses.load(Ordering::Relaxed)
     }

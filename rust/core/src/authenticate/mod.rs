@@ -9,9 +9,14 @@
 //! - every other item, however the batch judged it, is recovered, and gets recovery's answer.
 //!
 //! A batch that fails is narrowed down, cheapest first: a failed check names its single bad
-//! item when there is one (`secp_batch::check` with `locate`); with two or more it is halved.
-//! Failed checks are paid from a budget per call; past it, and whenever the first small probe
-//! already holds two bad items (most of the batch is likely bad), what is left is recovered.
+//! item when there is one (`secp_batch::check` with `locate`), and that item is recovered at
+//! once: only when recovery confirms it bad are the others of the range accepted (a named item
+//! that recovers to its payer means the naming was wrong, and the range is split instead). With
+//! two or more bad, a range is halved. Failed checks are paid from a budget per call; past it,
+//! what is left is recovered. A call of 64 cached items or more first checks a probe, a
+//! uniformly random sample of 32 drawn from the OS: a probe with two or more bad items means
+//! much of the batch is likely bad, and the batch is recovered whole, so planted bad items cost
+//! at most the probe's two sums over per-item recovery.
 
 mod cache;
 mod sessions;
@@ -33,9 +38,11 @@ pub const DEFAULT_KEY_CACHE: usize = 16_384;
 
 /// Below this many cached items a check costs about what recovering them does.
 const MIN_BATCH: usize = 8;
-/// Items checked first, alone, when there are at least `PROBE_FROM` (see `run`): a batch
-/// whose probe holds two or more bad items is recovered whole.
-const PROBE: usize = 16;
+/// Items checked first, alone, when there are at least `PROBE_FROM` (see `run`; a smaller
+/// batch is narrowed down within the budget): a uniform random sample, so that a batch whose bad share is b
+/// passes its probe with at most one bad item with probability (1-b)^32 + 32·b·(1-b)^31, about
+/// 8·10⁻⁹ at b = 1/2. A batch whose probe holds two or more bad items is recovered whole.
+const PROBE: usize = 32;
 const PROBE_FROM: usize = 64;
 /// A range this small is recovered rather than checked again.
 const LEAF: usize = 2;
@@ -49,8 +56,11 @@ const BUDGET_PASSES: u64 = 4;
 /// signer the payment claims.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SigItem {
+    /// The digest that was signed (the EIP-712 signing hash).
     pub digest: Digest,
+    /// The signature, parsed under the payment's `SignaturePolicy`.
     pub signature: Signature,
+    /// The signer the payment names (`authorization.from` / `permit2Authorization.from`).
     pub claimed: Address,
     /// When set, a signature authenticated for `claimed` is remembered until the deadline, and
     /// one remembered is accepted with no curve work while the deadline is not past.
@@ -60,33 +70,40 @@ pub struct SigItem {
 /// The clock of the verification, and the authorization's deadline (validBefore / deadline).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Session {
+    /// The verification's clock (unix seconds).
     pub now: u64,
+    /// The authorization's deadline (unix seconds): nothing about it is remembered past this.
     pub expires: u64,
 }
 
 /// Deterministic work counters (what was done, not how long it took).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Lookups of a claimed payer that found its key.
     pub key_cache_hits: u64,
+    /// Lookups of a claimed payer that found none.
     pub key_cache_misses: u64,
+    /// Keys held now.
     pub key_cache_size: u64,
     /// Items accepted by a batch check.
     pub batch_verified: u64,
     /// Items recovered one by one (uncached, unbatchable, bad or past the budget).
     pub recovered: u64,
-    /// Batch checks run, and how many of them failed.
+    /// Batch checks run.
     pub batch_checks: u64,
+    /// Batch checks that failed (some item in them did not recover to its payer).
     pub failed_checks: u64,
     /// Ranges split in two after a failed check named no single bad item.
     pub bisections: u64,
-    /// Bad items a failed check named.
+    /// Bad items a failed check named and recovery confirmed.
     pub located: u64,
     /// Points multiplied in batch checks (items + keys + G, per sum).
     pub points_multiplied: u64,
     /// Items recovered because the failure budget ran out or the probe found the batch bad.
     pub fallbacks: u64,
-    /// Items accepted from the session cache (no curve work), and its size.
+    /// Items accepted from the session cache (no curve work).
     pub session_hits: u64,
+    /// Signatures the session cache holds now.
     pub session_size: u64,
 }
 
@@ -107,11 +124,16 @@ fn bump(c: &AtomicU64, by: u64) {
     c.fetch_add(by, Ordering::Relaxed);
 }
 
+/// A batch check: `secp_batch::check`, or in this module's tests one that lies about which
+/// item is bad.
+type Checker = fn(&[Prepared], &[u32], &[PublicKey], bool) -> std::result::Result<secp_batch::Outcome, secp_batch::Error>;
+
 /// The key cache and the counters one verifier shares across calls and threads.
 pub struct Authenticator {
     keys: KeyCache,
     sessions: sessions::Sessions,
     counters: Counters,
+    checker: Checker,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -124,13 +146,15 @@ impl Authenticator {
     /// `key_cache` keys at most, and as many remembered session signatures; 0 turns both off
     /// (every item is recovered).
     pub fn new(key_cache: usize) -> Self {
-        Authenticator { keys: KeyCache::new(key_cache), sessions: sessions::Sessions::new(key_cache), counters: Counters::default() }
+        Authenticator { keys: KeyCache::new(key_cache), sessions: sessions::Sessions::new(key_cache), counters: Counters::default(), checker: secp_batch::check }
     }
 
+    /// The payer-key cache (to supply keys the caller knows, or to look one up).
     pub fn keys(&self) -> &KeyCache {
         &self.keys
     }
 
+    /// The work counters since construction.
     pub fn stats(&self) -> Stats {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -201,25 +225,30 @@ impl Authenticator {
     }
 
     fn run(&self, items: &[SigItem], batch: &mut Batch, out: &mut [Option<Result<Address>>]) {
-        // Items of one payer side by side: a sub-range then names few keys.
-        batch.members.sort_by_key(|m| m.key);
-        let mut budget = BUDGET_PASSES * (batch.members.len() + batch.keys.len() + 1) as u64;
-        if batch.members.len() >= PROBE_FROM {
-            // The probe is a run at a random place in that order: one or two payers, so a
-            // cheap check, and a place an adversary cannot plan bad items around.
+        let m = batch.members.len();
+        let mut budget = BUDGET_PASSES * (m + batch.keys.len() + 1) as u64;
+        // The probe: a uniform random sample (partial Fisher-Yates with OS randomness), so that
+        // no arrangement of bad items can keep them out of it; a small batch is its own probe.
+        let take = if m >= PROBE_FROM { PROBE } else { 0 };
+        for i in 0..take {
+            // No randomness: recovery decides each item.
             let Ok(r) = secp_batch::random_u64() else { return };
-            let at = (r % (batch.members.len() - PROBE + 1) as u64) as usize;
-            let probe: Vec<Member> = batch.members.drain(at..at + PROBE).collect();
+            let j = i + (r % (m - i) as u64) as usize;
+            batch.members.swap(i, j);
+        }
+        if take > 0 {
+            let probe: Vec<Member> = batch.members.drain(..take).collect();
             let prepared = self.prepare(items, &probe);
-            // Two or more bad among the probe: much of the batch is likely bad, and checks
-            // would cost more than recovering it. One bad is named and recovered.
+            // Two or more bad among the probe: much of the batch is likely bad, and checks would
+            // cost more than recovering it. One bad is named, confirmed and recovered.
             if !self.check(items, &prepared, &batch.keys, &mut budget, out, true) {
                 bump(&self.counters.fallbacks, batch.members.len() as u64);
                 return;
             }
         }
-        let rest = &batch.members[..];
-        let prepared = self.prepare(items, rest);
+        // Items of one payer side by side: a sub-range after a split then names few keys.
+        batch.members.sort_by_key(|m| m.key);
+        let prepared = self.prepare(items, &batch.members);
         for chunk in prepared.chunks(secp_batch::MAX_LOCATE) {
             self.resolve(items, chunk, &batch.keys, &mut budget, out);
         }
@@ -262,7 +291,7 @@ impl Authenticator {
         }
         let prepared: Vec<Prepared> = range.iter().map(|(_, p)| *p).collect();
         let key_of: Vec<u32> = range.iter().map(|(m, _)| m.key).collect();
-        let Ok(outcome) = secp_batch::check(&prepared, &key_of, keys, range.len() <= secp_batch::MAX_LOCATE) else {
+        let Ok(outcome) = (self.checker)(&prepared, &key_of, keys, range.len() <= secp_batch::MAX_LOCATE) else {
             // No randomness or no memory: recovery decides each item.
             return true;
         };
@@ -277,16 +306,29 @@ impl Authenticator {
         }
         bump(&self.counters.failed_checks, 1);
         *budget = budget.saturating_sub(outcome.points as u64);
+        let mut rest = std::borrow::Cow::Borrowed(range);
         if let Some(b) = outcome.bad {
-            bump(&self.counters.located, 1);
-            for (i, (m, _)) in range.iter().enumerate() {
-                if i != b {
-                    out[m.item] = Some(Ok(items[m.item].claimed));
+            // Never taken on trust: the named item is recovered now, and only if recovery
+            // refuses it (or names another signer) are the others accepted.
+            let (named, _) = range[b];
+            let verdict = self.recover(&items[named.item]);
+            let confirmed = verdict.as_ref().ok() != Some(&items[named.item].claimed);
+            out[named.item] = Some(verdict);
+            if confirmed {
+                bump(&self.counters.located, 1);
+                for (i, (m, _)) in range.iter().enumerate() {
+                    if i != b {
+                        out[m.item] = Some(Ok(items[m.item].claimed));
+                    }
                 }
+                bump(&self.counters.batch_verified, range.len() as u64 - 1);
+                return true;
             }
-            bump(&self.counters.batch_verified, range.len() as u64 - 1);
-            return true;
+            // The named item is good, so the naming was wrong (two or more bad items, at the
+            // 2⁻¹⁰⁸ chance): the rest is narrowed down as if nothing had been named.
+            rest = std::borrow::Cow::Owned(range.iter().enumerate().filter(|&(i, _)| i != b).map(|(_, x)| *x).collect());
         }
+        let range = &rest[..];
         if probe || *budget == 0 {
             bump(&self.counters.fallbacks, range.len() as u64);
             return false;
