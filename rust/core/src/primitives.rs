@@ -10,11 +10,14 @@ use crate::error::{fail, Code, Error, Result};
 pub struct Digest(pub B256);
 
 impl Digest {
+    /// Reads a digest from exactly 32 bytes; any other length is `InvalidDigest`, never
+    /// padded or truncated.
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
         let arr: [u8; 32] = bytes.try_into().map_err(|_| Error::new(Code::InvalidDigest, format!("a digest is 32 bytes, got {}", bytes.len())))?;
         Ok(Digest(B256::from(arr)))
     }
 
+    /// The 32 digest bytes, big-endian as hashed, for handing to a signature check.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0 .0
     }
