@@ -96,8 +96,8 @@ mod _core {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         use x402_verify_core::x402::network::V1_NETWORKS;
-        use x402_verify_core::x402::{EXACT_PERMIT2_PROXY, UPTO_PERMIT2_PROXY};
         use x402_verify_core::x402::stages::reserve;
+        use x402_verify_core::x402::{EXACT_PERMIT2_PROXY, UPTO_PERMIT2_PROXY};
         let py = m.py();
         m.add("EXACT_PERMIT2_PROXY", checksum(&EXACT_PERMIT2_PROXY))?;
         m.add("UPTO_PERMIT2_PROXY", checksum(&UPTO_PERMIT2_PROXY))?;

@@ -146,7 +146,12 @@ impl Authenticator {
     /// `key_cache` keys at most, and as many remembered session signatures; 0 turns both off
     /// (every item is recovered).
     pub fn new(key_cache: usize) -> Self {
-        Authenticator { keys: KeyCache::new(key_cache), sessions: sessions::Sessions::new(key_cache), counters: Counters::default(), checker: secp_batch::check }
+        Authenticator {
+            keys: KeyCache::new(key_cache),
+            sessions: sessions::Sessions::new(key_cache),
+            counters: Counters::default(),
+            checker: secp_batch::check,
+        }
     }
 
     /// The payer-key cache (to supply keys the caller knows, or to look one up).

@@ -221,12 +221,7 @@ fn a_small_batch_with_two_bad_items_is_split_once() {
 /// A check whose naming lies: when some item is bad, it names a good one (the first item whose
 /// own check holds). The authenticator must recover the named item, see that it is good, and
 /// not accept the others on the naming's word.
-fn lying_check(
-    items: &[Prepared],
-    key_of: &[u32],
-    keys: &[PublicKey],
-    locate: bool,
-) -> std::result::Result<secp_batch::Outcome, secp_batch::Error> {
+fn lying_check(items: &[Prepared], key_of: &[u32], keys: &[PublicKey], locate: bool) -> std::result::Result<secp_batch::Outcome, secp_batch::Error> {
     let mut outcome = secp_batch::check(items, key_of, keys, locate)?;
     if !outcome.holds && locate {
         outcome.bad = (0..items.len()).find(|&i| secp_batch::check(&items[i..=i], &key_of[i..=i], keys, false).is_ok_and(|o| o.holds));

@@ -211,7 +211,14 @@ mod tests {
             let doc = MAIL.replace("\"chainId\":1", &format!("\"chainId\":{chain}"));
             assert_eq!(hash_typed_data_json(doc.as_bytes(), DEFAULT_MAX_BYTES).unwrap(), want, "{chain}");
         }
-        for (chain, code) in [("\"0x\"", Code::NonCanonicalNumber), ("\"0X1\"", Code::NonCanonicalNumber), ("\"-0x1\"", Code::NonCanonicalNumber), ("\"0x1_0\"", Code::NonCanonicalNumber), ("\"0xg\"", Code::NonCanonicalNumber), ("\"0x 1\"", Code::NonCanonicalNumber)] {
+        for (chain, code) in [
+            ("\"0x\"", Code::NonCanonicalNumber),
+            ("\"0X1\"", Code::NonCanonicalNumber),
+            ("\"-0x1\"", Code::NonCanonicalNumber),
+            ("\"0x1_0\"", Code::NonCanonicalNumber),
+            ("\"0xg\"", Code::NonCanonicalNumber),
+            ("\"0x 1\"", Code::NonCanonicalNumber),
+        ] {
             let doc = MAIL.replace("\"chainId\":1", &format!("\"chainId\":{chain}"));
             let e = hash_typed_data_json(doc.as_bytes(), DEFAULT_MAX_BYTES).unwrap_err();
             assert_eq!((e.code, e.path()), (code, "domain.chainId".to_owned()), "{chain}");

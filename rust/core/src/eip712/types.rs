@@ -515,4 +515,3 @@ mod tests {
         assert!(type_hash_cache_bytes() <= TYPE_HASH_CACHE_BYTES);
     }
 }
-

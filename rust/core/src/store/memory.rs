@@ -10,6 +10,8 @@ use alloy_primitives::{B256, U256};
 
 use super::{Entry, State, StoreRefusal, KEPT};
 
+/// The default replay store, local to one process: holds at most `max_entries` keys, so
+/// replay protection is only as wide as the process (use a shared store across workers).
 pub struct MemoryStore {
     max_entries: usize,
     map: Mutex<HashMap<B256, Entry>>,
@@ -22,17 +24,24 @@ pub struct MemoryStore {
 
 /// One reservation request.
 pub struct Reserve<'a> {
+    /// The replay key (`x402::replay`), never the signature bytes.
     pub key: B256,
+    /// The caller's owner token; a later state change must present the same one.
     pub owner: &'a str,
+    /// Unix seconds after which the reservation is dead and may be swept (`store::expires_at`).
     pub expires_at: u64,
+    /// The permitted maximum in token base units for an upto payment; `None` for exact.
     pub cap: Option<U256>,
 }
 
 impl MemoryStore {
+    /// An empty store that holds at most `max_entries` keys (live reservations and settled
+    /// keys together) before it refuses with `Full`.
     pub fn new(max_entries: usize) -> Self {
         MemoryStore { max_entries, map: Mutex::new(HashMap::new()), full_sweep_at: Mutex::new(None), closed: AtomicBool::new(false) }
     }
 
+    /// The bound given to `new`.
     pub fn max_entries(&self) -> usize {
         self.max_entries
     }
@@ -170,10 +179,12 @@ impl MemoryStore {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Keys held now, expired ones not yet swept included.
     pub fn len(&self) -> usize {
         self.lock().len()
     }
 
+    /// Whether no key is held, expired or not.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

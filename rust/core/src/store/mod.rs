@@ -48,7 +48,9 @@ pub fn expires_at(valid_until: u64, margin_seconds: u64) -> u64 {
 /// Why a store refused (a state change on an existing reservation, or a reservation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreRefusal {
+    /// No live reservation under the key: never made, expired, or released.
     NotFound,
+    /// A live reservation exists, but under another owner token than the caller's.
     NotOwner,
     /// Settled already: released or charged no more.
     Closed,
@@ -65,6 +67,8 @@ pub enum StoreRefusal {
 }
 
 impl StoreRefusal {
+    /// Every refusal, in declaration order: for tests and for building the Python mirror,
+    /// so a new variant cannot be forgotten there.
     pub const ALL: [StoreRefusal; 8] = [
         StoreRefusal::NotFound,
         StoreRefusal::NotOwner,
@@ -90,6 +94,9 @@ impl StoreRefusal {
         }
     }
 
+    /// The reason code a verdict carries for this refusal. `Full`, `Expired` and
+    /// `Unavailable` share `NonceStoreUnavailable`: to the client each means replay
+    /// protection could not take the payment, and the store's condition stays private.
     pub const fn code(self) -> Code {
         match self {
             StoreRefusal::NotFound => Code::ReservationNotFound,
@@ -119,12 +126,28 @@ impl StoreRefusal {
 /// Reservation state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
-    Reserved { owner: String, cap: Option<U256>, charged: U256 },
-    Settled { owner: String, total: U256 },
+    /// Held for a payment that is not settled yet; it can still be charged, settled or released.
+    Reserved {
+        /// The owner token that made the reservation; only it may change the entry.
+        owner: String,
+        /// The permitted maximum in token base units (upto payments); `None` for exact payments.
+        cap: Option<U256>,
+        /// Base units charged against `cap` so far; never above it.
+        charged: U256,
+    },
+    /// Settled on-chain: kept (`KEPT`) so the same authorization is refused as a replay forever.
+    Settled {
+        /// The owner token that settled it.
+        owner: String,
+        /// The total settled, in token base units.
+        total: U256,
+    },
 }
 
+/// What a store holds under one replay key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// Reserved or settled, with the owner token and amounts.
     pub state: State,
     /// Unix seconds; `KEPT` for a settled entry.
     pub expires_at: u64,

@@ -16,13 +16,13 @@ use crate::primitives::{eip712_signing_digest, Digest};
 /// Canonical Permit2, the same address on every chain.
 pub const PERMIT2_ADDRESS: Address = alloy_primitives::address!("000000000022D473030F116dDEE9F6B43aC78BA3");
 
-pub const EIP3009_DOMAIN_TYPE: &str = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)";
-pub const TRANSFER_WITH_AUTHORIZATION_TYPE: &str =
+pub(crate) const EIP3009_DOMAIN_TYPE: &str = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)";
+pub(crate) const TRANSFER_WITH_AUTHORIZATION_TYPE: &str =
     "TransferWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)";
-pub const PERMIT2_DOMAIN_TYPE: &str = "EIP712Domain(string name,uint256 chainId,address verifyingContract)";
-pub const TOKEN_PERMISSIONS_TYPE: &str = "TokenPermissions(address token,uint256 amount)";
-pub const EXACT_WITNESS_TYPE: &str = "Witness(address to,uint256 validAfter)";
-pub const UPTO_WITNESS_TYPE: &str = "Witness(address to,address facilitator,uint256 validAfter)";
+pub(crate) const PERMIT2_DOMAIN_TYPE: &str = "EIP712Domain(string name,uint256 chainId,address verifyingContract)";
+pub(crate) const TOKEN_PERMISSIONS_TYPE: &str = "TokenPermissions(address token,uint256 amount)";
+pub(crate) const EXACT_WITNESS_TYPE: &str = "Witness(address to,uint256 validAfter)";
+pub(crate) const UPTO_WITNESS_TYPE: &str = "Witness(address to,address facilitator,uint256 validAfter)";
 const PERMIT_WITNESS_STUB: &str = "PermitWitnessTransferFrom(TokenPermissions permitted,address spender,uint256 nonce,uint256 deadline,Witness witness)";
 
 struct TypeHashes {

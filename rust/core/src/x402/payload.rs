@@ -14,31 +14,49 @@ use crate::primitives::{parse_address, parse_hex_prefixed, parse_uint_decimal, t
 /// An EIP-3009 `TransferWithAuthorization`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Eip3009Authorization {
+    /// The payer, whose signature must recover to this address.
     pub from: Address,
+    /// The recipient; must be the route's `payTo`.
     pub to: Address,
+    /// Token base units transferred (no decimals applied).
     pub value: U256,
+    /// Unix seconds; the transfer may not be used before this time.
     pub valid_after: U256,
+    /// Unix seconds; the transfer is invalid at or after this time.
     pub valid_before: U256,
+    /// A random 32-byte nonce, spent on-chain per (token, from) once the transfer settles.
     pub nonce: B256,
 }
 
 /// A Permit2 `PermitWitnessTransferFrom` with x402's witness (`facilitator` only for upto).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Permit2Authorization {
+    /// The owner of the tokens, whose signature must recover to this address.
     pub from: Address,
+    /// `permitted.token`: the token contract; must be the route's asset.
     pub token: Address,
+    /// `permitted.amount` in token base units (upto: the maximum that may be charged).
     pub amount: U256,
+    /// The x402 Permit2 proxy allowed to move the tokens.
     pub spender: Address,
+    /// Permit2's unordered nonce, spent on-chain per owner.
     pub nonce: U256,
+    /// Unix seconds after which the permit is dead on-chain.
     pub deadline: U256,
+    /// `witness.to`: the recipient; must be the route's `payTo`.
     pub to: Address,
+    /// `witness.validAfter`: unix seconds; the permit may not be used before this time.
     pub valid_after: U256,
+    /// `witness.facilitator`: who may settle an upto payment; `None` for exact.
     pub facilitator: Option<Address>,
 }
 
+/// What the payer signed, by the contract that will settle it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Authorization {
+    /// Settled by the token itself (`transferWithAuthorization`, e.g. USDC).
     Eip3009(Eip3009Authorization),
+    /// Settled through Permit2 by an x402 proxy (any ERC-20 approved to Permit2).
     Permit2(Permit2Authorization),
 }
 
@@ -63,11 +81,13 @@ impl Authorization {
 /// A decoded payment payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentPayload {
+    /// The protocol version the payload was read as: 1 or 2.
     pub x402_version: u8,
     /// `accepted.scheme` (v2) or `scheme` (v1).
     pub scheme: String,
     /// `accepted.network` (v2) or `network` (v1).
     pub network: String,
+    /// The signed authorization, read from `payload.authorization` or `payload.permit2Authorization`.
     pub authorization: Authorization,
     /// The `signature` text as sent (decoded later, at the signature step, as the SDK does).
     pub signature: String,
@@ -79,17 +99,27 @@ pub struct PaymentRequirements {
     /// 2 when the requirements carry `amount`, 1 when they carry `maxAmountRequired`: the
     /// schema (x402 SDK `PaymentRequirements` / `PaymentRequirementsV1`) they are read by.
     pub x402_version: u8,
+    /// `exact` or `upto`.
     pub scheme: String,
+    /// The network name as configured (a CAIP-2 id for v2, a name such as `base` for v1).
     pub network: String,
     /// `amount` (v2) or `maxAmountRequired` (v1).
     pub amount: U256,
+    /// The token contract the payment must be in.
     pub asset: Address,
+    /// The address that must receive the payment.
     pub pay_to: Address,
     /// Required by both schemas; bounds how long a payment for this route may stay valid.
     pub max_timeout_seconds: u64,
+    /// `extra.name`: the token's EIP-712 domain name (EIP-3009 needs it to build the digest).
     pub extra_name: Option<String>,
+    /// `extra.version`: the token's EIP-712 domain version (EIP-3009 needs it too).
     pub extra_version: Option<String>,
+    /// `extra.assetTransferMethod`: `eip3009` or `permit2`, which the payload must match;
+    /// absent, the payload's own shape decides.
     pub asset_transfer_method: Option<String>,
+    /// `extra.facilitatorAddress`: for upto, the facilitator the witness must name (when the
+    /// verifier's config lists none of its own).
     pub facilitator_address: Option<Address>,
 }
 

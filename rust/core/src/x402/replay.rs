@@ -13,14 +13,18 @@ use super::payload::Authorization;
 /// Which contract's nonce space a key lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NonceSpace {
+    /// The token's own nonces, per (token, from).
     Eip3009,
+    /// Permit2's nonces, per owner across all tokens.
     Permit2,
 }
 
 /// A fixed-size replay key and the unix time after which the authorization is dead on-chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ReplayKey {
+    /// The 32-byte hash of the chain and the contract's nonce identity (see `eip3009_key`).
     pub key: B256,
+    /// Which contract's nonces the key stands for.
     pub space: NonceSpace,
     /// `validBefore` (EIP-3009) or `deadline` (Permit2), clamped to u64.
     pub valid_until: u64,
