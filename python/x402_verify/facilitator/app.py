@@ -16,11 +16,12 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from typing import Any
 
 from x402_verify import _core
 from x402_verify._batching import MicroBatcher
+from x402_verify.asgi import Message, Receive, Scope, Send
 from x402_verify.errors import NonceStoreError, ReservationError
 from x402_verify.facilitator.config import FacilitatorConfig, open_store
 from x402_verify.facilitator.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -32,10 +33,6 @@ __all__ = ["FacilitatorApp", "create_app", "reservation_owner"]
 
 log = logging.getLogger("x402_verify.facilitator")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 UNEXPECTED_VERIFY_ERROR = "unexpected_verify_error"  # x402's code for a verify that could not finish
 EXCEEDS = "invalid_upto_evm_payload_settlement_exceeds_amount"

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 from x402_verify._core import EXPOSURE_OUTCOME, store_refusals
 from x402_verify.errors import NonceStoreError, ReservationError
@@ -34,6 +36,23 @@ def _brief(exc: BaseException) -> str:
     except Exception:  # a broken __str__ must not hide the failure it reports
         text = "?"
     return f"{type(exc).__name__}: {text[:_LOGGED_CHARS]}"
+
+
+_S = TypeVar("_S", bound="_Closing")
+
+
+class _Closing(abc.ABC):
+    """``with store:`` closes the store on the way out."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Refuses every later call and frees what the store holds."""
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
 
 
 class NonceStore(Protocol):

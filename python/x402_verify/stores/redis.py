@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 from x402_verify._core import store_amount_arg, store_batch_args, store_key_arg, store_margin_arg, store_now_arg, store_owner_arg
 from x402_verify.errors import NonceStoreError
-from x402_verify.stores.protocol import _CLOSED, _brief, _refused, _stored_int, _timeout
+from x402_verify.stores.protocol import _CLOSED, _brief, _Closing, _refused, _stored_int, _timeout
 
 __all__ = ["RedisNonceStore"]
 
 
-class RedisNonceStore:
+class RedisNonceStore(_Closing):
     """Reservations shared by gateway replicas through Redis (or a Redis Cluster).
 
     A batch is ``SET key value NX GET PX lifetime`` per key (Redis >= 7.0), atomic per key: on
@@ -327,12 +326,6 @@ return out
         self._closed = True
         if self._owns_client:
             self.client.close()
-
-    def __enter__(self) -> RedisNonceStore:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
     # --- the exposure ledger (chain checks; its hashes and rules: x402_verify.chain.exposure) -----
 

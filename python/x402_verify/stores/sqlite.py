@@ -6,17 +6,16 @@ import os
 import sqlite3
 import threading
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 from x402_verify._core import store_amount_arg, store_batch_args, store_key_arg, store_margin_arg, store_now_arg, store_owner_arg
 from x402_verify.errors import NonceStoreError
-from x402_verify.stores.protocol import _CLOSED, _refused, _stored_int, _timeout
+from x402_verify.stores.protocol import _CLOSED, _Closing, _refused, _stored_int, _timeout
 
 __all__ = ["SqliteNonceStore"]
 
 
-class SqliteNonceStore:
+class SqliteNonceStore(_Closing):
     """Durable reservations on one host, shared by the processes that open the same file.
 
     One ``BEGIN IMMEDIATE`` transaction (one fsync) per batch; WAL with ``synchronous=FULL``,
@@ -218,12 +217,6 @@ class SqliteNonceStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
-
-    def __enter__(self) -> SqliteNonceStore:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
     # --- the exposure ledger (chain checks; its tables and rules: x402_verify.chain.exposure) -----
 
