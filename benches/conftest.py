@@ -147,7 +147,11 @@ TARGETS = [
         for case in ("n256_payers16", "n1024_payers16")
     ),
     Target(
-        "verify_batch resumed sessions, n=256 vs coincurve+keccak", "bs_sessions", "bs_anchor_sessions", 20.0, "alternating rounds",
+        "verify_batch resumed upto sessions, n=256 vs coincurve+keccak", "bs_sessions", "bs_sessions_anchor", 20.0, "alternating rounds",
+        group="batchsig", paired=True,
+    ),  # fmt: skip
+    Target(
+        "  the same, answered as replays by the memory store", "bs_sessions_stored", "bs_sessions_stored_anchor", None, "reported only",
         group="batchsig", paired=True,
     ),  # fmt: skip
 ]

@@ -7,8 +7,8 @@ against our own ``recover_hash_batch``, 1 thread, in alternating rounds of the s
 Data: exact Permit2 x402 headers (v2), signed with coincurve by 256 test keys; each case is a
 batch of n items by its payers. Every round runs on a verifier made (untimed) for that round
 and taught each payer's key by one other payment (untimed), so the timed call's payments are
-new to its session cache and the batch path does the work; the resumed-session case re-runs
-a batch the round's verifier has already verified (only the session cache's path). The anchor
+new to its caches and the batch path does the work; the resumed-session case presents again
+256 upto authorizations the verifier has already verified (only the verdict cache's path). The anchor
 runs coincurve's ``PublicKey.from_signature_and_message(sig, digest, hasher=None)`` + keccak of
 the key over the same n (digest, signature) pairs; the checked figure is the median same-round
 ratio (anchor per item / ours per item). The bad cases flip v on valid signatures.
@@ -169,29 +169,45 @@ def test_batch_path(case: str, benchmark: Any, recorder: Any, keys: list[Any], k
     )
 
 
-def test_resumed_sessions(benchmark: Any, recorder: Any, keys: list[Any], keccak: Callable[[bytes], bytes]) -> None:
-    """The same 256 authorizations presented again to the verifier that verified them."""
+def test_resumed_sessions(benchmark: Any, recorder: Any, keccak: Callable[[bytes], bytes]) -> None:
+    """256 upto session authorizations (the SDK's client shape, tests/payments.py) presented
+    again, as a gateway sees a session resumed with its header: to the verifier that verified
+    them, which answers from its verdict cache after the time terms; once with no store, and
+    once with the in-process store, where each answers as the replay the gateway resumes."""
     if benchmark.disabled:
         pytest.skip("benchmarks disabled (pass --benchmark-enable)")
+    from payments import sign_payment
+
     n = 256
-    batch = _batch(keys, keccak, n, 16, None, 77)
+    pays = [sign_payment("upto", NOW, valid_for=300) for _ in range(n)]
+    items = [(p.header, p.requirements) for p in pays]
     v = xv.Verifier(nonce_store=None, payer_key_cache=4096)
-    items = [s.item for s in batch]
-    assert all(r.is_valid for r in v.verify_batch(items, now=NOW, threads=1))
+    stored = xv.Verifier(payer_key_cache=4096)
+    first = v.verify_batch(items, now=NOW, threads=1)
+    assert all(r.is_valid for r in first) and all(r.is_valid for r in stored.verify_batch(items, now=NOW, threads=1))
+    # The anchor recovers the same signatures (coincurve takes the recovery id, 0 or 1).
+    anchor = [(p.signature[:64] + bytes([p.signature[64] - 27]), r.digest) for p, r in zip(pays, first, strict=True)]
     from_sig = coincurve.PublicKey.from_signature_and_message
 
     def anchor_half(half: int) -> Callable[[], Any]:
-        part = batch[: n // 2] if half == 0 else batch[n // 2 :]
-        return lambda: [keccak(from_sig(s.anchor_sig, s.digest, hasher=None).format(compressed=False)[1:])[12:] for s in part]
+        part = anchor[: n // 2] if half == 0 else anchor[n // 2 :]
+        return lambda: [keccak(from_sig(sig, digest, hasher=None).format(compressed=False)[1:])[12:] for sig, digest in part]
 
+    replays: list[Any] = []
     before = v.stats()
-    o, a = alternate((anchor_half(0), anchor_half(1)), {"ours": lambda: v.verify_batch(items, now=NOW, threads=1)}, ROUNDS)
+    o, a = alternate(
+        (anchor_half(0), anchor_half(1)),
+        {"ours": lambda: v.verify_batch(items, now=NOW, threads=1), "stored": lambda: replays.append(stored.verify_batch(items, now=NOW, threads=1))},
+        ROUNDS,
+    )
     after = v.stats()
-    assert after["session_hits"] - before["session_hits"] == ROUNDS * n
+    assert after["verdict_hits"] - before["verdict_hits"] == ROUNDS * n
     assert after["recovered"] == before["recovered"] and after["points_multiplied"] == before["points_multiplied"]
-    recorder.record_times("bs_sessions", o["ours"], n)
-    recorder.record_times("bs_anchor_sessions", a["ours"], n)
-    recorder.record_paired("bs_sessions", "bs_anchor_sessions", o["ours"], a["ours"], n, n)
+    assert all(r.is_replay for batch in replays for r in batch) and stored.stats()["recovered"] == n
+    for key, contender in (("bs_sessions", "ours"), ("bs_sessions_stored", "stored")):
+        recorder.record_times(key, o[contender], n)
+        recorder.record_times(f"{key}_anchor", a[contender], n)
+        recorder.record_paired(key, f"{key}_anchor", o[contender], a[contender], n, n)
 
 
 def test_zz_batchsig_targets(recorder: Any) -> None:

@@ -159,8 +159,9 @@ def test_large_repeat_payer_batch_is_batched_and_counted() -> None:
 
 
 def test_an_authorization_presented_again_needs_no_curve_work() -> None:
-    # The session cache holds as many signatures as payer_key_cache holds keys.
-    on = xv.Verifier(payer_key_cache=256, nonce_store=None)
+    # The session cache holds as many signatures as payer_key_cache holds keys. (The verdict
+    # cache, off here, would answer first: tests/test_verdict_cache.py.)
+    on = xv.Verifier(payer_key_cache=256, verdict_cache=0, nonce_store=None)
     items = [mutate(i, "none") for i in range(len(POOL))]
     first = verdicts(on, items)
     before = on.stats()
@@ -174,7 +175,7 @@ def test_an_authorization_presented_again_needs_no_curve_work() -> None:
     assert late == [(r.is_valid, r.to_dict()) for r in off.verify_batch(items, now=VALID_AT + 10**8, threads=1)]
     assert not any(ok for ok, _ in late)
     # And the store still refuses a replay.
-    stored = xv.Verifier(payer_key_cache=64)
+    stored = xv.Verifier(payer_key_cache=64, verdict_cache=0)
     assert stored.verify_batch(items[:1], now=VALID_AT)[0].is_valid
     again = stored.verify_batch(items[:1], now=VALID_AT)[0]
     assert not again.is_valid and stored.stats()["session_hits"] == 1
@@ -189,6 +190,7 @@ def test_off_recovers_everything() -> None:
     assert set(off.stats()) == {
         "key_cache_hits", "key_cache_misses", "key_cache_size", "batch_verified", "recovered", "batch_checks",
         "failed_checks", "bisections", "located", "points_multiplied", "fallbacks", "session_hits", "session_size",
+        "verdict_hits", "verdict_size",
     }
 
 

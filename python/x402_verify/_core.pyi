@@ -30,6 +30,7 @@ __all__ = [
     "caip2_chain_id",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_PAYER_KEY_CACHE",
+    "DEFAULT_VERDICT_CACHE",
     "DEFAULT_MAX_TYPED_DATA_BYTES",
     "DEFAULT_TIME_BUFFER",
     "DEFAULT_CLOCK_SKEW_SECONDS",
@@ -54,6 +55,7 @@ _Json = dict[str, Any] | str | bytes
 DEFAULT_MAX_TYPED_DATA_BYTES: Final[int]
 DEFAULT_MAX_PAYLOAD_BYTES: Final[int]
 DEFAULT_PAYER_KEY_CACHE: Final[int]
+DEFAULT_VERDICT_CACHE: Final[int]
 
 # The protocol facts, each defined once in the core (rust/core/src/x402) and re-exported by
 # the package; nothing in Python writes them out again.
@@ -391,6 +393,7 @@ class VerifierCore:
         permit2_policy: SignaturePolicy,
         threads: int | None,
         payer_key_cache: int = ...,
+        verdict_cache: int = ...,
     ) -> VerifierCore: ...
     def stats(self) -> dict[str, int]:
         """Work counters since construction: key-cache hits, misses and size, batch-verified and

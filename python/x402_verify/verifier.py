@@ -10,6 +10,7 @@ from x402_verify._core import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_PAYER_KEY_CACHE,
     DEFAULT_TIME_BUFFER,
+    DEFAULT_VERDICT_CACHE,
     EXACT_PERMIT2_PROXY,
     UPTO_PERMIT2_PROXY,
     V1_NETWORK_NAMES,
@@ -44,6 +45,14 @@ def _int(name: str, value: object, lo: int, hi: int) -> int:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {value}")
+    return int(value)
+
+
+def _cache_size(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value <= 1 << 24:
+        raise ValueError(f"{name} must be an int from 0 (off) to 16777216")
     return int(value)
 
 
@@ -162,6 +171,11 @@ class Verifier:
             All verifiers share one pool sized to the cores; this caps a batch's share of it.
         payer_key_cache: public keys of this many recent payers kept, so that ``verify_batch``
             checks their signatures together instead of recovering each; 0 turns it off.
+        verdict_cache: verdicts of this many recent payments kept, by their exact bytes and
+            requirements, so that one presented again (an upto session resumed) needs no
+            reading, hashing or curve work: only its time terms are checked again, and the
+            store's reservation runs as for any payment (default: ``DEFAULT_VERDICT_CACHE``,
+            4,096, or 0 when ``payer_key_cache`` is 0; 0 turns it off).
         nonce_store: replay protection (see ``x402_verify.stores``).
         chain_readers: ``{network: ChainReader}``: payment capability read from the chain for
             payments that passed every offline check, and reservations that count what is
@@ -185,6 +199,7 @@ class Verifier:
         permit2_policy: SignaturePolicy | None = None,
         threads: int | None = None,
         payer_key_cache: int = DEFAULT_PAYER_KEY_CACHE,
+        verdict_cache: int | None = None,
         nonce_store: Any = _UNSET,
         chain_readers: Mapping[str, Any] | None = None,
         chain_checks: bool | None = None,
@@ -195,10 +210,10 @@ class Verifier:
         for name, policy in (("eip3009_policy", eip3009_policy), ("permit2_policy", permit2_policy)):
             if policy is not None and not isinstance(policy, SignaturePolicy):
                 raise TypeError(f"{name} must be a SignaturePolicy or None, not {type(policy).__name__}")
-        if isinstance(payer_key_cache, bool) or not isinstance(payer_key_cache, int):
-            raise TypeError(f"payer_key_cache must be an int, not {type(payer_key_cache).__name__}")
-        if not 0 <= payer_key_cache <= 1 << 24:
-            raise ValueError("payer_key_cache must be an int from 0 (off) to 16777216")
+        payer_key_cache = _cache_size("payer_key_cache", payer_key_cache)
+        if verdict_cache is None:
+            verdict_cache = DEFAULT_VERDICT_CACHE if payer_key_cache else 0
+        verdict_cache = _cache_size("verdict_cache", verdict_cache)
         self._core = VerifierCore(
             network_names=names,
             allowed_chain_ids=allowed,
@@ -213,6 +228,7 @@ class Verifier:
             permit2_policy=permit2_policy or SignaturePolicy.permit2(),
             threads=threads,
             payer_key_cache=payer_key_cache,
+            verdict_cache=verdict_cache,
         )
         if nonce_store is _UNSET:
             nonce_store = MemoryNonceStore()
@@ -299,8 +315,10 @@ class Verifier:
         ``key_cache_misses``, ``key_cache_size``, ``batch_verified`` and ``recovered``
         signatures, ``batch_checks``, ``failed_checks``, ``bisections``, ``located`` bad items,
         ``points_multiplied``, ``fallbacks`` to recovery, ``session_hits`` (authorizations
-        presented again, accepted with no curve work after every other check) and
-        ``session_size``."""
+        presented again, accepted with no curve work after every other check),
+        ``session_size``, ``verdict_hits`` (payments whose exact bytes and requirements were
+        verified before, taking that verdict after their time terms are checked again) and
+        ``verdict_size``."""
         return self._core.stats()
 
     # --- the reservation's lifecycle -------------------------------------------------------

@@ -249,6 +249,9 @@ mod _core {
     const DEFAULT_PAYER_KEY_CACHE: usize = x402_verify_core::authenticate::DEFAULT_KEY_CACHE;
 
     #[pymodule_export]
+    const DEFAULT_VERDICT_CACHE: usize = x402_verify_core::x402::stages::recall::DEFAULT_VERDICT_CACHE;
+
+    #[pymodule_export]
     const DEFAULT_TIME_BUFFER: u64 = x402_verify_core::x402::DEFAULT_TIME_BUFFER;
 
     #[pymodule_export]

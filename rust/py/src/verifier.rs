@@ -12,7 +12,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString};
 use x402_verify_core::authenticate::Authenticator;
 use x402_verify_core::primitives::parse_address;
 use x402_verify_core::x402::stages::reserve::{self, Outcome, ReserveInMemory, MAX_IDEMPOTENCY_ID_BYTES};
-use x402_verify_core::x402::stages::{Authenticate, Stage};
+use x402_verify_core::x402::stages::{Authenticate, Recall, Remember, Stage};
 use x402_verify_core::x402::{Context, Item, PayloadInput, Pipeline, VerifyConfig};
 use x402_verify_core::{Address, Code, Error, Result as CoreResult};
 
@@ -81,7 +81,7 @@ impl VerifierCore {
     #[new]
     #[pyo3(signature = (*, network_names, allowed_chain_ids, exact_permit2_proxies, upto_permit2_proxies, facilitator_addresses,
                         time_buffer, clock_skew_seconds, max_validity_seconds, max_payload_bytes, eip3009_policy, permit2_policy, threads,
-                        payer_key_cache = x402_verify_core::authenticate::DEFAULT_KEY_CACHE))]
+                        payer_key_cache = x402_verify_core::authenticate::DEFAULT_KEY_CACHE, verdict_cache = 0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         network_names: HashMap<String, u64>,
@@ -97,6 +97,7 @@ impl VerifierCore {
         permit2_policy: PyRef<'_, SignaturePolicy>,
         threads: Option<Threads>,
         payer_key_cache: usize,
+        verdict_cache: usize,
     ) -> PyResult<Self> {
         let threads = thread_count(threads);
         if max_payload_bytes == 0 {
@@ -120,14 +121,23 @@ impl VerifierCore {
             Some(a) => Authenticate::with(a.clone()),
             None => Authenticate::recovery(),
         };
-        Ok(VerifierCore { pipeline: Pipeline::new(cfg).with_stage(authenticate), threads, auth })
+        let mut pipeline = Pipeline::new(cfg).with_stage(authenticate);
+        if verdict_cache > 0 {
+            // Remember runs right after authentication: it keeps verdicts as they stand there,
+            // before any reservation.
+            let recall = Arc::new(Recall::new(verdict_cache));
+            pipeline = pipeline.with_recall(recall.clone()).with_stage(Remember(recall));
+        }
+        Ok(VerifierCore { pipeline, threads, auth })
     }
 
     /// Work counters since construction: key-cache hits, misses and size, batch-verified and
     /// recovered signatures, batch checks (and failed ones), bisections, located bad items,
-    /// points multiplied, fallbacks to recovery, session-cache hits and size.
+    /// points multiplied, fallbacks to recovery, session-cache hits and size, verdict-cache hits
+    /// and size.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.auth.as_deref().map(Authenticator::stats).unwrap_or_default();
+        let r = self.pipeline.recall().map(Recall::stats).unwrap_or_default();
         let d = PyDict::new(py);
         for (k, v) in [
             ("key_cache_hits", s.key_cache_hits),
@@ -143,14 +153,16 @@ impl VerifierCore {
             ("fallbacks", s.fallbacks),
             ("session_hits", s.session_hits),
             ("session_size", s.session_size),
+            ("verdict_hits", r.hits),
+            ("verdict_size", r.size),
         ] {
             d.set_item(k, v)?;
         }
         Ok(d)
     }
 
-    /// The stages after the terms, in order (`authenticate`, then `reserve` when a call
-    /// reserves in the in-process store).
+    /// The stages after the terms, in order (`authenticate`, `remember` with a verdict cache,
+    /// then `reserve` when a call reserves in the in-process store).
     #[getter]
     fn stages(&self) -> Vec<&'static str> {
         self.pipeline.stage_names()

@@ -94,7 +94,7 @@ pub struct PaymentPayload {
 }
 
 /// The route's payment requirements.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PaymentRequirements {
     /// 2 when the requirements carry `amount`, 1 when they carry `maxAmountRequired`: the
     /// schema (x402 SDK `PaymentRequirements` / `PaymentRequirementsV1`) they are read by.

@@ -12,6 +12,7 @@
 
 pub mod authenticate;
 pub mod read;
+pub mod recall;
 pub mod reserve;
 pub mod terms;
 
@@ -19,6 +20,7 @@ use alloy_primitives::{Address, U256};
 
 pub use authenticate::Authenticate;
 pub use read::{read_payload, PayloadInput};
+pub use recall::{Recall, RecallStats, Remember};
 pub use reserve::{Outcome, Reservation, ReserveInMemory};
 
 use super::config::VerifyConfig;
@@ -29,6 +31,7 @@ use crate::authenticate::{Session, SigItem};
 use crate::error::{Code, Error, Result};
 use crate::primitives::Digest;
 use crate::signature::Signature;
+use terms::Clock;
 
 /// A payment whose terms all passed: what authentication, chain reads and the reservation need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +56,8 @@ pub struct Prepared {
     pub expiry: u64,
     /// The clock of the verification and the deadline, for the session cache.
     pub session: Session,
+    /// The terms that read the clock (checked again when a remembered verdict is reused).
+    pub clock: Clock,
     /// The reason a bad signature is refused with (per scheme).
     pub code: Code,
 }
@@ -77,6 +82,9 @@ pub struct Item {
     pub idempotency_id: Option<String>,
     /// The reservation the reserve stage made (or tried to make) for it.
     pub reservation: Option<Reservation>,
+    /// What the `Remember` stage needs to keep this item's verdict (set when the item was not
+    /// in the verdict cache and passed its terms).
+    pub recall: Option<Box<recall::Pending>>,
 }
 
 impl Item {
@@ -87,7 +95,7 @@ impl Item {
 
     /// An item with a verdict from elsewhere (a response handed back for reservation).
     pub fn from_verdict(verdict: Verdict) -> Self {
-        Item { verdict, prepared: None, authenticated: false, idempotency_id: None, reservation: None }
+        Item { verdict, prepared: None, authenticated: false, idempotency_id: None, reservation: None, recall: None }
     }
 
     /// Still valid and still carrying its prepared payment: later stages work on it.
@@ -117,6 +125,7 @@ pub trait Stage: Send + Sync {
 pub struct Pipeline {
     cfg: VerifyConfig,
     stages: Vec<Box<dyn Stage>>,
+    recall: Option<std::sync::Arc<Recall>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -128,7 +137,19 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// A pipeline of read and terms only.
     pub fn new(cfg: VerifyConfig) -> Self {
-        Pipeline { cfg, stages: Vec::new() }
+        Pipeline { cfg, stages: Vec::new(), recall: None }
+    }
+
+    /// The same pipeline reading verdicts from `recall` before the read and terms stages (the
+    /// `Remember` stage in the list is what fills it).
+    pub fn with_recall(mut self, recall: std::sync::Arc<Recall>) -> Self {
+        self.recall = Some(recall);
+        self
+    }
+
+    /// The verdict cache, when there is one.
+    pub fn recall(&self) -> Option<&Recall> {
+        self.recall.as_deref()
     }
 
     /// The same pipeline with `stage` appended to its list.
@@ -147,12 +168,29 @@ impl Pipeline {
         self.stages.iter().map(|s| s.name()).collect()
     }
 
-    /// The read and terms stages for one payment.
+    /// The read and terms stages for one payment; with a verdict cache, a payment whose exact
+    /// bytes were verified before under the same requirements takes its remembered verdict
+    /// instead, with only the time terms checked again.
     pub fn prepare(&self, input: &PayloadInput<'_>, requirements: &Result<PaymentRequirements>, now: u64) -> Item {
+        let (Some(recall), PayloadInput::Text(bytes), Ok(req)) = (&self.recall, input, requirements) else {
+            return self.read_and_check(input, requirements, now);
+        };
+        let key = recall.key(bytes, req);
+        if let Some(item) = recall.get(key, bytes, req, now, &self.cfg) {
+            return item;
+        }
+        let mut item = self.read_and_check(input, requirements, now);
+        if item.is_live() {
+            item.recall = recall.pending(key, bytes, req);
+        }
+        item
+    }
+
+    fn read_and_check(&self, input: &PayloadInput<'_>, requirements: &Result<PaymentRequirements>, now: u64) -> Item {
         match read_payload(input, &self.cfg) {
             Ok(p) => {
                 let (verdict, prepared) = terms::check_terms(&p, requirements, now, &self.cfg);
-                Item { verdict, prepared, authenticated: false, idempotency_id: None, reservation: None }
+                Item { verdict, prepared, authenticated: false, idempotency_id: None, reservation: None, recall: None }
             }
             Err(e) => Item::from_error(&e),
         }
@@ -175,7 +213,7 @@ impl Pipeline {
 
 /// Verifies one payment by recovery: read, terms, authenticate (no key cache, no store).
 pub fn verify(input: &PayloadInput<'_>, requirements: &Result<PaymentRequirements>, now: u64, cfg: &VerifyConfig) -> Verdict {
-    let pipeline = Pipeline { cfg: cfg.clone(), stages: Vec::new() };
+    let pipeline = Pipeline::new(cfg.clone());
     let mut items = [pipeline.prepare(input, requirements, now)];
     Authenticate::recovery().run(&mut items, &Context { now, threads: Some(1) });
     let [item] = items;

@@ -18,8 +18,8 @@ use crate::primitives::{parse_hex_prefixed, Digest};
 use crate::signature::{Signature, SignaturePolicy};
 
 /// A failed check: its code and message.
-type Refusal = (Code, String);
-type Step = std::result::Result<(), Refusal>;
+pub(crate) type Refusal = (Code, String);
+pub(crate) type Step = std::result::Result<(), Refusal>;
 
 fn check(ok: bool, code: Code, message: impl FnOnce() -> String) -> Step {
     if ok {
@@ -92,23 +92,72 @@ fn network_allowed(chain: u64, cfg: &VerifyConfig) -> Step {
     check(ok, Code::InvalidNetwork, || format!("chain {chain} is not among this verifier's networks"))
 }
 
-/// How far ahead an authorization may stay valid: a client signs validBefore / deadline =
-/// its now + maxTimeoutSeconds, so later than that (plus its clock's allowance) is an
-/// authorization that would hold a reservation longer than the route ever needs, and a free
-/// way to fill the store (signing costs nothing).
-fn window(valid_until: &U256, now: u64, req: &PaymentRequirements, cfg: &VerifyConfig) -> Step {
-    let bound = U256::from(now) + U256::from(req.max_timeout_seconds) + U256::from(cfg.clock_skew_seconds);
-    check(*valid_until <= bound, Code::AuthorizationWindowTooLong, || {
-        format!(
-            "authorization is valid until {valid_until}, more than maxTimeoutSeconds ({}) + {} s of clock skew after now ({now})",
-            req.max_timeout_seconds, cfg.clock_skew_seconds
-        )
-    })?;
-    match cfg.max_validity_seconds {
-        Some(max) => check(*valid_until <= U256::from(now) + U256::from(max), Code::AuthorizationWindowTooLong, || {
-            format!("authorization is valid until {valid_until}, more than {max} s after now ({now})")
-        }),
-        None => Ok(()),
+/// The terms of an authorization that depend on the clock: everything else in its verdict is
+/// a function of the payload, the requirements and the configuration alone, which is what lets
+/// a verdict be remembered (`recall`) and only these be checked again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    /// The flow, which names the codes.
+    pub scheme: Scheme,
+    /// validAfter (EIP-3009) / witness.validAfter (Permit2).
+    pub valid_after: U256,
+    /// validBefore (EIP-3009) / deadline (Permit2).
+    pub valid_until: U256,
+}
+
+impl Clock {
+    /// Every time check, in the order the terms stage makes them (the checks between them
+    /// there do not read the clock, so for a payment that passed them the first failure is
+    /// the same).
+    pub(crate) fn check(&self, now: u64, req: &PaymentRequirements, cfg: &VerifyConfig) -> Step {
+        self.fresh(now, cfg)?;
+        self.started(now)?;
+        self.window(now, req, cfg)
+    }
+
+    /// Still valid at now + the time buffer.
+    fn fresh(&self, now: u64, cfg: &VerifyConfig) -> Step {
+        let until = self.valid_until;
+        let margin = U256::from(now) + U256::from(cfg.time_buffer);
+        if self.scheme == Scheme::ExactEip3009 {
+            // USDC needs now < validBefore even when the buffer is configured to 0.
+            check(until >= margin && until > U256::from(now), Code::ValidBeforeExpired, || {
+                format!("validBefore {until} is before now + {} s ({now})", cfg.time_buffer)
+            })
+        } else {
+            check(until >= margin, Code::Permit2DeadlineExpired, || format!("deadline {until} is before now + {} s ({now})", cfg.time_buffer))
+        }
+    }
+
+    /// Already valid at now.
+    fn started(&self, now: u64) -> Step {
+        let after = self.valid_after;
+        if self.scheme == Scheme::ExactEip3009 {
+            check(after <= U256::from(now), Code::ValidAfterFuture, || format!("validAfter {after} is after now ({now})"))
+        } else {
+            check(after <= U256::from(now), Code::Permit2NotYetValid, || format!("witness.validAfter {after} is after now ({now})"))
+        }
+    }
+
+    /// How far ahead an authorization may stay valid: a client signs validBefore / deadline =
+    /// its now + maxTimeoutSeconds, so later than that (plus its clock's allowance) is an
+    /// authorization that would hold a reservation longer than the route ever needs, and a
+    /// free way to fill the store (signing costs nothing).
+    fn window(&self, now: u64, req: &PaymentRequirements, cfg: &VerifyConfig) -> Step {
+        let valid_until = self.valid_until;
+        let bound = U256::from(now) + U256::from(req.max_timeout_seconds) + U256::from(cfg.clock_skew_seconds);
+        check(valid_until <= bound, Code::AuthorizationWindowTooLong, || {
+            format!(
+                "authorization is valid until {valid_until}, more than maxTimeoutSeconds ({}) + {} s of clock skew after now ({now})",
+                req.max_timeout_seconds, cfg.clock_skew_seconds
+            )
+        })?;
+        match cfg.max_validity_seconds {
+            Some(max) => check(valid_until <= U256::from(now) + U256::from(max), Code::AuthorizationWindowTooLong, || {
+                format!("authorization is valid until {valid_until}, more than {max} s after now ({now})")
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -120,6 +169,7 @@ struct Unsigned<'c> {
     policy: &'c SignaturePolicy,
     code: Code,
     session: Session,
+    clock: Clock,
 }
 
 fn exact_eip3009<'c>(
@@ -141,11 +191,10 @@ fn exact_eip3009<'c>(
     v.replay = Some(replay_key(chain, &req.asset, &p.authorization));
     check(a.to == req.pay_to, Code::RecipientMismatch, || format!("authorization.to {} is not payTo {}", a.to, req.pay_to))?;
     check(a.value == req.amount, Code::AuthorizationValueMismatch, || format!("authorization.value {} is not the required {}", a.value, req.amount))?;
-    // USDC needs now < validBefore even when the buffer is configured to 0.
-    let fresh = a.valid_before >= U256::from(now) + U256::from(cfg.time_buffer) && a.valid_before > U256::from(now);
-    check(fresh, Code::ValidBeforeExpired, || format!("validBefore {} is before now + {} s ({now})", a.valid_before, cfg.time_buffer))?;
-    check(a.valid_after <= U256::from(now), Code::ValidAfterFuture, || format!("validAfter {} is after now ({now})", a.valid_after))?;
-    window(&a.valid_before, now, req, cfg)?;
+    let clock = Clock { scheme: Scheme::ExactEip3009, valid_after: a.valid_after, valid_until: a.valid_before };
+    clock.fresh(now, cfg)?;
+    clock.started(now)?;
+    clock.window(now, req, cfg)?;
     let domain = eip3009_domain_separator(name, version, chain, &req.asset);
     Ok(Unsigned {
         digest: eip3009_digest(&domain, a),
@@ -154,6 +203,7 @@ fn exact_eip3009<'c>(
         policy: &cfg.eip3009_policy,
         code: Code::InvalidExactSignature,
         session: Session { now, expires: a.valid_before.saturating_to() },
+        clock,
     })
 }
 
@@ -193,17 +243,16 @@ fn permit2<'c>(
             "payload.permit2Authorization.witness.facilitator: the exact witness has no facilitator".to_owned()
         })?;
     }
-    check(a.deadline >= U256::from(now) + U256::from(cfg.time_buffer), Code::Permit2DeadlineExpired, || {
-        format!("deadline {} is before now + {} s ({now})", a.deadline, cfg.time_buffer)
-    })?;
-    check(a.valid_after <= U256::from(now), Code::Permit2NotYetValid, || format!("witness.validAfter {} is after now ({now})", a.valid_after))?;
+    let clock = Clock { scheme: if upto { Scheme::UptoPermit2 } else { Scheme::ExactPermit2 }, valid_after: a.valid_after, valid_until: a.deadline };
+    clock.fresh(now, cfg)?;
+    clock.started(now)?;
     check(a.amount == req.amount, Code::Permit2AmountMismatch, || format!("permitted.amount {} is not the required {}", a.amount, req.amount))?;
     check(a.token == req.asset, Code::Permit2TokenMismatch, || format!("permitted.token {} is not the asset {}", a.token, req.asset))?;
     // x402BasePermit2Proxy reverts on these at settle time (InvalidAmount, InvalidDestination);
     // an upto session may settle 0 (the facilitator then sends nothing).
     check(upto || !a.amount.is_zero(), Code::Permit2InvalidAmount, || "the exact Permit2 proxy cannot settle an amount of 0".to_owned())?;
     check(!a.to.is_zero(), Code::Permit2InvalidDestination, || "witness.to is the zero address".to_owned())?;
-    window(&a.deadline, now, req, cfg)?;
+    clock.window(now, req, cfg)?;
     Ok(Unsigned {
         digest: permit2_witness_digest(&permit2_domain_separator(chain), a),
         claimed: a.from,
@@ -211,6 +260,7 @@ fn permit2<'c>(
         policy: &cfg.permit2_policy,
         code: Code::InvalidPermit2Signature,
         session: Session { now, expires: a.deadline.saturating_to() },
+        clock,
     })
 }
 
@@ -248,6 +298,7 @@ fn signature_step(text: &str, u: Unsigned<'_>, asset: Address, scheme: Scheme, v
         amount: u.amount,
         expiry: u.session.expires,
         session: u.session,
+        clock: u.clock,
         code: u.code,
     })
 }
