@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use x402_verify_core::eip712::{self, DEFAULT_MAX_BYTES};
 use x402_verify_core::json::{self, Value};
@@ -18,8 +18,9 @@ use x402_verify_core::store::{Entry, State, StoreRefusal};
 use x402_verify_core::x402::digest::{eip3009_digest, eip3009_domain_separator, permit2_domain_separator, permit2_witness_digest};
 use x402_verify_core::x402::payload::{parse_payload, parse_requirements, Authorization, PaymentPayload, PaymentRequirements};
 use x402_verify_core::x402::replay::replay_key;
+use x402_verify_core::x402::stages::{Authenticate, Recall, Remember};
 use x402_verify_core::x402::{header, payload_text};
-use x402_verify_core::x402::{verify, PayloadInput, Scheme, Verdict, VerifyConfig, DEFAULT_MAX_PAYLOAD_BYTES};
+use x402_verify_core::x402::{verify, Context, PayloadInput, Pipeline, Scheme, Verdict, VerifyConfig, DEFAULT_MAX_PAYLOAD_BYTES};
 use x402_verify_core::{Code, Digest, Signature, SignaturePolicy, B256, U256};
 
 /// The fuzz targets, by the name of their corpus directory.
@@ -719,6 +720,24 @@ fn x402_fixtures() -> &'static X402Fixtures {
     })
 }
 
+/// A pipeline with a verdict cache answers the same bytes at each clock exactly as the uncached
+/// verifier does, whichever clock first put its verdict in the cache (two at which it is valid,
+/// or one at which it is not, then every clock from there).
+fn check_recall(data: &[u8], req: &Result<PaymentRequirements, x402_verify_core::Error>, times: &[u64], cfg: &VerifyConfig) {
+    let valid: Vec<u64> = times.iter().copied().filter(|&t| verify(&PayloadInput::Text(data), req, t, cfg).is_valid()).take(2).collect();
+    let firsts = if valid.is_empty() { vec![X402_NOW] } else { valid };
+    for first in firsts {
+        let recall = Arc::new(Recall::new(4));
+        let pipeline = Pipeline::new(cfg.clone()).with_recall(recall.clone()).with_stage(Authenticate::recovery()).with_stage(Remember(recall.clone()));
+        for t in std::iter::once(first).chain(times.iter().copied()) {
+            let mut items = pipeline.run(&[data], &Context { now: t, threads: Some(1) }, |pl, d| pl.prepare(&PayloadInput::Text(d), req, t));
+            let got = items.pop().expect("one item").verdict;
+            assert_eq!(got, verify(&PayloadInput::Text(data), req, t, cfg), "the verdict cache changed a verdict (first at {first}, now {t})");
+        }
+        assert!(recall.stats().size <= 1);
+    }
+}
+
 /// Reasons that depend on `now`.
 const TIME_CODES: [Code; 5] =
     [Code::ValidBeforeExpired, Code::ValidAfterFuture, Code::Permit2DeadlineExpired, Code::Permit2NotYetValid, Code::AuthorizationWindowTooLong];
@@ -800,6 +819,9 @@ pub fn check_x402(data: &[u8]) {
                             assert!(!got.is_valid(), "valid at t={t}, outside the authorization's window");
                             outside.push(got);
                         }
+                    }
+                    if ci == 0 {
+                        check_recall(data, &ok_req, &times, cfg);
                     }
                     if let Some(first) = &inside {
                         for o in &outside {
