@@ -3,16 +3,20 @@
 //! - `signature/parse+recover`: `Signature::parse` + `recover_address_from_prehash`, one item.
 //! - `eip712/hash_typed_data_json/permit2`: the digest of an x402 exact Permit2 document, and
 //!   `eip712/stages/permit2/*` its stages (JSON parse, reading the types, the digest).
+//! - `x402/<scheme>/verify/valid_remembered`: the same payment again through a pipeline with a
+//!   verdict cache (an upto session resumed: only the time terms are checked again).
 //! - `batch/recover_1000/threads=N`: `batch::map` over 1,000 recoveries on 1 and 2 threads.
 //! - `authenticate/<case>/{recover,batch}`: `Authenticator::authenticate` on a warm key cache
 //!   against per-item recovery of the same items (the floor the batch path is measured
 //!   against), for repeat and distinct payers, one bad item in 256, and half bad.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use alloy_primitives::keccak256;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use x402_verify_core::x402::{self, PayloadInput, VerifyConfig};
+use x402_verify_core::x402::stages::{Authenticate, Recall, Remember};
+use x402_verify_core::x402::{self, Context, PayloadInput, Pipeline, VerifyConfig};
 use x402_verify_core::{batch, eip712, json, Address, Digest, Signature, SignaturePolicy};
 
 /// reference/x402-permit2.md §7.5: exact Permit2 on Base Sepolia, signed by anvil #0.
@@ -44,6 +48,13 @@ fn x402_stages(c: &mut Criterion) {
         g.bench_function("parse_payload", |b| b.iter(|| x402::payload::parse_payload(black_box(&value)).unwrap()));
         g.bench_function("verify/refused_at_time_check", |b| b.iter(|| x402::verify(black_box(&input), &req, VALID_AT + 1_000_000, &cfg)));
         g.bench_function("verify/valid", |b| b.iter(|| x402::verify(black_box(&input), &req, VALID_AT, &cfg)));
+        // The same header presented again to a pipeline that verified it (a resumed session).
+        let recall = Arc::new(Recall::new(16));
+        let pipeline = Pipeline::new(cfg.clone()).with_recall(recall.clone()).with_stage(Authenticate::recovery()).with_stage(Remember(recall.clone()));
+        let cx = Context { now: VALID_AT, threads: Some(1) };
+        let run = || pipeline.run(&[header.as_bytes()], &cx, |pl, h| pl.prepare(&PayloadInput::Text(h), &req, VALID_AT));
+        assert!(run()[0].verdict.is_valid() && run()[0].verdict.is_valid() && recall.stats().hits == 1);
+        g.bench_function("verify/valid_remembered", |b| b.iter(|| black_box(run())));
         g.finish();
     }
 }
