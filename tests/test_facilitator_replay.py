@@ -1,8 +1,8 @@
 """Replay protection of the service across worker processes and restarts: ``x402-verify serve``
 with two workers, fifty concurrent ``/verify`` of one payment from two client processes (SQLite,
 Redis, a Redis Cluster), ``kill -9`` of the server after a valid ``/verify``, and on the Redis
-Cluster concurrent ``/settle`` of one payment settling it once, then the cluster killed: every
-answer a refusal."""
+Cluster ``/release`` freeing a reservation, concurrent ``/settle`` of one payment settling it
+once, then the cluster killed: every answer a refusal."""
 
 from __future__ import annotations
 
@@ -114,19 +114,30 @@ def test_on_a_redis_cluster_a_payment_settles_once_and_a_dead_cluster_fails_clos
     calls: list[tuple[str, dict[str, Any]]] = []
     now = int(time.time())
     # EIP-3009 payments: the ones the stub chain behind the SDK's facilitator settles.
-    verified, upfront, late = (sign_payment("eip3009", now) for _ in range(3))
+    verified, upfront, late, freed = (sign_payment("eip3009", now) for _ in range(4))
     bodies = [verify_body(p.payload, p.requirements) for p in (verified, upfront, late)]
     replay = _core.REPLAY_REASONS["eip3009"]
+    auth = {"authorization": "Bearer t0ken"}  # /release needs one
 
     async def settle_concurrently(url: str, body: dict[str, Any], n: int) -> list[dict[str, Any]]:
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=n), timeout=60) as c:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=n), timeout=60, headers=auth) as c:
             answers = await asyncio.gather(*(c.post(url + "/settle", json=body) for _ in range(n)))
         assert {a.status_code for a in answers} == {200}
         return [a.json() for a in answers]
 
+    def post(service: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = httpx.post(service.url + path, json=body, headers=auth, timeout=30).json()
+        return answer
+
     with serve(facilitator_app(sdk_facilitator(chain()), calls)) as upstream:
-        with facilitator_service(["--store", cluster_store(redis_cluster), "--workers", "2", "--upstream", upstream]) as service:
-            assert httpx.post(service.url + "/verify", json=bodies[0], timeout=30).json()["isValid"] is True
+        args = ["--store", cluster_store(redis_cluster), "--workers", "2", "--upstream", upstream, "--auth-token", "t0ken"]
+        with facilitator_service(args) as service:
+            # /release frees a reservation on the cluster (the owner read by store.state).
+            free_body = verify_body(freed.payload, freed.requirements)
+            assert post(service, "/verify", free_body)["isValid"] is True
+            assert post(service, "/release", free_body) == {"released": True}
+            assert post(service, "/verify", free_body)["isValid"] is True  # free again, and reserved again
+            assert post(service, "/verify", bodies[0])["isValid"] is True
             # One verified, one never verified (the SDK's upfront flow): 10 concurrent /settle each,
             # spread over both workers, settle each once; the rest wait or are replays.
             for body in bodies[:2]:
@@ -134,14 +145,15 @@ def test_on_a_redis_cluster_a_payment_settles_once_and_a_dead_cluster_fails_clos
                 wins = [a for a in answers if a["success"]]
                 assert len(wins) == 1 and wins[0]["transaction"].startswith("0x"), answers
                 assert {a["errorReason"] for a in answers if not a["success"]} <= {"settlement_pending", replay}
-                again = httpx.post(service.url + "/settle", json=body, timeout=30).json()
+                again = post(service, "/settle", body)
                 assert again["success"] is False and again["errorReason"] == replay
                 assert again["transaction"] == wins[0]["transaction"]
             assert [name for name, _ in calls] == ["settle", "settle"]
             redis_cluster.kill()
-            v = httpx.post(service.url + "/verify", json=bodies[2], timeout=30).json()
+            v = post(service, "/verify", bodies[2])
             assert v["isValid"] is False and v["invalidReason"] == "nonce_store_unavailable"
             for body in bodies:  # neither a fresh settlement nor a success reported again
-                s = httpx.post(service.url + "/settle", json=body, timeout=30)
+                s = httpx.post(service.url + "/settle", json=body, headers=auth, timeout=30)
                 assert s.status_code == 200 and s.json()["success"] is False
+            assert post(service, "/release", free_body)["released"] is False
     assert [name for name, _ in calls] == ["settle", "settle"]
