@@ -153,6 +153,15 @@ def test_reserve_exposed_follows_reserve_many(kind: str, tmp_path: Path, request
     pool = [bytes([i]) * 32 for i in range(40)]
     held: dict[bytes, str] = {}
     now = NOW
+    # validBefore - now: dead on arrival (-100, -60: margin 60), then kept for 1, 60, 70, 160 s.
+    offsets = [-100, -60, -59, 0, 10, 100]
+    if kind == "redis":
+        # Redis counts a lifetime down in real seconds while this test's clock moves only by
+        # its ticks: a 1 s reservation (-59) would expire between the two stores' calls on a
+        # loaded machine. There a kept reservation gets an extra hour, so nothing expires during
+        # the run and only the rules can tell the stores apart; the same draws keep the same
+        # operations. The 1 s boundary itself: test_the_last_kept_second_is_kept_by_both_entry_points.
+        offsets = [o if o <= -60 else o + 3600 for o in offsets]
     try:
         for step in range(300):
             op = rng.choice(["reserve", "reserve", "settle", "release", "tick"])
@@ -160,7 +169,7 @@ def test_reserve_exposed_follows_reserve_many(kind: str, tmp_path: Path, request
                 now += rng.choice([1, 30, 200])
             elif op == "reserve":
                 ks = [rng.choice(pool) for _ in range(rng.randint(1, 3))]
-                until = [now + rng.choice([-100, -60, -59, 0, 10, 100]) for _ in ks]
+                until = [now + rng.choice(offsets) for _ in ks]
                 owners = [f"s{step}:{i}" for i in range(len(ks))]
                 a = plain.reserve_many(ks, until, owners, [None] * len(ks), now=now)
                 b = exposed.reserve_exposed(ks, until, owners, [None] * len(ks), [reading(1, HUGE)] * len(ks), now=now)
@@ -183,6 +192,34 @@ def test_reserve_exposed_follows_reserve_many(kind: str, tmp_path: Path, request
             for k in pool:
                 sa, sb = plain.state(k, now=now), exposed.state(k, now=now)
                 assert (sa and sa[:3]) == (sb and sb[:3]), (step, k.hex()[:4], sa, sb)
+    finally:
+        plain.close()
+        exposed.close()
+
+
+def test_the_last_kept_second_is_kept_by_both_entry_points(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """validBefore + margin one second after ``now``: reserve_many and reserve_exposed both keep
+    it (True, not the dead-on-arrival None), for that one second only. Memory and SQLite are
+    asked at ``now`` and a second later on the verifier's clock; Redis, which counts the second
+    down itself, is asked for the keys' remaining lifetime (its copy may have gone already)."""
+    plain, exposed = make_store(kind, tmp_path, request, "plain"), make_store(kind, tmp_path, request, "exposed")
+    if kind == "memory":
+        plain = plain.inner
+    try:
+        k = key()
+        assert plain.reserve_many([k], [NOW - 59], ["a"], [None], now=NOW) == [True]
+        assert exposed.reserve_exposed([k], [NOW - 59], ["a"], [None], [reading(1, HUGE)], now=NOW) == [True]
+        if kind == "redis":
+            for s, name in ((plain, plain._name(k)), (exposed, exposed._name(k)), (exposed, f"{exposed.prefix}x:{LEDGER}")):
+                pttl = s.client.pttl(name)
+                assert pttl == -2 or 0 < pttl <= 1000, (name, pttl)  # -2: gone; never -1 (kept for good)
+            return
+        for s in (plain, exposed):
+            assert s.state(k, now=NOW) == ("reserved", "a", 0, NOW + 1)
+            assert s.reserve_many([k], [NOW + 100], ["b"], now=NOW) == [False]
+            assert s.state(k, now=NOW + 1) is None
+        assert plain.reserve_many([k], [NOW + 100], ["b"], now=NOW + 1) == [True]
+        assert exposed.reserve_exposed([k], [NOW + 100], ["b"], [None], [reading(1, HUGE)], now=NOW + 1) == [True]
     finally:
         plain.close()
         exposed.close()

@@ -11,7 +11,12 @@ loopback ports by ``redis_servers.redis_cluster``).
   on all 3 nodes.
 - The lifecycle (settle / release / charge are WATCH/MULTI on one key) works on the cluster, and
   concurrent upto charges never pass the cap.
-- A master down: a batch touching it is refused (``nonce_store_unavailable``), none accepted.
+- The settlement ledger (``RedisLedger(cluster=True)``, the facilitator's claims and the
+  gateway's sessions) on the same cluster: the lease machine and the claims checks of
+  test_settlers_http.py; its records spread over every master and ``due`` merges their groups.
+- A master down: a batch touching it is refused (``nonce_store_unavailable``), none accepted;
+  ledger calls whose group lives there raise ``NonceStoreError``. Every node down: the store and
+  the ledger raise ``NonceStoreError`` (redis-py's ``RedisClusterException`` is no RedisError).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import redis.connection
 
 import x402_verify as xv
 from redis_servers import RedisCluster
+from test_settlers_http import check_claims, check_lease_machine
 from test_store_concurrency import (
     SKEWS,
     ProcessPair,
@@ -41,6 +47,8 @@ from test_store_concurrency import (
     redis_spec,
 )
 from test_stores import close_store, code_of, new_key, sign_payment, verifier
+from x402_verify.errors import NonceStoreError
+from x402_verify.ledger import RedisLedger
 
 BATCH = 256
 
@@ -161,17 +169,91 @@ def test_cluster_concurrent_charges_never_pass_the_cap(cluster_store: Any) -> No
     check_concurrent_charges(cluster_store)
 
 
+def cluster_ledger(cluster: RedisCluster) -> RedisLedger:
+    return RedisLedger(cluster.url, cluster=True, prefix=f"l{uuid.uuid4().hex[:12]}:", timeout=2.0)
+
+
+def test_cluster_ledger_lease_machine_and_claims(redis_cluster: RedisCluster) -> None:
+    check_lease_machine(cluster_ledger(redis_cluster))
+    check_claims(cluster_ledger(redis_cluster))
+
+
+def test_cluster_ledger_spreads_its_records_and_due_merges_its_groups(redis_cluster: RedisCluster) -> None:
+    ledger = cluster_ledger(redis_cluster)
+    t = 1_000_000.0
+    keys = [uuid.uuid4().hex for _ in range(60)]
+    for i, key in enumerate(keys):
+        assert ledger.open(key, {"kind": "upto", "session": f"s{key}", "due_at": repr(t + i)}, keep_until=4e9)
+        assert ledger.find_session(f"s{key}")["state"] == "open"
+    landed = node_keys(redis_cluster, ledger.prefix + "*r:*")
+    assert sum(landed.values()) == 60 and all(n > 0 for n in landed.values()), landed
+    # The earliest due, across the groups, in order; a limit cuts the merged list, not each group.
+    assert ledger.due(now=t + 59, limit=100) == keys
+    assert ledger.due(now=t + 59, limit=7) == keys[:7]
+    assert ledger.due(now=t + 9.5) == keys[:10]
+    assert ledger.due(now=t - 1) == []
+    ledger.touch(keys[0], due_at=t + 100, now=t)
+    assert ledger.due(now=t + 59) == keys[1:]
+    taken = ledger.acquire(keys[1], "a", lease_seconds=30, now=t + 1)
+    assert taken is not None and ledger.due(now=t + 30) == keys[2:31]
+    assert ledger.finish(keys[1], "a", state="settled", outcome="{}")
+    assert keys[1] not in ledger.due(now=t + 1000)
+
+
 def test_cluster_with_a_master_down_refuses(redis_cluster: RedisCluster) -> None:
-    """Last in this module: it kills a master of the module's cluster."""
+    """Last in this module: it kills the masters of the module's cluster."""
     store = xv.RedisNonceStore(redis_cluster.url, cluster=True, timeout=0.5, prefix=f"d{uuid.uuid4().hex[:12]}:")
+    ledger = cluster_ledger(redis_cluster)
     try:
         v = verifier(store)
         now = int(time.time())
         assert v.verify(*(lambda p: (p.header, p.requirements))(sign_payment("permit2", now)), now=now).is_valid
+        # Claims on every master, taken while all are up.
+        claims = [uuid.uuid4().hex for _ in range(30)]
+        for key in claims:
+            assert ledger.acquire(key, "h", lease_seconds=30, now=now, record={"owner": "o"}, keep_until=now + 3600) is not None
         redis_cluster.nodes[2].kill()
         pays = [sign_payment(("eip3009", "permit2", "upto")[i % 3], now) for i in range(30)]  # some on the dead node
         results = v.verify_batch([(p.header, p.requirements) for p in pays], now=now)
         assert {r.invalid_reason for r in results} == {"nonce_store_unavailable"}
         assert not any(r.is_valid for r in results)
+        # The ledger: a claim whose group is on the dead master can be neither taken, read nor
+        # finished (an error, never "free" or "done"); one on a live master still answers.
+        down, up = [], []
+        for key in claims:
+            try:
+                assert ledger.get(key)["holder"] == "h"
+                up.append(key)
+            except NonceStoreError:
+                down.append(key)
+        assert down and up
+        for key in down:
+            for call in (
+                lambda key=key: ledger.acquire(key, "x", lease_seconds=30, now=now + 60, record={"owner": "o"}, keep_until=now + 3600),
+                lambda key=key: ledger.finish(key, "h", state="settled", outcome="{}"),
+                lambda key=key: ledger.open(key, {"kind": "upto"}, keep_until=now + 3600),
+                lambda key=key: ledger.touch(key, due_at=now),
+            ):
+                with pytest.raises(NonceStoreError):
+                    call()
+        with pytest.raises(NonceStoreError):
+            ledger.due(now=now + 60)  # some groups cannot be read: no partial answer
+        assert ledger.acquire(up[0], "x", lease_seconds=30, now=now + 10, record={"owner": "o"}, keep_until=now + 3600) is None
+        assert ledger.finish(up[0], "h", state="settled", outcome="{}")
+        # Every master down: redis-py raises RedisClusterException, which must fail closed too.
+        redis_cluster.kill()
+        for call in (
+            lambda: ledger.acquire(up[1], "x", lease_seconds=30, now=now + 60, record={"owner": "o"}, keep_until=now + 3600),
+            lambda: ledger.get(up[1]),
+            lambda: ledger.finish(up[1], "h", state="settled", outcome="{}"),
+            lambda: ledger.due(now=now),
+            lambda: store.state(new_key()),
+            lambda: store.settle(new_key(), "o"),
+            lambda: store.reserve_many([new_key()], [now + 300], ["o"], now=now),
+        ):
+            with pytest.raises(NonceStoreError):
+                call()
+        results = v.verify_batch([(p.header, p.requirements) for p in pays[:3]], now=now)
+        assert {r.invalid_reason for r in results} == {"nonce_store_unavailable"}
     finally:
         close_store(store)

@@ -10,7 +10,11 @@ same Redis settling what the first left open.
 from __future__ import annotations
 
 import asyncio
+import secrets
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -26,6 +30,7 @@ from http_servers import FAC, NETWORK, PAY_TO, account, chain, facilitator_app, 
 from redis_servers import RedisServer
 from test_sdk_dropin import models
 from x402_verify.asgi import PaymentMiddleware, SessionConfig
+from x402_verify.facilitator.claims import open_claims
 from x402_verify.ledger import MemoryLedger, RedisLedger
 from x402_verify.settlers import CallbackSettler, HTTPFacilitatorSettler, SettlementResult, settle_with_retry
 
@@ -116,6 +121,32 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
 
 
 def test_the_ledger_lease_machine(ledger: Any) -> None:
+    check_lease_machine(ledger)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def claims(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
+    """Each ledger the facilitator takes its settlement claims from (claims.open_claims)."""
+    if request.param == "redis":
+        server = RedisServer(tmp_path / "redis").start()
+        try:
+            yield open_claims(server.url)
+        finally:
+            server.stop()
+        return
+    yield open_claims(f"sqlite:///{tmp_path / 'n.db'}" if request.param == "sqlite" else "memory://")
+
+
+def test_the_facilitators_settlement_claims(claims: Any) -> None:
+    check_claims(claims)
+
+
+# The checks, shared with test_redis_cluster.py (the same machines on a Redis Cluster)
+
+
+def check_lease_machine(ledger: Any) -> None:
+    """A gateway's record: open -> touched -> due -> settling (a lease) -> taken over once the
+    lease ran out -> finished by its holder only -> its answer kept."""
     t = 1_000_000.0
     assert ledger.open("k", {"kind": "upto", "session": "s1", "due_at": repr(t + 100)}, keep_until=4e9)
     assert not ledger.open("k", {"kind": "upto"}, keep_until=4e9)
@@ -138,6 +169,39 @@ def test_the_ledger_lease_machine(ledger: Any) -> None:
     assert ledger.due(now=t + 1000) == []
     created = ledger.acquire("e", "a", lease_seconds=30, now=t, record={"kind": "exact"}, keep_until=4e9)
     assert created is not None and created["state"] == "settling"
+
+
+def check_claims(claims: Any) -> None:
+    """The facilitator's use (app._settle_reserved): a claim made by ``acquire`` with a record,
+    held by one of many concurrent takers, taken over once its lease ran out, finished by its
+    holder only, its outcome kept, and no second settlement after it."""
+    t = time.time()
+    rec, keep = {"owner": "o1", "network": NETWORK}, t + 3600
+    key = secrets.token_hex(32)
+    barrier = threading.Barrier(16)
+
+    def take(i: int) -> Any:
+        barrier.wait()
+        return claims.acquire(key, f"h{i}", lease_seconds=30, now=t, record=rec, keep_until=keep)
+
+    with ThreadPoolExecutor(16) as pool:
+        taken = [c for c in pool.map(take, range(16)) if c is not None]
+    assert len(taken) == 1, taken
+    first = taken[0]
+    assert first["state"] == "settling" and first["owner"] == "o1" and first["network"] == NETWORK
+    assert claims.get(key)["holder"] == first["holder"]
+    assert claims.acquire(key, "late", lease_seconds=30, now=t + 29, record=rec, keep_until=keep) is None  # the lease holds
+    again = claims.acquire(key, "heir", lease_seconds=30, now=t + 31, record=rec, keep_until=keep)  # its holder died
+    assert again is not None and again["holder"] == "heir" and again["owner"] == "o1"
+    assert not claims.finish(key, first["holder"], state="settled", outcome='{"transaction": "0x1"}')  # holds nothing now
+    assert claims.finish(key, "heir", state="settled", outcome='{"transaction": "0x2"}')
+    assert not claims.finish(key, "heir", state="failed", outcome="{}")  # finished: not rewritten
+    done = claims.get(key)
+    assert done["state"] == "settled" and done["outcome"] == '{"transaction": "0x2"}'
+    for late in (t + 32, t + 1000):  # no lease makes a finished claim settleable again
+        assert claims.acquire(key, "x", lease_seconds=30, now=late, record=rec, keep_until=keep) is None
+    assert claims.get(key)["outcome"] == '{"transaction": "0x2"}'
+    assert claims.get(secrets.token_hex(32)) is None
 
 
 def test_a_restarted_gateway_settles_what_the_first_left_open(redis_server: RedisServer, facilitator: Any) -> None:  # noqa: F811

@@ -262,7 +262,7 @@ def _serve_flags() -> list[_Flag]:
     return [
         _Flag("host", str, "127.0.0.1", "address to listen on"),
         _Flag("port", _port, 8402, "TCP port (0: a free one, printed when ready)"),
-        _Flag("workers", _positive, 1, "worker processes (more than 1 needs a shared store: sqlite:// or redis://)"),
+        _Flag("workers", _positive, 1, "worker processes (more than 1 needs a shared store: sqlite://, redis:// or redis+cluster://)"),
         _Flag("network", _words, list(DEFAULT_NETWORKS), "CAIP-2 networks accepted (repeat, or comma-separated)"),
         _Flag("store", str, DEFAULT_STORE, "nonce store: sqlite:///path, redis://host:port/db, redis+cluster://host:port, memory://"),
         _Flag("upstream", str, None, "the facilitator that settles (its /settle and /supported)"),

@@ -12,7 +12,8 @@ The nonce store (``x402_verify.stores``) stays the authority on replay and on up
 requirements to send upstream, the session's route binding, refunded holds, the outcome.
 
 - ``MemoryLedger``: one process (the default).
-- ``RedisLedger``: shared by replicas (and durable as the Redis server is), one hash per record.
+- ``RedisLedger``: shared by replicas (and durable as the Redis server is), one hash per record;
+  a single server or a Redis Cluster.
 
 Records are flat ``dict[str, str]``; numbers travel as decimal text.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -176,15 +178,34 @@ class MemoryLedger:
 
 
 class RedisLedger:
-    """The ledger in Redis, shared by gateway replicas: a hash per record (expiring with the
-    authorization), a sorted set of due times, a key per session id. Lease changes are Lua
-    scripts (atomic on the server). Errors raise ``NonceStoreError``.
+    """The ledger in Redis (one server or a Redis Cluster), shared by gateway replicas: a hash
+    per record (expiring with the authorization), sorted sets of due times, a key per session
+    id. Every change of a record is one Lua script over the record and its due set (atomic on
+    the server). Errors raise ``NonceStoreError``.
+
+    A script may touch only one hash slot of a cluster, and no one set can share a slot with
+    every record, so the records are spread over ``due_sets`` groups: a record's key and its
+    group's due set carry the same hash tag (``<prefix>{<group>}r:<key>``,
+    ``<prefix>{<group>}due``), the group chosen by a CRC-32 of the key; ``due`` reads every
+    group's set. A session id's key stands alone (a plain ``GET``) and is written after its
+    record.
 
     Args:
-        url / client: as ``RedisNonceStore`` (a single server; hash tags keep a record's keys
-            together should the deployment shard).
+        url / client / timeout: as ``RedisNonceStore``; ``cluster`` for a Redis Cluster (a
+            ``RedisCluster`` client is recognised as one).
+        prefix: starts every key name; no braces (they would change the hash tag).
+        due_sets: how many groups (default 1 on a single server, where one set serves all;
+            64 on a cluster, which spread over its masters).
     """
 
+    _OPEN = """
+local rec, due = KEYS[1], KEYS[2]
+if redis.call('EXISTS', rec) == 1 then return 0 end
+for i = 4, #ARGV, 2 do redis.call('HSET', rec, ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIREAT', rec, ARGV[1])
+redis.call('ZADD', due, ARGV[2], ARGV[3])
+return 1
+"""
     _ACQUIRE = """
 local rec, due = KEYS[1], KEYS[2]
 local holder, now, lease, member = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -222,46 +243,72 @@ redis.call('ZADD', due, tonumber(ARGV[2]), ARGV[4])
 return 1
 """
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "x402l:", timeout: float = 0.5, client: Any = None) -> None:
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        cluster: bool = False,
+        prefix: str = "x402l:",
+        timeout: float = 0.5,
+        due_sets: int | None = None,
+        client: Any = None,
+    ) -> None:
         try:
             import redis
+            import redis.cluster
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("RedisLedger needs redis-py: pip install 'x402-verify[redis]'") from exc
-        self._redis = redis
+        if not isinstance(prefix, str) or "{" in prefix or "}" in prefix:
+            raise ValueError("prefix must be a str without braces (they would change the keys' hash tag)")
+        self.cluster = bool(cluster) or isinstance(client, redis.cluster.RedisCluster)
+        if due_sets is None:
+            due_sets = 64 if self.cluster else 1
+        if type(due_sets) is not int or not 1 <= due_sets <= 16384:
+            raise ValueError("due_sets is an int from 1 to 16384 (a cluster's hash slots)")
+        # redis-py raises RedisClusterException (not a RedisError) when no node of a cluster
+        # answers, or a command's keys span slots: both must fail closed too.
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, redis.exceptions.RedisClusterException)
         self.prefix = prefix
-        self.client = client or redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
-        self._due_key = prefix + "{due}"
+        self.due_sets = due_sets
+        kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "decode_responses": True}
+        if client is not None:
+            self.client = client
+        else:
+            try:
+                self.client = redis.RedisCluster.from_url(url, **kwargs) if self.cluster else redis.Redis.from_url(url, **kwargs)
+            except self._errors as exc:  # a cluster client reads the slot map as it is made
+                raise NonceStoreError(f"redis ledger: {type(exc).__name__}: {exc}") from exc
+        self._open = self.client.register_script(self._OPEN)
         self._acquire = self.client.register_script(self._ACQUIRE)
         self._finish = self.client.register_script(self._FINISH)
         self._touch = self.client.register_script(self._TOUCH)
 
-    def _rec(self, key: str) -> str:
-        return f"{self.prefix}r:{key}"
+    def _keys(self, key: str) -> list[str]:
+        """The record's key and its group's due set: one hash tag, so one slot."""
+        tag = f"{self.prefix}{{{zlib.crc32(key.encode()) % self.due_sets}}}"
+        return [f"{tag}r:{key}", f"{tag}due"]
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except self._redis.RedisError as exc:
+        except self._errors as exc:
             raise NonceStoreError(f"redis ledger: {type(exc).__name__}: {exc}") from exc
 
     def open(self, key: str, record: Mapping[str, str], *, keep_until: float) -> bool:
         fields = {**record, "state": OPEN, "credit": record.get("credit", "0"), "keep_until": repr(keep_until)}
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hsetnx(self._rec(key), "state", OPEN)
-        ok = self._call(pipe.execute)[0]
-        if not ok:
+        args = [str(int(keep_until * 1000)), repr(float(fields.get("due_at", "0"))), key]
+        for k, v in fields.items():
+            args += [k, v]
+        if not self._call(self._open, keys=self._keys(key), args=args):
             return False
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self._rec(key), mapping=dict(fields))  # type: ignore[arg-type]  # redis-py's Mapping is invariant in its keys
-        pipe.pexpireat(self._rec(key), int(keep_until * 1000))
-        pipe.zadd(self._due_key, {key: float(fields.get("due_at", "0"))})
         if fields.get("session"):
-            pipe.set(f"{self.prefix}s:{fields['session']}", key, pxat=int(keep_until * 1000))
-        self._call(pipe.execute)
+            # In its own slot: written once the record exists, so it never names a record
+            # that was not made (a failure here leaves a record due to be settled, unnamed).
+            self._call(self.client.set, f"{self.prefix}s:{fields['session']}", key, pxat=int(keep_until * 1000))
         return True
 
     def get(self, key: str) -> dict[str, str] | None:
-        rec: dict[str, str] = self._call(self.client.hgetall, self._rec(key))
+        rec: dict[str, str] = self._call(self.client.hgetall, self._keys(key)[0])
         return rec or None
 
     def find_session(self, session_id: str) -> dict[str, str] | None:
@@ -270,7 +317,7 @@ return 1
 
     def touch(self, key: str, *, due_at: float, credit: int = 0, exhausted: bool = False, now: float | None = None) -> None:
         args = [repr(_now(now)), repr(due_at), str(credit), key, "1" if exhausted else "0"]
-        self._call(self._touch, keys=[self._rec(key), self._due_key], args=args)
+        self._call(self._touch, keys=self._keys(key), args=args)
 
     def acquire(
         self, key: str, holder: str, *, lease_seconds: float, now: float | None = None,
@@ -281,14 +328,21 @@ return 1
             args.append(repr(keep_until))
             for k, v in {**record, "keep_until": repr(keep_until)}.items():
                 args += [k, v]
-        flat = self._call(self._acquire, keys=[self._rec(key), self._due_key], args=args)
+        flat = self._call(self._acquire, keys=self._keys(key), args=args)
         if not flat:
             return None
         return dict(zip(flat[0::2], flat[1::2], strict=False))
 
     def finish(self, key: str, holder: str, *, state: str, outcome: str) -> bool:
-        return bool(self._call(self._finish, keys=[self._rec(key), self._due_key], args=[holder, state, outcome, key]))
+        return bool(self._call(self._finish, keys=self._keys(key), args=[holder, state, outcome, key]))
 
     def due(self, *, now: float | None = None, limit: int = 100) -> list[str]:
-        keys: list[str] = self._call(self.client.zrangebyscore, self._due_key, "-inf", _now(now), start=0, num=limit)
-        return keys
+        at = _now(now)
+        # Every group's earliest ``limit``, then the earliest ``limit`` of those: what one set
+        # would have answered. One pipeline: on a cluster, one round trip per node.
+        pipe = self.client.pipeline(transaction=False)
+        for group in range(self.due_sets):
+            pipe.zrangebyscore(f"{self.prefix}{{{group}}}due", "-inf", at, start=0, num=limit, withscores=True)
+        found: list[list[tuple[str, float]]] = self._call(pipe.execute)
+        merged = sorted((score, member) for entries in found for member, score in entries)
+        return [member for _, member in merged[:limit]]

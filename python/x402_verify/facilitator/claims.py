@@ -7,7 +7,7 @@ replay (a settled key is kept for as long as the store lives); the claim only se
 upstream call and keeps its answer.
 
 - ``MemoryLedger`` (x402_verify.ledger) with the in-process store;
-- ``RedisLedger`` with Redis;
+- ``RedisLedger`` with Redis or a Redis Cluster (each record's keys share one hash slot);
 - ``SqliteClaims`` (here) with SQLite: a table in a file beside the store's, one ``BEGIN
   IMMEDIATE`` transaction a claim, so the worker processes of one host see one claim.
 
@@ -118,15 +118,13 @@ class SqliteClaims:
 
 def open_claims(store_url: str) -> Any:
     """The claim ledger that goes with a store URL (see the module docs)."""
-    from x402_verify.facilitator.config import sqlite_path, store_scheme
+    from x402_verify.facilitator.config import redis_target, sqlite_path, store_scheme
     from x402_verify.ledger import MemoryLedger, RedisLedger
 
     scheme = store_scheme(store_url)
     if scheme == "sqlite":
         return SqliteClaims(sqlite_path(store_url) + ".claims")
-    if scheme in ("redis", "rediss"):
-        return RedisLedger(store_url, prefix="x402f:", timeout=5.0)
-    if scheme == "redis+cluster":
-        # RedisLedger's scripts touch a record and its due set, which live in different slots.
-        raise ValueError("redis+cluster:// stores need a single-server settlement ledger: not supported by the service yet")
+    if scheme in ("redis", "rediss", "redis+cluster"):
+        target, cluster = redis_target(store_url)
+        return RedisLedger(target, cluster=cluster, prefix="x402f:", timeout=5.0)
     return MemoryLedger(keep_finished_seconds=3600.0)

@@ -122,6 +122,12 @@ def open_store(url: str) -> Any:
         return SqliteNonceStore(path)
     if scheme == "memory":
         return MemoryNonceStore()
-    if scheme == "redis+cluster":
-        return RedisNonceStore("redis://" + url[len("redis+cluster://") :], cluster=True)
-    return RedisNonceStore(url)
+    target, cluster = redis_target(url)
+    return RedisNonceStore(target, cluster=cluster)
+
+
+def redis_target(url: str) -> tuple[str, bool]:
+    """``(URL redis-py reads, cluster?)`` of a ``redis://``, ``rediss://`` or ``redis+cluster://`` store URL."""
+    if store_scheme(url) == "redis+cluster":
+        return "redis://" + url[len("redis+cluster://") :], True
+    return url, False

@@ -63,6 +63,9 @@ class RedisNonceStore(_Closing):
             raise ValueError("prefix is at most 256 characters")
         timeout = _timeout(timeout, positive=True)
         self._redis = redis
+        # redis-py raises RedisClusterException, not a RedisError, when no node of a cluster
+        # answers: that fails closed too.
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, redis.exceptions.RedisClusterException)
         self.margin_seconds: int = store_margin_arg(margin_seconds)
         self.prefix = prefix
         self.cluster = bool(cluster)
@@ -158,7 +161,7 @@ class RedisNonceStore(_Closing):
                 pipe.set(self._name(key), value, nx=True, get=True, px=px)
         try:
             answers = pipe.execute(raise_on_error=True)
-        except self._redis.RedisError as exc:
+        except self._errors as exc:
             raise self._fail(exc) from exc
         return self._outcomes(tokens, answers, lifetimes)
 
@@ -207,7 +210,7 @@ return out
             if script is None:
                 script = self._scripts[source] = self.client.register_script(source)
             answers = script(keys=keys, args=args)
-        except self._redis.RedisError as exc:
+        except self._errors as exc:
             raise self._fail(exc) from exc
         return self._outcomes(owners, answers, lifetimes, None if rule is None else rule.refused)
 
@@ -260,7 +263,7 @@ return out
                         return result
                     except self._redis.WatchError:
                         continue
-        except self._redis.RedisError as exc:
+        except self._errors as exc:
             raise self._fail(exc) from exc
 
     def settle(self, key: bytes, owner: str, *, now: int | None = None) -> int:
@@ -314,7 +317,7 @@ return out
         self._open()
         try:
             value = self.client.get(self._name(key))
-        except self._redis.RedisError as exc:
+        except self._errors as exc:
             raise self._fail(exc) from exc
         if value is None:
             return None
