@@ -172,7 +172,8 @@ class Verifier:
         payer_key_cache: public keys of this many recent payers kept, so that ``verify_batch``
             checks their signatures together instead of recovering each; 0 turns it off.
         verdict_cache: verdicts of this many recent payments kept, by their exact bytes and
-            requirements, so that one presented again (an upto session resumed) needs no
+            requirements (from its second sight), so that one presented again (an upto
+            session resumed) needs no
             reading, hashing or curve work: only its time terms are checked again, and the
             store's reservation runs as for any payment (default: ``DEFAULT_VERDICT_CACHE``,
             4,096, or 0 when ``payer_key_cache`` is 0; 0 turns it off).

@@ -14,6 +14,12 @@
 //! An entry never outlives its authorization's deadline (it is dropped when found past it), its
 //! key is compared byte for byte (the hash only finds it), and the cache is bounded in entries
 //! and in the size of a payload it keeps.
+//!
+//! A verdict is kept the second time its payment is seen, not the first: most payments are seen
+//! once (an exact payment, a session's opening), and copying each into the cache would cost them
+//! about 5% of their verification. A doorkeeper of hashes (4-way buckets of one word a slot, no
+//! allocation; a full bucket gives up its slots in turn) remembers what was seen once: a payment
+//! is kept late only when more than 4 others seen once since share its bucket.
 
 use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
@@ -34,6 +40,8 @@ pub const DEFAULT_VERDICT_CACHE: usize = 4096;
 pub const MAX_REMEMBERED_BYTES: usize = 4096;
 /// Locks, so that threads preparing one batch seldom wait on each other.
 const SHARDS: usize = 16;
+/// Slots of a doorkeeper bucket.
+const WAYS: usize = 4;
 
 struct Entry {
     bytes: Box<[u8]>,
@@ -62,6 +70,10 @@ pub struct RecallStats {
 /// Verdicts remembered by (payload bytes, requirements), least recently used out.
 pub struct Recall {
     shards: Box<[Mutex<LruCache<u64, Entry>>]>,
+    /// The keys of payments seen once, in buckets by the key's low bits.
+    seen: Box<[[AtomicU64; WAYS]]>,
+    /// Which slot a full bucket gives up next (shared: any spread will do).
+    evict: AtomicU64,
     hasher: foldhash::quality::RandomState,
     hits: AtomicU64,
 }
@@ -77,7 +89,16 @@ impl Recall {
     pub fn new(capacity: usize) -> Self {
         let shards = SHARDS.min(capacity.max(1));
         let per = NonZeroUsize::new(capacity.max(1).div_ceil(shards)).unwrap_or(NonZeroUsize::MIN);
-        Recall { shards: (0..shards).map(|_| Mutex::new(LruCache::new(per))).collect(), hasher: Default::default(), hits: AtomicU64::new(0) }
+        // Twice the entries, and never fewer than 1,024 slots (8 KB): a small cache still sees
+        // which of a batch's payments come back.
+        let buckets = (capacity.max(1) * 2 / WAYS).max(256).next_power_of_two();
+        Recall {
+            shards: (0..shards).map(|_| Mutex::new(LruCache::new(per))).collect(),
+            seen: (0..buckets).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
+            evict: AtomicU64::new(0),
+            hasher: Default::default(),
+            hits: AtomicU64::new(0),
+        }
     }
 
     /// The counters.
@@ -132,9 +153,26 @@ impl Recall {
         Some(item)
     }
 
-    /// What to remember an item by, when it is small enough to keep.
+    /// What to remember an item by: on its second sight, when it is small enough to keep.
     pub(super) fn pending(&self, key: u64, bytes: &[u8], req: &PaymentRequirements) -> Option<Box<Pending>> {
-        (bytes.len() <= MAX_REMEMBERED_BYTES).then(|| Box::new(Pending { key, bytes: bytes.into(), requirements: req.clone() }))
+        (self.seen_before(key) && bytes.len() <= MAX_REMEMBERED_BYTES).then(|| Box::new(Pending { key, bytes: bytes.into(), requirements: req.clone() }))
+    }
+
+    /// Whether `key` was seen before; marks it seen. (Races between threads only make a
+    /// payment wait one more sight, or be kept one early: never a wrong verdict.)
+    fn seen_before(&self, key: u64) -> bool {
+        // 0 marks an empty slot.
+        let key = key.max(1);
+        let bucket = &self.seen[(key as usize) & (self.seen.len() - 1)];
+        if bucket.iter().any(|slot| slot.load(Ordering::Relaxed) == key) {
+            return true;
+        }
+        let slot = match bucket.iter().find(|slot| slot.load(Ordering::Relaxed) == 0) {
+            Some(empty) => empty,
+            None => &bucket[(self.evict.fetch_add(1, Ordering::Relaxed) % WAYS as u64) as usize],
+        };
+        slot.store(key, Ordering::Relaxed);
+        false
     }
 
     fn put(&self, pending: Pending, verdict: &Verdict, prepared: Prepared) {
