@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from x402_verify import _core
-from x402_verify._batching import MicroBatcher
+from x402_verify._batching import MicroBatcher, SerialBatcher
 from x402_verify.asgi import Message, Receive, Scope, Send
 from x402_verify.errors import NonceStoreError, ReservationError
 from x402_verify.facilitator.config import FacilitatorConfig, open_store
@@ -128,6 +128,14 @@ class FacilitatorApp:
         self.batcher: MicroBatcher[tuple[dict[str, Any], dict[str, Any]], Any] = MicroBatcher(
             self._verify_batch, max_batch=config.max_batch, max_inflight=config.max_inflight, on_orphan=self._release_orphan
         )
+        # A store outside the process (SQLite, Redis) reserves in a stage of its own: one commit
+        # at a time, holding every payment verified while the previous one ran, so the checks of
+        # the next batch overlap the commit (an fsync) instead of waiting behind it.
+        self.reserver: SerialBatcher[Any, Any] | None = None
+        if self.store is not None and not isinstance(self.store, _core.MemoryNonceStore) and getattr(self.verifier, "_chain", None) is None:
+            self.reserver = SerialBatcher(
+                self._reserve_batch, max_batch=config.max_batch * config.max_inflight, gate=getattr(self.store, "writer", None), on_orphan=self._release_orphan
+            )  # fmt: skip
         self._token = None if config.auth_token is None else config.auth_token.encode("ascii")
         self._upstream_slots: asyncio.Semaphore | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -141,18 +149,27 @@ class FacilitatorApp:
 
     def _verify_batch(self, items: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Any]:
         start = time.perf_counter()
+        reserve = self.reserver is None  # else the reserve stage reserves the valid ones
         try:
-            results: list[Any] = self.verifier.verify_batch(items)
+            results: list[Any] = self.verifier.verify_batch(items, reserve=reserve)
         except Exception:
             # One item the verifier could not take must not fail the others: one at a time.
             results = []
             for item in items:
                 try:
-                    results.append(self.verifier.verify_batch([item])[0])
+                    results.append(self.verifier.verify_batch([item], reserve=reserve)[0])
                 except Exception as exc:
                     results.append(_ItemError(exc))
         self.metrics.batch_sizes.observe(len(items))
         self.metrics.batch_seconds.observe(time.perf_counter() - start)
+        return results
+
+    def _reserve_batch(self, verdicts: list[Any]) -> list[Any]:
+        start = time.perf_counter()
+        try:
+            results: list[Any] = self.verifier.reserve(verdicts)  # a store that fails answers every item refused
+        finally:
+            self.metrics.store_seconds.labels("reserve").observe(time.perf_counter() - start)
         return results
 
     def _release_orphan(self, _item: Any, response: Any) -> None:
@@ -236,6 +253,8 @@ class FacilitatorApp:
         if closer is not None:
             await closer()
         self.batcher.close()
+        if self.reserver is not None:
+            self.reserver.close()
 
     # --- ASGI ----------------------------------------------------------------------------
 
@@ -385,6 +404,8 @@ class FacilitatorApp:
 
     async def _check(self, endpoint: str, payload: dict[str, Any], requirements: dict[str, Any]) -> Any:
         verdict = await self.batcher.submit((payload, requirements))
+        if self.reserver is not None and not isinstance(verdict, _ItemError) and verdict.is_valid:
+            verdict = await self.reserver.submit(verdict)
         if isinstance(verdict, _ItemError):
             self.metrics.verdict(endpoint, None, "invalid_payload")
         else:
