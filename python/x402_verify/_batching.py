@@ -99,6 +99,11 @@ class MicroBatcher(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """Queues ``item`` and waits for its result."""
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        """Queues ``item``; its result arrives on the returned future (cancel it to leave: a
+        result that comes anyway goes to ``on_orphan``). Call it on the event loop."""
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
@@ -114,7 +119,7 @@ class MicroBatcher(Generic[T, R]):
                 self._scheduled = loop.call_soon(self._flush)
             else:
                 self._scheduled = loop.call_later(self.max_wait, self._flush)
-        return await fut
+        return fut
 
     def _cancel_scheduled(self) -> None:
         if self._scheduled is not None:

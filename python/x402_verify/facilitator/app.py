@@ -75,7 +75,9 @@ def read_envelope(body: bytes, max_depth: int) -> tuple[dict[str, Any], dict[str
         raise EnvelopeFault("invalid_json", f"the body is not JSON: {str(exc)[:200]}") from None
     if not isinstance(doc, dict):
         raise EnvelopeFault("invalid_envelope", f"the body must be a JSON object, not {type(doc).__name__}")
-    if _depth_exceeds(doc, max_depth):
+    # A value nests no deeper than the text has opening brackets: a body with few (every real
+    # envelope) needs no walk.
+    if body.count(b"{") + body.count(b"[") > max_depth and _depth_exceeds(doc, max_depth):
         raise EnvelopeFault("too_deep", f"the body nests deeper than {max_depth} levels")
     version = doc.get("x402Version")
     if "x402Version" not in doc:
@@ -294,10 +296,10 @@ class FacilitatorApp:
 
     async def _route(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], bytes, str]:
         method, path = scope.get("method", ""), scope.get("path", "")
-        handler = {"/verify": self._verify, "/settle": self._settle, "/release": self._release}.get(path)
+        handler = {"/settle": self._settle, "/release": self._release}.get(path)
         if path == "/release" and self._token is None:
             handler = None
-        if handler is not None:
+        if handler is not None or path == "/verify":
             if method != "POST":
                 return self._json(405, {"error": "method_not_allowed", "message": f"{path} takes POST"}, path)
             try:
@@ -306,6 +308,8 @@ class FacilitatorApp:
                 payload, requirements, version = read_envelope(body, self.config.max_json_depth)
             except EnvelopeFault as fault:
                 return self._fault(fault, path)
+            if path == "/verify":
+                return await self._verify_within(payload, requirements)
             return await self._bounded(handler, payload, requirements, version, path)
         if path in ("/supported", "/health", "/metrics"):
             if method not in ("GET", "HEAD"):
@@ -376,6 +380,7 @@ class FacilitatorApp:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, str]:
         # The work runs in its own task: a settlement that outlives the request timeout still
         # finishes its bookkeeping (and its claim keeps others from settling it meanwhile).
+        # (/verify has _verify_within: nothing of it outlives its request.)
         task = asyncio.get_running_loop().create_task(handler(payload, requirements, version))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -388,10 +393,6 @@ class FacilitatorApp:
             log.error("%s failed: %s", path, task.exception(), exc_info=task.exception())
         else:
             log.warning("%s took longer than %ss", path, self.config.request_timeout)
-            if path == "/verify":
-                task.cancel()  # a reservation made after this is undone by the batcher (on_orphan)
-        if path == "/verify":
-            return self._json(200, {"isValid": False, "invalidReason": UNEXPECTED_VERIFY_ERROR, "invalidMessage": "verification did not finish"}, path)
         if path == "/settle":
             return self._json(
                 200,
@@ -400,26 +401,45 @@ class FacilitatorApp:
             )
         return self._json(200, {"released": False, "reason": "release did not finish"}, path)
 
+    async def _verify_within(self, payload: dict[str, Any], requirements: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes, str]:
+        """``/verify`` bounded by the request timeout as ``_bounded`` bounds the others, with no
+        task of its own: it waits on the stages' futures, and a future given up on is cancelled,
+        so the batcher undoes a reservation made for it (on_orphan)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.request_timeout
+        try:
+            verdict = await asyncio.wait_for(self.batcher.submit_nowait((payload, requirements)), self.config.request_timeout)
+            if self.reserver is not None and not isinstance(verdict, _ItemError) and verdict.is_valid:
+                verdict = await asyncio.wait_for(self.reserver.submit_nowait(verdict), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            log.warning("/verify took longer than %ss", self.config.request_timeout)
+            verdict = None
+        except Exception as exc:
+            log.error("/verify failed: %s", exc, exc_info=exc)
+            verdict = None
+        if verdict is None:
+            return self._json(200, {"isValid": False, "invalidReason": UNEXPECTED_VERIFY_ERROR, "invalidMessage": "verification did not finish"}, "/verify")
+        self._count("verify", verdict)
+        if isinstance(verdict, _ItemError):
+            return self._json(200, {"isValid": False, "invalidReason": "invalid_payload", "invalidMessage": verdict.message}, "/verify")
+        return self._json(200, verdict.to_dict(), "/verify")
+
     # --- the endpoints -------------------------------------------------------------------
 
     async def _check(self, endpoint: str, payload: dict[str, Any], requirements: dict[str, Any]) -> Any:
         verdict = await self.batcher.submit((payload, requirements))
         if self.reserver is not None and not isinstance(verdict, _ItemError) and verdict.is_valid:
             verdict = await self.reserver.submit(verdict)
+        self._count(endpoint, verdict)
+        return verdict
+
+    def _count(self, endpoint: str, verdict: Any) -> None:
         if isinstance(verdict, _ItemError):
             self.metrics.verdict(endpoint, None, "invalid_payload")
         else:
             self.metrics.verdict(endpoint, verdict.scheme, verdict.invalid_reason)
             if verdict.invalid_reason == "nonce_store_unavailable":
                 self.metrics.store_errors.labels("reserve").inc()
-        return verdict
-
-    async def _verify(self, payload: dict[str, Any], requirements: dict[str, Any], _version: int) -> dict[str, Any]:
-        verdict = await self._check("verify", payload, requirements)
-        if isinstance(verdict, _ItemError):
-            return {"isValid": False, "invalidReason": "invalid_payload", "invalidMessage": verdict.message}
-        answer: dict[str, Any] = verdict.to_dict()
-        return answer
 
     def _replayed(self, verdict: Any) -> bool:
         return verdict.invalid_reason in _core.REPLAY_REASONS.values() and verdict.replay_key is not None

@@ -47,7 +47,7 @@ class SqliteNonceStore(_Closing):
         self._local = threading.local()
         self._closed = False
         self._turn = threading.RLock()
-        self._lock_file: tuple[int, weakref.finalize, int] | None = None  # (pid, closer, fd): a forked child opens its own
+        self._lock_file: tuple[int, weakref.finalize[Any, Any], int] | None = None  # (pid, closer, fd): a forked child opens its own
         self._conn()
 
     def _conn(self) -> sqlite3.Connection:
