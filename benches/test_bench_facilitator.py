@@ -310,7 +310,7 @@ def test_facilitator_verify_load(tmp_path: Path) -> None:
     (out / "facilitator.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     for name, rs in runs.items():
         for run in rs:
-            assert run["non_2xx"] == 0 and run["repeats"] == 0, (name, run)
+            assert run["non_2xx"] == 0 and (name == "bare" or run["repeats"] == 0), (name, run)  # bare reads no payment
     if os.environ.get("BENCH_ASSERT_RATIO") == "1":
         for kind in KINDS:
             o, s = med[f"ours_{kind}"], med[f"sdk_{kind}"]
