@@ -403,20 +403,35 @@ class FacilitatorApp:
 
     async def _verify_within(self, payload: dict[str, Any], requirements: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes, str]:
         """``/verify`` bounded by the request timeout as ``_bounded`` bounds the others, with no
-        task of its own: it waits on the stages' futures, and a future given up on is cancelled,
-        so the batcher undoes a reservation made for it (on_orphan)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.request_timeout
+        task of its own and one timer: the timer cancels the stage future being waited on, and
+        the batcher undoes a reservation made for a cancelled one (on_orphan)."""
+        waiting: list[asyncio.Future[Any]] = [self.batcher.submit_nowait((payload, requirements))]
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            waiting[0].cancel()
+
+        timer = asyncio.get_running_loop().call_later(self.config.request_timeout, expire)
+        verdict: Any = None
         try:
-            verdict = await asyncio.wait_for(self.batcher.submit_nowait((payload, requirements)), self.config.request_timeout)
+            verdict = await waiting[0]
             if self.reserver is not None and not isinstance(verdict, _ItemError) and verdict.is_valid:
-                verdict = await asyncio.wait_for(self.reserver.submit_nowait(verdict), max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
+                if expired:  # the timer fired once the checks had answered: nothing reserved yet
+                    raise asyncio.TimeoutError
+                waiting[0] = self.reserver.submit_nowait(verdict)
+                verdict = await waiting[0]
+        except (asyncio.CancelledError, asyncio.TimeoutError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not expired:  # the request itself was cancelled
+                waiting[0].cancel()
+                raise
             log.warning("/verify took longer than %ss", self.config.request_timeout)
             verdict = None
         except Exception as exc:
             log.error("/verify failed: %s", exc, exc_info=exc)
             verdict = None
+        finally:
+            timer.cancel()
         if verdict is None:
             return self._json(200, {"isValid": False, "invalidReason": UNEXPECTED_VERIFY_ERROR, "invalidMessage": "verification did not finish"}, "/verify")
         self._count("verify", verdict)
