@@ -139,3 +139,84 @@ def test_a_lone_request_does_not_wait_for_max_wait() -> None:
 def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         MicroBatcher(lambda items: items, **kwargs)
+
+
+# --- SerialBatcher: one call at a time, gathered inside the gate -------------------------------
+
+
+def test_serial_batches_gather_what_queued_while_the_gate_was_held() -> None:
+    from x402_verify._batching import SerialBatcher
+
+    seen: list[list[int]] = []
+    held = threading.Lock()
+    held.acquire()  # another writer's commit: the worker waits for it before gathering
+
+    def fn(items: list[int]) -> list[int]:
+        seen.append(items)
+        return [i + 100 for i in items]
+
+    async def main() -> list[int]:
+        b: SerialBatcher[int, int] = SerialBatcher(fn, gate=lambda: held)
+        try:
+            futures = [b.submit_nowait(i) for i in range(5)]
+            await asyncio.sleep(0.05)  # the worker is now blocked on the gate, holding nothing
+            for i in range(5, 8):
+                futures.append(b.submit_nowait(i))
+            held.release()
+            return list(await asyncio.gather(*futures))
+        finally:
+            b.close()
+
+    assert run(main()) == [i + 100 for i in range(8)]
+    assert seen == [list(range(8))]  # one batch: everything queued before the gate opened
+
+
+def test_serial_batch_failures_and_short_answers_reach_every_caller_of_the_batch() -> None:
+    from x402_verify._batching import SerialBatcher
+
+    def boom(items: list[int]) -> list[int]:
+        raise ValueError("store down")
+
+    async def main(fn: Any) -> list[Any]:
+        b: SerialBatcher[int, int] = SerialBatcher(fn)
+        try:
+            return list(await asyncio.gather(*(b.submit(i) for i in range(4)), return_exceptions=True))
+        finally:
+            b.close()
+
+    assert all(isinstance(e, ValueError) for e in run(main(boom)))
+    assert all(isinstance(e, RuntimeError) and "results for" in str(e) for e in run(main(lambda items: items[:-1])))
+
+
+def test_serial_results_of_cancelled_callers_go_to_on_orphan() -> None:
+    from x402_verify._batching import SerialBatcher
+
+    started, finish = threading.Event(), threading.Event()
+    orphans: list[tuple[int, int]] = []
+    got = threading.Event()
+
+    def fn(items: list[int]) -> list[int]:
+        started.set()
+        finish.wait(5)
+        return [i * 3 for i in items]
+
+    def on_orphan(item: int, result: int) -> None:
+        orphans.append((item, result))
+        got.set()
+
+    async def main() -> int:
+        b: SerialBatcher[int, int] = SerialBatcher(fn, on_orphan=on_orphan)
+        try:
+            gone, kept = b.submit_nowait(1), b.submit_nowait(2)
+            while not started.is_set():
+                await asyncio.sleep(0.01)
+            gone.cancel()  # the caller leaves while its batch runs
+            finish.set()
+            result = await kept
+            await asyncio.get_running_loop().run_in_executor(None, got.wait, 5)
+            return result
+        finally:
+            b.close()
+
+    assert run(main()) == 6
+    assert orphans == [(1, 3)]

@@ -252,3 +252,42 @@ def test_a_failed_settlement_answers_its_retries_as_it_did_and_keeps_the_reserva
     assert first["success"] is False and first["errorReason"] == "transaction_failed"
     assert again == first and len(calls) == 1  # not "settled already", and not settled again
     assert verify["invalidReason"] == _core.REPLAY_REASONS["eip3009"]  # still reserved: a transaction may yet land
+
+
+@pytest.mark.parametrize("slow", ["verify_batch", "reserve"])
+def test_a_verify_past_the_request_timeout_answers_unfinished_and_reserves_nothing(tmp_path: Path, slow: str) -> None:
+    """Slow checks, or a slow commit of the reserve stage: the answer is unexpected_verify_error
+    at the timeout, and a reservation the stage makes afterwards is undone (on_orphan), so the
+    payment is valid when presented again."""
+    from x402_verify import SqliteNonceStore, Verifier
+
+    class Slow(Verifier):
+        pass
+
+    def slowed(name: str) -> Any:
+        inner = getattr(Verifier, name)
+
+        def fn(self: Verifier, *args: Any, **kwargs: Any) -> Any:
+            if self.slow:  # type: ignore[attr-defined]
+                time.sleep(0.6)
+            return inner(self, *args, **kwargs)
+
+        return fn
+
+    setattr(Slow, slow, slowed(slow))
+    verifier = Slow(networks=["eip155:84532", "eip155:8453"], nonce_store=SqliteNonceStore(tmp_path / "n.db"))
+    verifier.slow = True  # type: ignore[attr-defined]
+    p = sign_payment("eip3009", int(time.time()))
+    body = verify_body(p.payload, p.requirements)
+    app = create_app(FacilitatorConfig(store=f"sqlite:///{tmp_path / 'n.db'}", request_timeout=0.2), verifier=verifier)
+
+    async def flow() -> None:
+        async with await client_for(app) as c:
+            r = await c.post("/verify", json=body)
+            assert r.status_code == 200 and r.json()["invalidReason"] == "unexpected_verify_error"
+            await asyncio.sleep(1.0)  # the slow stage finishes; its orphaned reservation is released
+            verifier.slow = False  # type: ignore[attr-defined]
+            assert (await c.post("/verify", json=body)).json()["isValid"] is True
+            assert (await c.post("/verify", json=body)).json()["isValid"] is False  # and now reserved
+
+    asyncio.run(flow())

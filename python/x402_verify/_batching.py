@@ -17,13 +17,17 @@ running; it never delays a request that finds the pipeline idle.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import contextlib
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["BatchStats", "MicroBatcher"]
+__all__ = ["BatchStats", "MicroBatcher", "SerialBatcher"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -95,6 +99,11 @@ class MicroBatcher(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """Queues ``item`` and waits for its result."""
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        """Queues ``item``; its result arrives on the returned future (cancel it to leave: a
+        result that comes anyway goes to ``on_orphan``). Call it on the event loop."""
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
@@ -110,7 +119,7 @@ class MicroBatcher(Generic[T, R]):
                 self._scheduled = loop.call_soon(self._flush)
             else:
                 self._scheduled = loop.call_later(self.max_wait, self._flush)
-        return await fut
+        return fut
 
     def _cancel_scheduled(self) -> None:
         if self._scheduled is not None:
@@ -182,3 +191,128 @@ class MicroBatcher(Generic[T, R]):
     def close(self) -> None:
         """Stops the worker threads once running batches finish."""
         self._executor.shutdown(wait=False)
+
+
+class SerialBatcher(Generic[T, R]):
+    """One worker thread running ``fn(items)`` on everything queued, one call at a time.
+
+    For a stage whose cost is per call rather than per item, such as a durable store's commit:
+    a batch is gathered when the thread is ready to run it, inside ``gate()`` (a context
+    manager entered before each batch: the store's write turn, which another process may hold),
+    not when the previous batch ended. So the items that queue while the thread waits for the
+    gate join the batch it is about to run instead of the one after, and each wait for the gate
+    (one commit of another process) is paid once by everything queued.
+
+    Args:
+        fn: a blocking function from a list of items to a list of results of the same length,
+            in order. If it raises, every caller of that batch gets the exception.
+        max_batch: most items in one call.
+        gate: called before each batch; the batch is gathered and run inside the context
+            manager it returns (None: no gate).
+        on_orphan: as ``MicroBatcher``'s: called with ``(item, result)`` for each result whose
+            caller went away, so a reservation it carries can be undone.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[list[T]], Sequence[R]],
+        *,
+        max_batch: int = 1024,
+        gate: Callable[[], AbstractContextManager[object]] | None = None,
+        on_orphan: Callable[[T, R], None] | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self._fn = fn
+        self.max_batch = max_batch
+        self._gate = gate
+        self._on_orphan = on_orphan
+        # deque: appended on the loop, popped by the worker thread (both atomic operations).
+        self._queue: collections.deque[tuple[T, asyncio.Future[R]]] = collections.deque()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.stats = BatchStats()
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        """Queues ``item``; its result arrives on the returned future (cancel it to leave)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("a SerialBatcher serves one event loop")
+        if self._closed:
+            raise RuntimeError("the batcher is closed")
+        fut: asyncio.Future[R] = loop.create_future()
+        self._queue.append((item, fut))
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="x402-serial", daemon=True)
+            self._thread.start()
+        self._wake.set()
+        return fut
+
+    async def submit(self, item: T) -> R:
+        """Queues ``item`` and waits for its result."""
+        return await self.submit_nowait(item)
+
+    def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        while self._queue and len(batch) < self.max_batch:
+            entry = self._queue.popleft()
+            if not entry[1].done():  # its caller went away before the batch: no work
+                batch.append(entry)
+        return batch
+
+    def _work(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()  # before the queue is read: an item queued from now on sets it again
+            if self._closed:
+                return
+            while self._queue:
+                with self._gate() if self._gate is not None else contextlib.nullcontext():
+                    batch = self._take()
+                    if not batch:
+                        continue
+                    self.stats.record(len(batch))
+                    try:
+                        results = list(self._fn([item for item, _ in batch]))
+                        if len(results) != len(batch):
+                            raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
+                    except BaseException as exc:  # every caller of the batch learns of it
+                        self._call_soon(MicroBatcher._fail, batch, exc)
+                        continue
+                self._call_soon(self._deliver, batch, results)
+
+    def _call_soon(self, fn: Callable[..., None], *args: object) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop closed under us: nobody is left to answer
+            log.warning("event loop closed before a batch's results were delivered")
+
+    def _deliver(self, batch: list[tuple[T, asyncio.Future[R]]], results: list[R]) -> None:
+        orphans: list[tuple[T, R]] = []
+        for (item, fut), result in zip(batch, results, strict=True):
+            if fut.done():  # cancelled while the batch ran
+                orphans.append((item, result))
+            else:
+                fut.set_result(result)
+        if orphans and self._on_orphan is not None:
+            assert self._loop is not None
+            # Off the loop: undoing a reservation may be a store round trip.
+            self._loop.run_in_executor(None, self._orphans, orphans)
+
+    def _orphans(self, orphans: list[tuple[T, R]]) -> None:
+        assert self._on_orphan is not None
+        for item, result in orphans:
+            try:
+                self._on_orphan(item, result)
+            except Exception:
+                log.exception("on_orphan failed")
+
+    def close(self) -> None:
+        """Stops the worker thread once the running batch finishes."""
+        self._closed = True
+        self._wake.set()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from x402_verify import _core
-from x402_verify._batching import MicroBatcher
+from x402_verify._batching import MicroBatcher, SerialBatcher
 from x402_verify.asgi import Message, Receive, Scope, Send
 from x402_verify.errors import NonceStoreError, ReservationError
 from x402_verify.facilitator.config import FacilitatorConfig, open_store
@@ -75,7 +75,9 @@ def read_envelope(body: bytes, max_depth: int) -> tuple[dict[str, Any], dict[str
         raise EnvelopeFault("invalid_json", f"the body is not JSON: {str(exc)[:200]}") from None
     if not isinstance(doc, dict):
         raise EnvelopeFault("invalid_envelope", f"the body must be a JSON object, not {type(doc).__name__}")
-    if _depth_exceeds(doc, max_depth):
+    # A value nests no deeper than the text has opening brackets: a body with few (every real
+    # envelope) needs no walk.
+    if body.count(b"{") + body.count(b"[") > max_depth and _depth_exceeds(doc, max_depth):
         raise EnvelopeFault("too_deep", f"the body nests deeper than {max_depth} levels")
     version = doc.get("x402Version")
     if "x402Version" not in doc:
@@ -128,6 +130,14 @@ class FacilitatorApp:
         self.batcher: MicroBatcher[tuple[dict[str, Any], dict[str, Any]], Any] = MicroBatcher(
             self._verify_batch, max_batch=config.max_batch, max_inflight=config.max_inflight, on_orphan=self._release_orphan
         )
+        # A store outside the process (SQLite, Redis) reserves in a stage of its own: one commit
+        # at a time, holding every payment verified while the previous one ran, so the checks of
+        # the next batch overlap the commit (an fsync) instead of waiting behind it.
+        self.reserver: SerialBatcher[Any, Any] | None = None
+        if self.store is not None and not isinstance(self.store, _core.MemoryNonceStore) and getattr(self.verifier, "_chain", None) is None:
+            self.reserver = SerialBatcher(
+                self._reserve_batch, max_batch=config.max_batch * config.max_inflight, gate=getattr(self.store, "writer", None), on_orphan=self._release_orphan
+            )  # fmt: skip
         self._token = None if config.auth_token is None else config.auth_token.encode("ascii")
         self._upstream_slots: asyncio.Semaphore | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -141,18 +151,27 @@ class FacilitatorApp:
 
     def _verify_batch(self, items: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Any]:
         start = time.perf_counter()
+        reserve = self.reserver is None  # else the reserve stage reserves the valid ones
         try:
-            results: list[Any] = self.verifier.verify_batch(items)
+            results: list[Any] = self.verifier.verify_batch(items, reserve=reserve)
         except Exception:
             # One item the verifier could not take must not fail the others: one at a time.
             results = []
             for item in items:
                 try:
-                    results.append(self.verifier.verify_batch([item])[0])
+                    results.append(self.verifier.verify_batch([item], reserve=reserve)[0])
                 except Exception as exc:
                     results.append(_ItemError(exc))
         self.metrics.batch_sizes.observe(len(items))
         self.metrics.batch_seconds.observe(time.perf_counter() - start)
+        return results
+
+    def _reserve_batch(self, verdicts: list[Any]) -> list[Any]:
+        start = time.perf_counter()
+        try:
+            results: list[Any] = self.verifier.reserve(verdicts)  # a store that fails answers every item refused
+        finally:
+            self.metrics.store_seconds.labels("reserve").observe(time.perf_counter() - start)
         return results
 
     def _release_orphan(self, _item: Any, response: Any) -> None:
@@ -236,6 +255,8 @@ class FacilitatorApp:
         if closer is not None:
             await closer()
         self.batcher.close()
+        if self.reserver is not None:
+            self.reserver.close()
 
     # --- ASGI ----------------------------------------------------------------------------
 
@@ -275,10 +296,10 @@ class FacilitatorApp:
 
     async def _route(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], bytes, str]:
         method, path = scope.get("method", ""), scope.get("path", "")
-        handler = {"/verify": self._verify, "/settle": self._settle, "/release": self._release}.get(path)
+        handler = {"/settle": self._settle, "/release": self._release}.get(path)
         if path == "/release" and self._token is None:
             handler = None
-        if handler is not None:
+        if handler is not None or path == "/verify":
             if method != "POST":
                 return self._json(405, {"error": "method_not_allowed", "message": f"{path} takes POST"}, path)
             try:
@@ -287,6 +308,8 @@ class FacilitatorApp:
                 payload, requirements, version = read_envelope(body, self.config.max_json_depth)
             except EnvelopeFault as fault:
                 return self._fault(fault, path)
+            if path == "/verify":
+                return await self._verify_within(payload, requirements)
             return await self._bounded(handler, payload, requirements, version, path)
         if path in ("/supported", "/health", "/metrics"):
             if method not in ("GET", "HEAD"):
@@ -357,6 +380,7 @@ class FacilitatorApp:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, str]:
         # The work runs in its own task: a settlement that outlives the request timeout still
         # finishes its bookkeeping (and its claim keeps others from settling it meanwhile).
+        # (/verify has _verify_within: nothing of it outlives its request.)
         task = asyncio.get_running_loop().create_task(handler(payload, requirements, version))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -369,10 +393,6 @@ class FacilitatorApp:
             log.error("%s failed: %s", path, task.exception(), exc_info=task.exception())
         else:
             log.warning("%s took longer than %ss", path, self.config.request_timeout)
-            if path == "/verify":
-                task.cancel()  # a reservation made after this is undone by the batcher (on_orphan)
-        if path == "/verify":
-            return self._json(200, {"isValid": False, "invalidReason": UNEXPECTED_VERIFY_ERROR, "invalidMessage": "verification did not finish"}, path)
         if path == "/settle":
             return self._json(
                 200,
@@ -381,24 +401,60 @@ class FacilitatorApp:
             )
         return self._json(200, {"released": False, "reason": "release did not finish"}, path)
 
+    async def _verify_within(self, payload: dict[str, Any], requirements: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes, str]:
+        """``/verify`` bounded by the request timeout as ``_bounded`` bounds the others, with no
+        task of its own and one timer: the timer cancels the stage future being waited on, and
+        the batcher undoes a reservation made for a cancelled one (on_orphan)."""
+        waiting: list[asyncio.Future[Any]] = [self.batcher.submit_nowait((payload, requirements))]
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            waiting[0].cancel()
+
+        timer = asyncio.get_running_loop().call_later(self.config.request_timeout, expire)
+        verdict: Any = None
+        try:
+            verdict = await waiting[0]
+            if self.reserver is not None and not isinstance(verdict, _ItemError) and verdict.is_valid:
+                if expired:  # the timer fired once the checks had answered: nothing reserved yet
+                    raise asyncio.TimeoutError
+                waiting[0] = self.reserver.submit_nowait(verdict)
+                verdict = await waiting[0]
+        except (asyncio.CancelledError, asyncio.TimeoutError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not expired:  # the request itself was cancelled
+                waiting[0].cancel()
+                raise
+            log.warning("/verify took longer than %ss", self.config.request_timeout)
+            verdict = None
+        except Exception as exc:
+            log.error("/verify failed: %s", exc, exc_info=exc)
+            verdict = None
+        finally:
+            timer.cancel()
+        if verdict is None:
+            return self._json(200, {"isValid": False, "invalidReason": UNEXPECTED_VERIFY_ERROR, "invalidMessage": "verification did not finish"}, "/verify")
+        self._count("verify", verdict)
+        if isinstance(verdict, _ItemError):
+            return self._json(200, {"isValid": False, "invalidReason": "invalid_payload", "invalidMessage": verdict.message}, "/verify")
+        return self._json(200, verdict.to_dict(), "/verify")
+
     # --- the endpoints -------------------------------------------------------------------
 
     async def _check(self, endpoint: str, payload: dict[str, Any], requirements: dict[str, Any]) -> Any:
         verdict = await self.batcher.submit((payload, requirements))
+        if self.reserver is not None and not isinstance(verdict, _ItemError) and verdict.is_valid:
+            verdict = await self.reserver.submit(verdict)
+        self._count(endpoint, verdict)
+        return verdict
+
+    def _count(self, endpoint: str, verdict: Any) -> None:
         if isinstance(verdict, _ItemError):
             self.metrics.verdict(endpoint, None, "invalid_payload")
         else:
             self.metrics.verdict(endpoint, verdict.scheme, verdict.invalid_reason)
             if verdict.invalid_reason == "nonce_store_unavailable":
                 self.metrics.store_errors.labels("reserve").inc()
-        return verdict
-
-    async def _verify(self, payload: dict[str, Any], requirements: dict[str, Any], _version: int) -> dict[str, Any]:
-        verdict = await self._check("verify", payload, requirements)
-        if isinstance(verdict, _ItemError):
-            return {"isValid": False, "invalidReason": "invalid_payload", "invalidMessage": verdict.message}
-        answer: dict[str, Any] = verdict.to_dict()
-        return answer
 
     def _replayed(self, verdict: Any) -> bool:
         return verdict.invalid_reason in _core.REPLAY_REASONS.values() and verdict.replay_key is not None

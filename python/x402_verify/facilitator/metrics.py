@@ -28,7 +28,7 @@ class Metrics:
         self.requests = Counter("x402_verify_http_requests", "HTTP answers by endpoint and status", ["endpoint", "status"], registry=r)
         self.latency = Histogram("x402_verify_request_seconds", "Request latency by endpoint", ["endpoint"], buckets=_LATENCY, registry=r)
         self.batch_sizes = Histogram("x402_verify_batch_size", "Payments per verify_batch call", buckets=_SIZES, registry=r)
-        self.batch_seconds = Histogram("x402_verify_batch_seconds", "verify_batch time (checks and the store's reservation)", buckets=_LATENCY, registry=r)
+        self.batch_seconds = Histogram("x402_verify_batch_seconds", "verify_batch time (checks; reservation if in-process)", buckets=_LATENCY, registry=r)
         self.store_seconds = Histogram("x402_verify_store_seconds", "Nonce-store and claim calls outside verify_batch", ["op"], buckets=_LATENCY, registry=r)
         self.store_errors = Counter("x402_verify_store_errors", "Nonce-store failures (fail closed)", ["op"], registry=r)
         self.upstream_seconds = Histogram("x402_verify_upstream_seconds", "Upstream settle latency", buckets=_LATENCY, registry=r)

@@ -5,8 +5,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: SQLite's own busy wait is the only queue
+    fcntl = None  # type: ignore[assignment]
 
 from x402_verify._core import store_amount_arg, store_batch_args, store_key_arg, store_margin_arg, store_now_arg, store_owner_arg
 from x402_verify.errors import NonceStoreError
@@ -24,6 +31,11 @@ class SqliteNonceStore(_Closing):
     ``margin_seconds``); settled rows stay for as long as the file does (about 100 bytes each).
     Do not put the file on a network filesystem. ``close()`` (or leaving a ``with`` block)
     closes the calling thread's connection; every later call raises ``NonceStoreError``.
+
+    Writers take turns through ``writer()`` (a lock per process and ``flock`` on
+    ``<path>.lock`` between processes) before SQLite's own lock: a writer that finds SQLite's
+    lock taken sleeps in steps of milliseconds and retries, while one queued on the file lock
+    starts as soon as the previous commit ends.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, margin_seconds: int = 60, timeout: float = 5.0) -> None:
@@ -34,6 +46,8 @@ class SqliteNonceStore(_Closing):
         self.timeout = _timeout(timeout, positive=False)
         self._local = threading.local()
         self._closed = False
+        self._turn = threading.RLock()
+        self._lock_file: tuple[int, weakref.finalize[Any, Any], int] | None = None  # (pid, closer, fd): a forked child opens its own
         self._conn()
 
     def _conn(self) -> sqlite3.Connection:
@@ -59,7 +73,56 @@ class SqliteNonceStore(_Closing):
             self._local.conn = conn
         return conn
 
+    def _lock_fd(self) -> int | None:
+        if fcntl is None:
+            return None
+        pid = os.getpid()
+        if self._lock_file is None or self._lock_file[0] != pid:
+            # flock belongs to the open file, which a forked child would share with its parent.
+            name = self.path + (b".lock" if isinstance(self.path, bytes) else ".lock")
+            try:
+                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                return None  # no lock file (a read-only directory, say): SQLite's lock still holds
+            # Closed with the store, or when it is collected unclosed.
+            self._lock_file = (pid, weakref.finalize(self, os.close, fd), fd)
+        return self._lock_file[2]
+
+    @contextmanager
+    def writer(self) -> Iterator[None]:
+        """Holds this store's write turn among the threads and processes that open the file
+        (re-entrant in one thread). Every write transaction takes it; a caller that gathers
+        its batch while holding it (x402_verify._batching.SerialBatcher) gets everything that
+        queued while the previous writer committed."""
+        if getattr(self._local, "turns", 0):
+            self._local.turns += 1
+            try:
+                yield
+            finally:
+                self._local.turns -= 1
+            return
+        with self._turn:
+            if self._closed:
+                raise NonceStoreError(_CLOSED)
+            fd = self._lock_fd()
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except OSError:
+                    fd = None  # a filesystem without flock: SQLite's lock still holds
+            self._local.turns = 1
+            try:
+                yield
+            finally:
+                self._local.turns = 0
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
     def _tx(self, fn: Any) -> Any:
+        with self.writer():
+            return self._tx_held(fn)
+
+    def _tx_held(self, fn: Any) -> Any:
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -103,6 +166,8 @@ class SqliteNonceStore(_Closing):
                 "DELETE FROM reservations WHERE key IN (SELECT key FROM reservations WHERE expires_at <= ? AND settled = 0 LIMIT 512)",
                 (at,),
             )
+            if admit is None:
+                return self._reserve_plain(conn, names, expiries, tokens, limits, at)
             out: list[Any] = []
             for i, (key, expires, owner, cap) in enumerate(zip(names, expiries, tokens, limits, strict=True)):
                 row = conn.execute("SELECT settled, owner, expires_at FROM reservations WHERE key = ?", (key,)).fetchone()
@@ -128,6 +193,45 @@ class SqliteNonceStore(_Closing):
 
         result: list[Any] = self._tx(run)
         return result
+
+    @staticmethod
+    def _reserve_plain(
+        conn: sqlite3.Connection, names: list[bytes], expiries: list[int], tokens: list[str], limits: list[int | None], at: int
+    ) -> list[bool | None]:
+        """_reserve's rules without an exposure ledger, in a few statements a batch: the rows
+        read at once, then the writes. A batch that names a key twice is answered as if item
+        by item (``rows`` follows the writes), and every delete of a key comes before its
+        insert (only a key with no live row is deleted; an inserted row is live), so running
+        the deletes first changes nothing."""
+        rows: dict[bytes, tuple[int, str, int]] = {}
+        unique = list(dict.fromkeys(names))
+        for start in range(0, len(unique), 500):  # under SQLite's bound on parameters
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, settled, owner, expires_at in conn.execute(f"SELECT key, settled, owner, expires_at FROM reservations WHERE key IN ({marks})", chunk):
+                rows[bytes(key)] = (settled, owner, expires_at)
+        out: list[bool | None] = []
+        deletes: list[tuple[bytes]] = []
+        inserts: dict[bytes, tuple[bytes, str, str | None, int]] = {}
+        for key, expires, owner, cap in zip(names, expiries, tokens, limits, strict=True):
+            row = rows.get(key)
+            if row is not None and (row[0] or row[2] > at):
+                out.append(row[0] == 0 and row[1] == owner)
+                continue
+            if expires <= at:
+                # Kept for no time is not kept: refused, never acknowledged.
+                deletes.append((key,))
+                rows.pop(key, None)
+                out.append(None)
+                continue
+            inserts[key] = (key, owner, None if cap is None else str(cap), expires)
+            rows[key] = (0, owner, expires)
+            out.append(True)
+        if deletes:
+            conn.executemany("DELETE FROM reservations WHERE key = ?", deletes)
+        if inserts:
+            conn.executemany("INSERT OR REPLACE INTO reservations VALUES (?, 0, ?, ?, '0', ?)", list(inserts.values()))
+        return out
 
     @staticmethod
     def _live(conn: sqlite3.Connection, key: bytes, owner: str, now: int) -> tuple[bool, int | None, int]:
@@ -217,6 +321,10 @@ class SqliteNonceStore(_Closing):
         if conn is not None:
             conn.close()
             self._local.conn = None
+        with self._turn:  # not while a writer of this process holds the file's lock
+            if self._lock_file is not None and self._lock_file[0] == os.getpid():
+                self._lock_file[1]()
+            self._lock_file = None
 
     # --- the exposure ledger (chain checks; its tables and rules: x402_verify.chain.exposure) -----
 
