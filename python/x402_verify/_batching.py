@@ -55,7 +55,50 @@ class BatchStats:
         self.sizes[n] = self.sizes.get(n, 0) + 1
 
 
-class MicroBatcher(Generic[T, R]):
+class _Answering(Generic[T, R]):
+    """What both batchers do with a batch's outcome: answer its callers' futures on the loop
+    (from the worker thread that ran it), and hand the results nobody waits for any more to
+    ``on_orphan`` off the loop (undoing a reservation may be a store round trip)."""
+
+    _loop: asyncio.AbstractEventLoop | None
+    _on_orphan: Callable[[T, R], None] | None
+
+    def _offload(self, fn: Callable[..., None], *args: object) -> None:
+        raise NotImplementedError
+
+    def _call_soon(self, fn: Callable[..., None], *args: object) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop closed under us: nobody is left to answer
+            log.warning("event loop closed before a batch's results were delivered")
+
+    def _deliver(self, batch: list[tuple[T, asyncio.Future[R]]], results: list[R]) -> None:
+        orphans: list[tuple[T, R]] = []
+        for (item, fut), result in zip(batch, results, strict=True):
+            if fut.done():  # cancelled while the batch ran
+                orphans.append((item, result))
+            else:
+                fut.set_result(result)
+        if orphans and self._on_orphan is not None:
+            self._offload(self._orphans, orphans)
+
+    def _orphans(self, orphans: list[tuple[T, R]]) -> None:
+        assert self._on_orphan is not None
+        for item, result in orphans:
+            try:
+                self._on_orphan(item, result)
+            except Exception:
+                log.exception("on_orphan failed")
+
+    @staticmethod
+    def _fail(batch: list[tuple[T, asyncio.Future[R]]], exc: BaseException) -> None:
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_exception(exc)
+
+
+class MicroBatcher(_Answering[T, R]):
     """Coalesces ``await submit(item)`` calls into ``fn(items)`` calls in a worker thread.
 
     Args:
@@ -151,37 +194,8 @@ class MicroBatcher(Generic[T, R]):
             return
         self._call_soon(self._deliver, batch, list(results))
 
-    def _call_soon(self, fn: Callable[..., None], *args: object) -> None:
-        assert self._loop is not None
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # the loop closed under us: nobody is left to answer
-            log.warning("event loop closed before a batch's results were delivered")
-
-    def _deliver(self, batch: list[tuple[T, asyncio.Future[R]]], results: list[R]) -> None:
-        orphans: list[tuple[T, R]] = []
-        for (item, fut), result in zip(batch, results, strict=True):
-            if fut.done():  # cancelled while the batch ran
-                orphans.append((item, result))
-            else:
-                fut.set_result(result)
-        if orphans and self._on_orphan is not None:
-            # Off the loop: undoing a reservation may be a store round trip.
-            self._executor.submit(self._orphans, orphans)
-
-    def _orphans(self, orphans: list[tuple[T, R]]) -> None:
-        assert self._on_orphan is not None
-        for item, result in orphans:
-            try:
-                self._on_orphan(item, result)
-            except Exception:
-                log.exception("on_orphan failed")
-
-    @staticmethod
-    def _fail(batch: list[tuple[T, asyncio.Future[R]]], exc: BaseException) -> None:
-        for _, fut in batch:
-            if not fut.done():
-                fut.set_exception(exc)
+    def _offload(self, fn: Callable[..., None], *args: object) -> None:
+        self._executor.submit(fn, *args)
 
     def _done(self, _task: asyncio.Future[None]) -> None:
         self._inflight -= 1
@@ -193,7 +207,7 @@ class MicroBatcher(Generic[T, R]):
         self._executor.shutdown(wait=False)
 
 
-class SerialBatcher(Generic[T, R]):
+class SerialBatcher(_Answering[T, R]):
     """One worker thread running ``fn(items)`` on everything queued, one call at a time.
 
     For a stage whose cost is per call rather than per item, such as a durable store's commit:
@@ -281,36 +295,13 @@ class SerialBatcher(Generic[T, R]):
                         if len(results) != len(batch):
                             raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
                     except BaseException as exc:  # every caller of the batch learns of it
-                        self._call_soon(MicroBatcher._fail, batch, exc)
+                        self._call_soon(self._fail, batch, exc)
                         continue
                 self._call_soon(self._deliver, batch, results)
 
-    def _call_soon(self, fn: Callable[..., None], *args: object) -> None:
+    def _offload(self, fn: Callable[..., None], *args: object) -> None:
         assert self._loop is not None
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # the loop closed under us: nobody is left to answer
-            log.warning("event loop closed before a batch's results were delivered")
-
-    def _deliver(self, batch: list[tuple[T, asyncio.Future[R]]], results: list[R]) -> None:
-        orphans: list[tuple[T, R]] = []
-        for (item, fut), result in zip(batch, results, strict=True):
-            if fut.done():  # cancelled while the batch ran
-                orphans.append((item, result))
-            else:
-                fut.set_result(result)
-        if orphans and self._on_orphan is not None:
-            assert self._loop is not None
-            # Off the loop: undoing a reservation may be a store round trip.
-            self._loop.run_in_executor(None, self._orphans, orphans)
-
-    def _orphans(self, orphans: list[tuple[T, R]]) -> None:
-        assert self._on_orphan is not None
-        for item, result in orphans:
-            try:
-                self._on_orphan(item, result)
-            except Exception:
-                log.exception("on_orphan failed")
+        self._loop.run_in_executor(None, fn, *args)
 
     def close(self) -> None:
         """Stops the worker thread once the running batch finishes."""
