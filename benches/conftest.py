@@ -151,6 +151,10 @@ TARGETS = [
         group="batchsig", paired=True,
     ),  # fmt: skip
     Target(
+        "  the same, requirements as a dict per payment", "bs_sessions_dicts", "bs_sessions_dicts_anchor", None, "reported only",
+        group="batchsig", paired=True,
+    ),  # fmt: skip
+    Target(
         "  the same, answered as replays by the memory store", "bs_sessions_stored", "bs_sessions_stored_anchor", None, "reported only",
         group="batchsig", paired=True,
     ),  # fmt: skip
