@@ -66,6 +66,27 @@ class _Answering(Generic[T, R]):
     def _offload(self, fn: Callable[..., None], *args: object) -> None:
         raise NotImplementedError
 
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        """The running loop, which must be the one this batcher first served."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(f"a {type(self).__name__} serves one event loop")
+        return loop
+
+    def _results(self, fn: Callable[[list[T]], Sequence[R]], batch: list[tuple[T, asyncio.Future[R]]]) -> list[R] | None:
+        """``fn`` over the batch's items, one result an item; or None once every caller of the
+        batch has been told why not."""
+        try:
+            results = list(fn([item for item, _ in batch]))
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
+        except BaseException as exc:  # every caller of the batch learns of it
+            self._call_soon(self._fail, batch, exc)
+            return None
+        return results
+
     def _call_soon(self, fn: Callable[..., None], *args: object) -> None:
         assert self._loop is not None
         try:
@@ -147,11 +168,7 @@ class MicroBatcher(_Answering[T, R]):
     def submit_nowait(self, item: T) -> asyncio.Future[R]:
         """Queues ``item``; its result arrives on the returned future (cancel it to leave: a
         result that comes anyway goes to ``on_orphan``). Call it on the event loop."""
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError("a MicroBatcher serves one event loop")
+        loop = self._bind()
         fut: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, fut))
         if len(self._pending) >= self.max_batch and self._inflight < self.max_inflight:
@@ -184,15 +201,9 @@ class MicroBatcher(_Answering[T, R]):
             task.add_done_callback(self._done)
 
     def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
-        items = [item for item, _ in batch]
-        try:
-            results = self._fn(items)
-            if len(results) != len(items):
-                raise RuntimeError(f"batch function returned {len(results)} results for {len(items)} items")
-        except BaseException as exc:  # every caller of the batch learns of it
-            self._call_soon(self._fail, batch, exc)
-            return
-        self._call_soon(self._deliver, batch, list(results))
+        results = self._results(self._fn, batch)
+        if results is not None:
+            self._call_soon(self._deliver, batch, results)
 
     def _offload(self, fn: Callable[..., None], *args: object) -> None:
         self._executor.submit(fn, *args)
@@ -251,11 +262,7 @@ class SerialBatcher(_Answering[T, R]):
 
     def submit_nowait(self, item: T) -> asyncio.Future[R]:
         """Queues ``item``; its result arrives on the returned future (cancel it to leave)."""
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError("a SerialBatcher serves one event loop")
+        loop = self._bind()
         if self._closed:
             raise RuntimeError("the batcher is closed")
         fut: asyncio.Future[R] = loop.create_future()
@@ -290,14 +297,9 @@ class SerialBatcher(_Answering[T, R]):
                     if not batch:
                         continue
                     self.stats.record(len(batch))
-                    try:
-                        results = list(self._fn([item for item, _ in batch]))
-                        if len(results) != len(batch):
-                            raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
-                    except BaseException as exc:  # every caller of the batch learns of it
-                        self._call_soon(self._fail, batch, exc)
-                        continue
-                self._call_soon(self._deliver, batch, results)
+                    results = self._results(self._fn, batch)
+                if results is not None:
+                    self._call_soon(self._deliver, batch, results)
 
     def _offload(self, fn: Callable[..., None], *args: object) -> None:
         assert self._loop is not None
