@@ -245,3 +245,31 @@ def test_a_restarted_gateway_settles_what_the_first_left_open(redis_server: Redi
     assert asyncio.run(second_life()) == 1
     new = [b for k, b in calls if k == "settle"][before:]
     assert [b["paymentRequirements"]["amount"] for b in new] == ["3000"]
+
+
+def test_a_record_kept_for_no_time_is_refused_alike(claims: Any) -> None:
+    """Creating a record whose ``keep_until`` has passed is a caller's fault, refused by every
+    ledger before it writes anything: Redis would expire it at once and then recreate it, field
+    by field, with no expiry at all (a record kept for ever)."""
+    t = time.time()
+    rec = {"owner": "o1", "network": NETWORK}
+    for keep in (t - 1, t, 0.0):
+        with pytest.raises(ValueError, match="kept for no time"):
+            claims.acquire("k-past", "h", lease_seconds=30, now=t, record=rec, keep_until=keep)
+    with pytest.raises(TypeError):
+        claims.acquire("k-past", "h", lease_seconds=30, now=t, record=rec, keep_until=float("nan"))
+    assert claims.get("k-past") is None
+    client = getattr(claims, "client", None)
+    if client is not None:  # nothing of it on the server either
+        assert not client.keys("*k-past*")
+    # Without a record nothing is created, so a past keep_until does not matter.
+    assert claims.acquire("k-past", "h", lease_seconds=30, now=t, keep_until=t - 1) is None
+    if hasattr(claims, "open"):
+        with pytest.raises(ValueError, match="kept for no time"):
+            claims.open("k-open", {"kind": "upto", "session": "s-past"}, keep_until=t - 5)
+        assert claims.get("k-open") is None and claims.find_session("s-past") is None
+    created = claims.acquire("k-live", "h", lease_seconds=30, now=t, record=rec, keep_until=t + 60)
+    assert created is not None and created["holder"] == "h"
+    if client is not None:  # the record expires when its authorization is dead
+        ttl = [client.pttl(k) for k in client.keys("*k-live*")]
+        assert ttl and all(0 < x <= 61_000 for x in ttl), ttl

@@ -64,6 +64,17 @@ def _now(now: float | None) -> float:
     return time.time() if now is None else now
 
 
+def keep_arg(keep_until: float, now: float) -> float:
+    """``keep_until`` of a record about to be created, checked: a record kept for no time is
+    not kept (Redis would drop it at once and then recreate it, field by field, with no expiry
+    at all), so every ledger refuses it alike."""
+    if type(keep_until) not in (int, float) or not keep_until == keep_until:  # bool, str, NaN
+        raise TypeError(f"keep_until must be a number of Unix seconds, not {keep_until!r}")
+    if keep_until <= now:
+        raise ValueError(f"keep_until {keep_until!r} is not after now ({now!r}): the record would be kept for no time")
+    return float(keep_until)
+
+
 class MemoryLedger:
     """The in-process ledger: a dict under a lock; finished records are kept until their
     ``keep_until`` (the authorization's deadline) and swept as the ledger is used."""
@@ -90,6 +101,7 @@ class MemoryLedger:
             self._sessions.pop(record.get("session", ""), None)
 
     def open(self, key: str, record: Mapping[str, str], *, keep_until: float) -> bool:
+        keep_until = keep_arg(keep_until, time.time())
         with self._lock:
             now = time.time()
             self._sweep(now)
@@ -132,6 +144,8 @@ class MemoryLedger:
         record: Mapping[str, str] | None = None, keep_until: float = 0.0,
     ) -> dict[str, str] | None:
         now = _now(now)
+        if record is not None:
+            keep_until = keep_arg(keep_until, now)
         with self._lock:
             rec = self._records.get(key)
             if rec is None:
@@ -295,6 +309,7 @@ return 1
             raise NonceStoreError(f"redis ledger: {type(exc).__name__}: {exc}") from exc
 
     def open(self, key: str, record: Mapping[str, str], *, keep_until: float) -> bool:
+        keep_until = keep_arg(keep_until, time.time())
         fields = {**record, "state": OPEN, "credit": record.get("credit", "0"), "keep_until": repr(keep_until)}
         args = [str(int(keep_until * 1000)), repr(float(fields.get("due_at", "0"))), key]
         for k, v in fields.items():
@@ -323,8 +338,10 @@ return 1
         self, key: str, holder: str, *, lease_seconds: float, now: float | None = None,
         record: Mapping[str, str] | None = None, keep_until: float = 0.0,
     ) -> dict[str, str] | None:
-        args: list[str] = [holder, repr(_now(now)), repr(lease_seconds), key]
+        at = _now(now)
+        args: list[str] = [holder, repr(at), repr(lease_seconds), key]
         if record is not None:
+            keep_until = keep_arg(keep_until, at)
             args.append(repr(keep_until))
             for k, v in {**record, "keep_until": repr(keep_until)}.items():
                 args += [k, v]

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from x402_verify.errors import NonceStoreError
-from x402_verify.ledger import SETTLING
+from x402_verify.ledger import SETTLING, keep_arg
 
 __all__ = ["SqliteClaims", "open_claims"]
 
@@ -73,6 +73,8 @@ class SqliteClaims:
         import json
 
         at = time.time() if now is None else now
+        if record is not None:
+            keep_until = keep_arg(keep_until, at)
 
         def run(conn: sqlite3.Connection) -> dict[str, str] | None:
             # Finished claims go once their authorization is dead (the store keeps the key).
