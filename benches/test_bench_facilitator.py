@@ -8,6 +8,9 @@ measured in alternating rounds of the same run:
 - ``sdk``: the x402 SDK's ``x402Facilitator`` (chain signer stubbed, tests/http_servers.py)
   behind its HTTP API (the shape tests/http_servers.facilitator_app serves).
 
+All three run on the same event loop: uvloop when this interpreter has it (granian's automatic
+choice; the [server] and test extras install it), and ours is checked to report it on /health.
+
 Every round runs bare, then per scheme ours and the SDK (which goes first alternates by round),
 ``BENCH_SECONDS`` each; the ratio per scheme is the median of the same-round ratios, so drift of
 this shared machine between rounds cancels out. Each run of ours gets its own file of distinct
@@ -26,6 +29,7 @@ target (at equal or better p99, in the median round) is checked when ``BENCH_ASS
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -254,8 +258,11 @@ def test_facilitator_verify_load(tmp_path: Path) -> None:
     now = int(time.time())
     for kind in KINDS:
         check_signer(kind, now, public_test_keys(1)[0])
+    # granian picks uvloop when this interpreter has it, for all three servers alike.
+    loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
     results: dict[str, Any] = {
         "seconds": SECONDS, "workers": WORKERS, "connections": CONNECTIONS, "wrk_threads": THREADS, "rounds": ROUNDS, "payers": PAYERS,
+        "loop": loop,
     }  # fmt: skip
     runs: dict[str, list[dict[str, float]]] = {"bare": [], **{f"{who}_{kind}": [] for who in ("ours", "sdk") for kind in KINDS}}
     ctx = multiprocessing.get_context("fork")
@@ -269,6 +276,9 @@ def test_facilitator_verify_load(tmp_path: Path) -> None:
         }  # fmt: skip
         server = ServeProcess(["--store", f"sqlite:///{tmp_path / 'ours.db'}", "--workers", str(WORKERS)])
         try:
+            import httpx
+
+            assert httpx.get(server.url + "/health", timeout=10).json()["loop"] == loop  # ours on the loop the others get
             for r in range(ROUNDS):
                 runs["bare"].append(wrk(bare_url, files[("eip3009", r)], script))
                 for kind in KINDS:
@@ -294,6 +304,7 @@ def test_facilitator_verify_load(tmp_path: Path) -> None:
     results["p99_better_rounds"] = {kind: sum(v) for kind, v in p99_ok.items()}
     print()
     b = med["bare"]
+    print(f"event loop: {loop}, for all three servers")
     print(f"{ROUNDS} rounds of {SECONDS} s; medians. bare ceiling: {b['rps']:,.0f} req/s  p50 {b['p50_ms']:.2f} ms  p99 {b['p99_ms']:.2f} ms")
     print(f"{'scheme':<8} {'ours req/s':>11} {'p50':>7} {'p99':>7} {'sdk req/s':>10} {'p50':>7} {'p99':>8} {'ratio':>6}", end="")
     print(f" {'rounds':>22} {'% bare':>7} {'p99 ok':>6}")

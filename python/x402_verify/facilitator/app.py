@@ -317,7 +317,9 @@ class FacilitatorApp:
             if path == "/supported":
                 return 200, _JSON, self._supported_body, path
             if path == "/health":
-                return self._json(200, {"status": "ok"}, path)
+                # The event loop serving it ("uvloop" or "asyncio"): what the server picked.
+                loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+                return self._json(200, {"status": "ok", "loop": loop}, path)
             return 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], self.metrics.render(), path
         return self._json(404, {"error": "not_found", "message": f"no endpoint {path[:100]!r}"}, "other")
 

@@ -42,7 +42,7 @@ def serve(config: FacilitatorConfig, *, host: str = "127.0.0.1", port: int = 840
     """Serves until interrupted; prints ``x402-verify listening on http://HOST:PORT`` once
     ``/health`` answers."""
     from granian import Granian
-    from granian.constants import HTTPModes, Interfaces
+    from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
@@ -58,6 +58,8 @@ def serve(config: FacilitatorConfig, *, host: str = "127.0.0.1", port: int = 840
         "x402_verify.facilitator.server:app_from_env", factory=True, address=host, port=port, workers=workers, interface=Interfaces.ASGI,
         http=HTTPModes.http1, http1_settings=HTTP1Settings(max_buffer_size=max(8192, config.max_header_bytes + config.max_body_bytes)),
         log_level=LogLevels.warning, backlog=2048, workers_kill_timeout=10,
+        # uvloop when it is installed (the [server] extra installs it), else asyncio's own loop.
+        loop=Loops.auto,
     )  # fmt: skip
     server.serve()
 
