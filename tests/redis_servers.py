@@ -27,12 +27,20 @@ REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 _STARTED: list[RedisServer] = []
 
 
-def free_port() -> int:
-    """A loopback port nobody listened on a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def free_port(highest: int = 65535) -> int:
+    """A loopback port nobody listened on a moment ago, no higher than ``highest``."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port <= highest:
+            return port
+    raise RuntimeError(f"no free loopback port at or below {highest}")
+
+
+# A cluster node's bus listens 10,000 above its port, so Redis refuses a port above this; the
+# kernel's ephemeral range (to 60999) hands one out about one time in five.
+CLUSTER_HIGHEST_PORT = 55535
 
 
 def _ping(port: int, timeout: float = 0.2) -> bool:
@@ -51,14 +59,17 @@ class RedisServer:
     def __init__(self, workdir: Path, *, port: int | None = None, cluster: bool = False, extra_args: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
         self.cluster = cluster
+        self.port = port or free_port(self._highest_port())
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def _highest_port(self) -> int:
+        return CLUSTER_HIGHEST_PORT if self.cluster else 65535
 
     def _argv(self) -> list[str]:
         argv = [
@@ -98,7 +109,7 @@ class RedisServer:
                 # The old socket may linger a moment after a kill; retry the same port.
                 time.sleep(0.2)
             else:
-                self.port = free_port()
+                self.port = free_port(self._highest_port())
         raise RuntimeError(f"redis-server could not start (last port {self.port}); see {self.workdir}")
 
     def kill(self) -> None:

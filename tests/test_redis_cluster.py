@@ -33,7 +33,7 @@ import redis
 import redis.connection
 
 import x402_verify as xv
-from redis_servers import RedisCluster
+from redis_servers import CLUSTER_HIGHEST_PORT, RedisCluster, RedisServer
 from test_settlers_http import check_claims, check_lease_machine
 from test_store_concurrency import (
     SKEWS,
@@ -257,3 +257,12 @@ def test_cluster_with_a_master_down_refuses(redis_cluster: RedisCluster) -> None
         assert {r.invalid_reason for r in results} == {"nonce_store_unavailable"}
     finally:
         close_store(store)
+
+
+def test_cluster_nodes_get_ports_their_bus_can_use(tmp_path: Any) -> None:
+    """A node's cluster bus listens 10,000 above its port, so Redis exits on a port above
+    55535; the kernel hands such ports out about one time in five, and five in a row once
+    failed a CI run. Every node port the helper picks is low enough, on creation and on retry."""
+    assert CLUSTER_HIGHEST_PORT + 10_000 == 65535
+    ports = [RedisServer(tmp_path / f"n{i}", cluster=True).port for i in range(200)]
+    assert max(ports) <= CLUSTER_HIGHEST_PORT, max(ports)
