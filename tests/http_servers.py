@@ -37,19 +37,13 @@ from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
 from x402.schemas.v1 import PaymentRequiredV1
 
 import x402_verify as xv
+from redis_servers import free_port  # one picker of loopback ports for every test server
 from sdk_stub import FAC, StubChainSigner
 
 NETWORK = "eip155:84532"
 USDC = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
 PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
 PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager

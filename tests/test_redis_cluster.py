@@ -262,7 +262,8 @@ def test_cluster_with_a_master_down_refuses(redis_cluster: RedisCluster) -> None
 def test_cluster_nodes_get_ports_their_bus_can_use(tmp_path: Any) -> None:
     """A node's cluster bus listens 10,000 above its port, so Redis exits on a port above
     55535; the kernel hands such ports out about one time in five, and five in a row once
-    failed a CI run. Every node port the helper picks is low enough, on creation and on retry."""
+    failed a CI run. Every node port the helper picks at creation is low enough (a retry picks
+    through the same bound: RedisServer._highest_port)."""
     assert CLUSTER_HIGHEST_PORT + 10_000 == 65535
     ports = [RedisServer(tmp_path / f"n{i}", cluster=True).port for i in range(200)]
     assert max(ports) <= CLUSTER_HIGHEST_PORT, max(ports)
