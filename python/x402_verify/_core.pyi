@@ -40,6 +40,7 @@ __all__ = [
     "REPLAY_REASONS",
     "EXPOSURE_OUTCOME",
     "MAX_IDEMPOTENCY_ID_BYTES",
+    "VECTOR_SQUARE_ROOTS",
 ]
 
 # Stub-only aliases: private, so stubtest does not look for them in the compiled module.
@@ -80,6 +81,9 @@ EXPOSURE_OUTCOME: Final[str]
 """What a store with an exposure ledger answers for a payment the payer's capacity does not cover."""
 MAX_IDEMPOTENCY_ID_BYTES: Final[int]
 """The longest idempotency id (UTF-8 bytes)."""
+VECTOR_SQUARE_ROOTS: Final[bool]
+"""True when this CPU lifts batch-verified signatures' R with the AVX-512 IFMA square roots (each
+checked by libsecp256k1; a matter of speed only)."""
 
 def caip2_chain_id(network: str) -> int | None:
     """The chain id of a CAIP-2 ``eip155:<chainId>`` network (at most 19 decimal digits, no sign,

@@ -3,9 +3,11 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/shim.c");
+    println!("cargo:rerun-if-changed=csrc/vsqrt.h");
     println!("cargo:rerun-if-changed=depend");
     cc::Build::new()
         .file("csrc/shim.c")
+        .include("csrc")
         .include("depend/secp256k1/src")
         // The G tables are not used by the shim's multiplications (G goes in as an ordinary
         // point), so the smallest window keeps them at one entry each.

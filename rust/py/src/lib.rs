@@ -105,6 +105,7 @@ mod _core {
         let spaces = [("eip3009", NonceSpace::Eip3009), ("permit2", NonceSpace::Permit2)];
         m.add("EXPOSURE_OUTCOME", reserve::EXPOSURE_OUTCOME)?;
         m.add("MAX_IDEMPOTENCY_ID_BYTES", reserve::MAX_IDEMPOTENCY_ID_BYTES)?;
+        m.add("VECTOR_SQUARE_ROOTS", x402_verify_core::authenticate::vector_square_roots())?;
         m.add("REPLAY_REASONS", frozen_map(py, spaces.map(|(name, space)| (name, replay_code(space).as_str())))?)?;
         Ok(())
     }

@@ -1,6 +1,9 @@
 /* Batch verification of ECDSA signatures against known public keys, over libsecp256k1's own
  * internals (field, scalar, group, ecmult_multi_var). See ../src/lib.rs for the contract.
  *
+ * The lifts of R take their square roots from vsqrt.h on CPUs with AVX-512 IFMA, each checked
+ * with libsecp256k1's own arithmetic before use (x402b_lift).
+ *
  * The sum is computed by libsecp256k1's Pippenger bucket method (ecmult_pippenger_wnaf) with
  * the library's endomorphism split; the driver below differs from ecmult_multi_var's only in
  * not splitting scalars that are already below 2^128 (see x402b_pippenger).
@@ -24,6 +27,7 @@
 #include "ecmult_impl.h"
 #include "int128_impl.h"
 #include "scratch_impl.h" /* declared by ecmult.h; unused here */
+#include "vsqrt.h"
 
 /* ECMULT_WINDOW_SIZE is 2 (build.rs): the G tables hold one entry each, G and 2^128*G, copied
  * from libsecp256k1's generated precomputed_ecmult.c. x402b_check never passes a G scalar to
@@ -82,47 +86,200 @@ int x402b_point_valid(const unsigned char *xy64) {
     return x402b_ge_read(&p, xy64);
 }
 
+/* 1 iff this CPU (and its OS) runs the AVX-512 IFMA square roots of vsqrt.h. */
+int x402b_vsqrt_available(void) {
+#ifdef X402B_HAVE_VSQRT
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512ifma");
+#else
+    return 0;
+#endif
+}
+
+/* R = (x, y) with y the root of c = x^3 + 7 of parity odd, from a root candidate (5 limbs from
+ * vsqrt.h, or NULL): the candidate is taken only if libsecp256k1's own arithmetic squares it
+ * to c; otherwise libsecp256k1's ge_set_xo_var decides. Returns 0 iff no such point exists. */
+static int x402b_lift(ge *R, const fe *x, const fe *c, const uint64_t *candidate, int odd) {
+    if (candidate != NULL) {
+        fe y, yy;
+        /* Masked into libsecp256k1's limb bounds (magnitude 2 at most), so whatever the kernel
+         * produced, y is a valid field element and the test below is exact. */
+        y.n[0] = candidate[0] & 0xFFFFFFFFFFFFFULL;
+        y.n[1] = candidate[1] & 0xFFFFFFFFFFFFFULL;
+        y.n[2] = candidate[2] & 0xFFFFFFFFFFFFFULL;
+        y.n[3] = candidate[3] & 0xFFFFFFFFFFFFFULL;
+        y.n[4] = candidate[4] & 0x1FFFFFFFFFFFFULL;
+        rustsecp256k1_v0_14_fe_sqr(&yy, &y);
+        if (rustsecp256k1_v0_14_fe_equal(&yy, c)) {
+            rustsecp256k1_v0_14_fe_normalize_var(&y);
+            if (rustsecp256k1_v0_14_fe_is_odd(&y) != odd) {
+                rustsecp256k1_v0_14_fe_negate(&y, &y, 1);
+                rustsecp256k1_v0_14_fe_normalize_var(&y);
+            }
+            rustsecp256k1_v0_14_ge_set_xy(R, x, &y);
+            return 1;
+        }
+    }
+    return rustsecp256k1_v0_14_ge_set_xo_var(R, x, odd);
+}
+
+/* How many of the 16*k candidates the kernel gives for pseudo-random field elements (and the
+ * edges 0, 1, p-1, 2^256-1 reduced) differ from libsecp256k1's fe_sqrt of them, -1 if the kernel
+ * is not available. For tests: the lifts never depend on it, but their speed does. */
+int x402b_vsqrt_mismatches(size_t k) {
+#ifdef X402B_HAVE_VSQRT
+    uint64_t state = 0x2545F4914F6CDD1DULL;
+    size_t g, i;
+    int bad = 0;
+    if (!x402b_vsqrt_available()) {
+        return -1;
+    }
+    for (g = 0; g < k; g++) {
+        uint64_t in[X402B_VLANES][5], out[X402B_VLANES][5];
+        fe a[X402B_VLANES];
+        for (i = 0; i < X402B_VLANES; i++) {
+            unsigned char b[32];
+            size_t j;
+            for (j = 0; j < 32; j++) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                b[j] = (unsigned char)state;
+            }
+            if (g == 0 && i < 4) { /* 0, 1, p - 1 = 2^256 - 2^32 - 978, 2^256 - 1 */
+                memset(b, i < 2 ? 0 : 0xff, 32);
+                if (i == 1) {
+                    b[31] = 1;
+                } else if (i == 2) {
+                    b[27] = 0xfe, b[30] = 0xfc, b[31] = 0x2e;
+                }
+            }
+            rustsecp256k1_v0_14_fe_set_b32_mod(&a[i], b);
+            rustsecp256k1_v0_14_fe_normalize_var(&a[i]);
+            memcpy(in[i], a[i].n, sizeof(in[i]));
+        }
+        x402b_vpow_sqrt(out, in);
+        for (i = 0; i < X402B_VLANES; i++) {
+            fe want, got;
+            (void)rustsecp256k1_v0_14_fe_sqrt(&want, &a[i]); /* the power, root or not */
+            rustsecp256k1_v0_14_fe_normalize_var(&want);
+            memcpy(got.n, out[i], sizeof(got.n));
+            rustsecp256k1_v0_14_fe_normalize_var(&got);
+            bad += !rustsecp256k1_v0_14_fe_equal(&got, &want);
+        }
+    }
+    return bad;
+#else
+    (void)k;
+    return -1;
+#endif
+}
+
+/* Root candidates for the c of the `m` items listed in idx (roots[i] for item idx[i]), 16 at a
+ * time; returns 0 when the vector kernel is not used (unavailable, or too few items for it to
+ * pay: a group costs about 7 scalar roots). */
+static int x402b_roots(const fe *c, const size_t *idx, size_t m, uint64_t (*roots)[5]) {
+#ifdef X402B_HAVE_VSQRT
+    size_t g, i;
+    if (m < 7 || !x402b_vsqrt_available()) {
+        return 0;
+    }
+    for (g = 0; g < m; g += X402B_VLANES) {
+        uint64_t in[X402B_VLANES][5], out[X402B_VLANES][5];
+        for (i = 0; i < X402B_VLANES; i++) {
+            /* A short last group repeats its first element. */
+            fe t = c[idx[g + i < m ? g + i : g]];
+            rustsecp256k1_v0_14_fe_normalize_var(&t); /* limbs within the kernel's bounds */
+            memcpy(in[i], t.n, sizeof(in[i]));
+        }
+        x402b_vpow_sqrt(out, in);
+        for (i = 0; i < X402B_VLANES && g + i < m; i++) {
+            memcpy(roots[g + i], out[i], sizeof(out[i]));
+        }
+    }
+    return 1;
+#else
+    (void)c;
+    (void)idx;
+    (void)m;
+    (void)roots;
+    return 0;
+#endif
+}
+
 /* For each of n signatures: R = the point with x = r and y of parity odd (what ecrecover and
  * libsecp256k1's recovery lift for v = 27/28), u1 = z/s, u2 = r/s, all mod n. ok[i] = 1 when
  * r and s lie in [1, n-1] and R exists; otherwise 0 and out[i] is zeroed. One scalar inversion
- * serves all the 1/s (Montgomery's trick). Returns 0 only if memory ran out (then nothing
- * in out / ok is meaningful). */
-int x402b_prepare(const x402b_sig *in, size_t n, x402b_prepared *out, unsigned char *ok) {
+ * serves all the 1/s (Montgomery's trick); with `vector` set and the CPU able, the square roots
+ * of the lifts come from vsqrt.h (checked, see x402b_lift). Returns 0 only if memory ran out
+ * (then nothing in out / ok is meaningful). */
+int x402b_prepare_with(const x402b_sig *in, size_t n, x402b_prepared *out, unsigned char *ok, int vector) {
     scalar *acc;
+    fe *xs, *cs;
+    size_t *idx;
+    uint64_t(*roots)[5];
     scalar inv, one;
-    size_t i;
+    size_t i, m = 0, next = 0;
+    int have_roots;
     if (n == 0) {
         return 1;
     }
     acc = (scalar *)malloc(n * sizeof(scalar));
-    if (acc == NULL) {
+    xs = (fe *)malloc(n * sizeof(fe));
+    cs = (fe *)malloc(n * sizeof(fe));
+    idx = (size_t *)malloc(n * sizeof(size_t));
+    roots = (uint64_t(*)[5])malloc(n * sizeof(*roots));
+    if (acc == NULL || xs == NULL || cs == NULL || idx == NULL || roots == NULL) {
+        free(acc);
+        free(xs);
+        free(cs);
+        free(idx);
+        free(roots);
         return 0;
     }
     rustsecp256k1_v0_14_scalar_set_int(&one, 1);
-    /* Pass 1: ranges and R; prefix products of the s of usable items. */
+    /* Pass 1: ranges, and c = r^3 + 7 of the items in range. */
     for (i = 0; i < n; i++) {
         scalar r, s;
-        fe x;
-        ge R;
+        fe x2;
         int overflow_r = 0, overflow_s = 0;
-        const scalar *prev = i == 0 ? &one : &acc[i - 1];
         memset(&out[i], 0, sizeof(out[i]));
         ok[i] = 0;
         rustsecp256k1_v0_14_scalar_set_b32(&r, in[i].r, &overflow_r);
         rustsecp256k1_v0_14_scalar_set_b32(&s, in[i].s, &overflow_s);
         if (!overflow_r && !overflow_s && !rustsecp256k1_v0_14_scalar_is_zero(&r) && !rustsecp256k1_v0_14_scalar_is_zero(&s)
             /* r < n < p, so this read cannot fail; kept so the invariant is checked here. */
-            && rustsecp256k1_v0_14_fe_set_b32_limit(&x, in[i].r) && rustsecp256k1_v0_14_ge_set_xo_var(&R, &x, in[i].odd != 0)) {
-            ok[i] = 1;
-            x402b_ge_write(out[i].rx, &R);
-            rustsecp256k1_v0_14_scalar_mul(&acc[i], prev, &s);
-        } else {
-            acc[i] = *prev;
+            && rustsecp256k1_v0_14_fe_set_b32_limit(&xs[i], in[i].r)) {
+            rustsecp256k1_v0_14_fe_sqr(&x2, &xs[i]);
+            rustsecp256k1_v0_14_fe_mul(&cs[i], &x2, &xs[i]);
+            rustsecp256k1_v0_14_fe_add_int(&cs[i], SECP256K1_B);
+            idx[m++] = i;
         }
     }
+    have_roots = vector && x402b_roots(cs, idx, m, roots);
+    /* Pass 2: R, and prefix products of the s of usable items. */
+    for (i = 0; i < n; i++) {
+        const scalar *prev = i == 0 ? &one : &acc[i - 1];
+        acc[i] = *prev;
+        if (next < m && idx[next] == i) {
+            ge R;
+            scalar s;
+            int overflow = 0;
+            if (x402b_lift(&R, &xs[i], &cs[i], have_roots ? roots[next] : NULL, in[i].odd != 0)) {
+                ok[i] = 1;
+                x402b_ge_write(out[i].rx, &R);
+                rustsecp256k1_v0_14_scalar_set_b32(&s, in[i].s, &overflow);
+                rustsecp256k1_v0_14_scalar_mul(&acc[i], prev, &s);
+            }
+            next++;
+        }
+    }
+    free(xs);
+    free(cs);
+    free(idx);
+    free(roots);
     /* acc[n-1] is a product of nonzero scalars mod the prime n, so it is invertible. */
     rustsecp256k1_v0_14_scalar_inverse_var(&inv, &acc[n - 1]);
-    /* Pass 2, backwards: inv holds 1 / (product of the usable s up to i). */
+    /* Pass 3, backwards: inv holds 1 / (product of the usable s up to i). */
     for (i = n; i-- > 0;) {
         scalar r, s, z, sinv, u;
         int overflow = 0;

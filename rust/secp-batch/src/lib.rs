@@ -138,12 +138,24 @@ pub const MAX_LOCATE: usize = 1024;
 /// is the x of no curve point (recovery fails on those too). One shared inversion serves every
 /// 1/s.
 pub fn prepare(sigs: &[SigInput]) -> Result<Vec<Option<Prepared>>, Error> {
+    prepare_with(sigs, true)
+}
+
+/// True when this CPU computes the lifts' square roots with the AVX-512 IFMA kernel (each
+/// candidate checked by libsecp256k1 before use, so results never depend on it).
+pub fn vector_roots() -> bool {
+    // SAFETY: takes no arguments; reads the CPU's feature flags only.
+    unsafe { ffi::x402b_vsqrt_available() == 1 }
+}
+
+/// `prepare`, with the vector square roots allowed or not (the tests compare the two).
+fn prepare_with(sigs: &[SigInput], vector: bool) -> Result<Vec<Option<Prepared>>, Error> {
     let n = sigs.len();
     let mut out = vec![Prepared { rx: [0; 32], ry: [0; 32], u1: [0; 32], u2: [0; 32] }; n];
     let mut ok = vec![0u8; n];
     // SAFETY: `sigs`, `out` and `ok` each hold exactly n elements of the C layouts (see the
     // layout assertions); the C function writes only out[..n] and ok[..n].
-    let done = unsafe { ffi::x402b_prepare(sigs.as_ptr(), n, out.as_mut_ptr(), ok.as_mut_ptr()) };
+    let done = unsafe { ffi::x402b_prepare_with(sigs.as_ptr(), n, out.as_mut_ptr(), ok.as_mut_ptr(), i32::from(vector)) };
     if done != 1 {
         return Err(Error::OutOfMemory);
     }
@@ -219,7 +231,10 @@ mod ffi {
 
     extern "C" {
         pub fn x402b_point_valid(xy64: *const u8) -> i32;
-        pub fn x402b_prepare(sigs: *const SigInput, n: usize, out: *mut Prepared, ok: *mut u8) -> i32;
+        pub fn x402b_prepare_with(sigs: *const SigInput, n: usize, out: *mut Prepared, ok: *mut u8, vector: i32) -> i32;
+        pub fn x402b_vsqrt_available() -> i32;
+        #[cfg(test)]
+        pub fn x402b_vsqrt_mismatches(groups: usize) -> i32;
         pub fn x402b_check(
             items: *const Prepared,
             key: *const u32,

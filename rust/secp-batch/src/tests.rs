@@ -264,3 +264,41 @@ fn wide_randomizers_are_refused_by_the_c_side() {
     a[0] = 1; // 2^120: wider than 118 bits
     assert_eq!(check_with(&p, &[0], &[key(0)], false, &a), Err(Error::Malformed));
 }
+
+#[test]
+fn vector_roots_lift_exactly_what_libsecp256k1_lifts() {
+    // Valid signatures of both parities, their flips, and r that is no point's x, out of range
+    // or zero, in runs long and short enough for the kernel's groups of 16 and its short last
+    // group (and the scalar path below 7).
+    let mut sigs: Vec<SigInput> = (0..300u32).map(|i| sign(i % 7, digest(i))).collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..300 {
+        let mut s = sigs[i];
+        match i % 5 {
+            0 => s.y_odd = !s.y_odd,
+            1 | 2 => {
+                for b in s.r.iter_mut() {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    *b = seed as u8; // about half of all x have no point
+                }
+            }
+            3 => s.r = N,
+            _ => s.r = [0; 32],
+        }
+        sigs.push(s);
+    }
+    for len in [0usize, 1, 6, 7, 15, 16, 17, 33, 600] {
+        let part = &sigs[sigs.len() - len..];
+        assert_eq!(prepare_with(part, true).unwrap(), prepare_with(part, false).unwrap(), "{len} items");
+    }
+    let lifted = prepare_with(&sigs, true).unwrap().iter().filter(|p| p.is_some()).count();
+    assert!(lifted > 300 && lifted < 600, "{lifted}");
+    // And the kernel itself: its candidates are libsecp256k1's powers (checked or not, a wrong
+    // one would only cost the scalar root), on 16 000 elements and the edges.
+    // SAFETY: takes a count; reads and writes only its own locals.
+    let mismatches = unsafe { ffi::x402b_vsqrt_mismatches(1000) };
+    assert_eq!(mismatches, if vector_roots() { 0 } else { -1 });
+    eprintln!("vector roots on this CPU: {}", vector_roots());
+}

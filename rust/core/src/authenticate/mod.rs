@@ -13,21 +13,40 @@
 //! once: only when recovery confirms it bad are the others of the range accepted (a named item
 //! that recovers to its payer means the naming was wrong, and the range is split instead). With
 //! two or more bad, a range is halved. Failed checks are paid from a budget per call; past it,
-//! what is left is recovered. A call of 64 cached items or more first checks a probe, a
-//! uniformly random sample of 32 drawn from the OS: a probe with two or more bad items means
-//! much of the batch is likely bad, and the batch is recovered whole, so planted bad items cost
-//! at most the probe's two sums over per-item recovery.
+//! what is left is recovered.
+//!
+//! A call of 64 cached items or more is sampled, uniformly at random with OS randomness (so no
+//! arrangement of bad items can keep them out): first 8 scouts are recovered, and two or more
+//! bad among them sends the whole batch to recovery; then a probe of 32 is checked, and two or
+//! more bad in it does the same. When the sample is taken depends on what the verifier has seen:
+//! - wary (from construction, and after any call in which a check failed or a scout was bad):
+//!   the sample goes first, so a batch of planted bad items costs per-item recovery, and at
+//!   most the probe's two sums more (when the scouts miss, 9/256 likely at half bad);
+//! - trusting (after `CLEAN_CALLS` calls in a row whose checks all held): the whole batch is
+//!   checked at once, with no sample, and only if that check fails are the scouts and the probe
+//!   drawn from it. A clean batch then costs one pass over its points instead of 8 recoveries
+//!   and two checks (the probe's keys and G multiplied twice), and the first bad batch after a
+//!   clean run costs one pass more than a wary call would; that failure makes the verifier wary
+//!   again.
+//!
+//! Which mode a call runs in changes what it costs, never a verdict.
 
 mod cache;
 mod sessions;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use alloy_primitives::{keccak256, Address};
 use secp_batch::{Prepared, PublicKey, SigInput};
 
 pub use cache::{KeyCache, KeyRejected};
+
+/// True when this CPU lifts R with the vector square roots (`secp_batch::vector_roots`): a
+/// matter of speed, reported by benchmarks.
+pub fn vector_square_roots() -> bool {
+    secp_batch::vector_roots()
+}
 
 use crate::error::Result;
 use crate::primitives::Digest;
@@ -44,6 +63,14 @@ const MIN_BATCH: usize = 8;
 /// 8·10⁻⁹ at b = 1/2. A batch whose probe holds two or more bad items is recovered whole.
 const PROBE: usize = 32;
 const PROBE_FROM: usize = 64;
+/// Items recovered first, at random, before the probe: two or more bad among them and the
+/// batch is recovered with no check at all (a half-bad batch does so but with probability
+/// 9/256), and what they cost is never wasted, since their verdicts are final.
+const SCOUTS: usize = 8;
+/// Calls in a row whose checks all held before a verifier trusts its traffic (see the module
+/// docs): long enough that an adversary who plants bad items must do so in more than one
+/// batch in `CLEAN_CALLS + 1` to meet unprobed checks.
+pub const CLEAN_CALLS: u32 = 8;
 /// A range this small is recovered rather than checked again.
 const LEAF: usize = 2;
 /// Points of failed checks allowed, per point of one check over the whole batch, before the
@@ -99,7 +126,8 @@ pub struct Stats {
     pub located: u64,
     /// Points multiplied in batch checks (items + keys + G, per sum).
     pub points_multiplied: u64,
-    /// Items recovered because the failure budget ran out or the probe found the batch bad.
+    /// Items recovered because the failure budget ran out, or the scouts or the probe found the
+    /// batch bad.
     pub fallbacks: u64,
     /// Items accepted from the session cache (no curve work).
     pub session_hits: u64,
@@ -134,6 +162,9 @@ pub struct Authenticator {
     sessions: sessions::Sessions,
     counters: Counters,
     checker: Checker,
+    /// Calls in a row whose checks all held, up to `CLEAN_CALLS` (a cost heuristic: races
+    /// between threads only move it, and it never decides a verdict).
+    clean_calls: AtomicU32,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -151,6 +182,27 @@ impl Authenticator {
             sessions: sessions::Sessions::new(key_cache),
             counters: Counters::default(),
             checker: secp_batch::check,
+            clean_calls: AtomicU32::new(0),
+        }
+    }
+
+    /// Starts trusting now, as after `CLEAN_CALLS` clean calls (for tests and fuzzing of that
+    /// mode; a verifier reaches it on its own).
+    #[doc(hidden)]
+    pub fn trust_history(&self) {
+        self.clean_calls.store(CLEAN_CALLS, Ordering::Relaxed);
+    }
+
+    /// True while the probe goes first (see the module docs).
+    pub fn wary(&self) -> bool {
+        self.clean_calls.load(Ordering::Relaxed) < CLEAN_CALLS
+    }
+
+    fn record_call(&self, clean: bool) {
+        if clean {
+            let _ = self.clean_calls.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| (c < CLEAN_CALLS).then_some(c + 1));
+        } else {
+            self.clean_calls.store(0, Ordering::Relaxed);
         }
     }
 
@@ -231,32 +283,105 @@ impl Authenticator {
 
     fn run(&self, items: &[SigItem], batch: &mut Batch, out: &mut [Option<Result<Address>>]) {
         let m = batch.members.len();
-        let mut budget = BUDGET_PASSES * (m + batch.keys.len() + 1) as u64;
-        // The probe: a uniform random sample (partial Fisher-Yates with OS randomness), so that
-        // no arrangement of bad items can keep them out of it; a small batch is its own probe.
-        let take = if m >= PROBE_FROM { PROBE } else { 0 };
-        for i in 0..take {
-            // No randomness: recovery decides each item.
-            let Ok(r) = secp_batch::random_u64() else { return };
-            let j = i + (r % (m - i) as u64) as usize;
-            batch.members.swap(i, j);
-        }
-        if take > 0 {
-            let probe: Vec<Member> = batch.members.drain(..take).collect();
-            let prepared = self.prepare(items, &probe);
-            // Two or more bad among the probe: much of the batch is likely bad, and checks would
-            // cost more than recovering it. One bad is named, confirmed and recovered.
-            if !self.check(items, &prepared, &batch.keys, &mut budget, out, true) {
-                bump(&self.counters.fallbacks, batch.members.len() as u64);
+        let keys = &batch.keys;
+        let full = BUDGET_PASSES * (m + keys.len() + 1) as u64;
+        let mut budget = full;
+        let mut clean = true;
+        let mut rest = if m < PROBE_FROM {
+            // A small batch is its own probe: narrowed down within the budget.
+            self.prepare(items, &batch.members)
+        } else if self.wary() {
+            // Scouts and the probe first, and only the probe's items prepared: a half-bad batch
+            // then costs little over recovering it.
+            if !shuffle_front(&mut batch.members, SCOUTS + PROBE) {
+                return; // no randomness: recovery decides each item
+            }
+            match self.scout(items, batch.members[..SCOUTS].iter(), out) {
+                0 => {}
+                1 => clean = false,
+                _ => {
+                    bump(&self.counters.fallbacks, (m - SCOUTS) as u64);
+                    self.record_call(false);
+                    return;
+                }
+            }
+            let probe = self.prepare(items, &batch.members[SCOUTS..SCOUTS + PROBE]);
+            if !self.check(items, &probe, keys, &mut budget, out, true) {
+                bump(&self.counters.fallbacks, (m - SCOUTS - PROBE) as u64);
+                self.record_call(false);
                 return;
             }
-        }
+            self.prepare(items, &batch.members[SCOUTS + PROBE..])
+        } else {
+            let mut all = self.prepare(items, &batch.members);
+            match self.check_all(items, &all, keys, out) {
+                Whole::Unchecked => return,
+                Whole::Held => {
+                    self.record_call(true);
+                    return;
+                }
+                // Not paid from the budget: it stands for the probe a wary call would have
+                // checked first, and the narrowing that follows gets what a wary call gets.
+                Whole::Failed => clean = false,
+            }
+            // Some item is bad: scouts and the probe, drawn from the batch now, decide as in a
+            // wary call.
+            if !shuffle_front(&mut all, SCOUTS + PROBE) {
+                return;
+            }
+            let scouts = SCOUTS.min(all.len());
+            if self.scout(items, all[..scouts].iter().map(|(m, _)| m), out) >= 2 {
+                bump(&self.counters.fallbacks, (all.len() - scouts) as u64);
+                self.record_call(false);
+                return;
+            }
+            let probe: Vec<(Member, Prepared)> = all.drain(..(scouts + PROBE).min(all.len())).skip(scouts).collect();
+            if !self.check(items, &probe, keys, &mut budget, out, true) {
+                bump(&self.counters.fallbacks, all.len() as u64);
+                self.record_call(false);
+                return;
+            }
+            all
+        };
         // Items of one payer side by side: a sub-range after a split then names few keys.
-        batch.members.sort_by_key(|m| m.key);
-        let prepared = self.prepare(items, &batch.members);
-        for chunk in prepared.chunks(secp_batch::MAX_LOCATE) {
-            self.resolve(items, chunk, &batch.keys, &mut budget, out);
+        rest.sort_by_key(|(m, _)| m.key);
+        for chunk in rest.chunks(secp_batch::MAX_LOCATE) {
+            self.resolve(items, chunk, keys, &mut budget, out);
         }
+        self.record_call(clean && budget == full);
+    }
+
+    /// Recovers the scouts (their verdicts are final); returns how many did not recover to
+    /// their payer.
+    fn scout<'a>(&self, items: &[SigItem], scouts: impl Iterator<Item = &'a Member>, out: &mut [Option<Result<Address>>]) -> usize {
+        let mut bad = 0;
+        for m in scouts {
+            let verdict = self.recover(&items[m.item]);
+            bad += usize::from(verdict.as_ref().ok() != Some(&items[m.item].claimed));
+            out[m.item] = Some(verdict);
+        }
+        bad
+    }
+
+    /// One check of every prepared item, not locating (a trusting call's first step): accepts
+    /// them all when it holds, none when it fails.
+    fn check_all(&self, items: &[SigItem], all: &[(Member, Prepared)], keys: &[PublicKey], out: &mut [Option<Result<Address>>]) -> Whole {
+        let prepared: Vec<Prepared> = all.iter().map(|(_, p)| *p).collect();
+        let key_of: Vec<u32> = all.iter().map(|(m, _)| m.key).collect();
+        let Ok(outcome) = (self.checker)(&prepared, &key_of, keys, false) else {
+            return Whole::Unchecked;
+        };
+        bump(&self.counters.batch_checks, 1);
+        bump(&self.counters.points_multiplied, outcome.points as u64);
+        if outcome.holds {
+            for (m, _) in all {
+                out[m.item] = Some(Ok(items[m.item].claimed));
+            }
+            bump(&self.counters.batch_verified, all.len() as u64);
+            return Whole::Held;
+        }
+        bump(&self.counters.failed_checks, 1);
+        Whole::Failed
     }
 
     /// Prepares members for checking; one that cannot be (r is no point's x) is left to
@@ -352,6 +477,29 @@ impl Authenticator {
         }
         self.check(items, range, keys, budget, out, false);
     }
+}
+
+/// What a trusting call's one check of everything found.
+enum Whole {
+    /// Every item accepted.
+    Held,
+    /// Some item is bad; none accepted.
+    Failed,
+    /// No check could be made (no randomness or no memory): recovery decides each item.
+    Unchecked,
+}
+
+/// Moves a uniform random sample of `k` (or all, when fewer) to the front: a partial
+/// Fisher-Yates with OS randomness, so that no arrangement of bad items can keep them out of
+/// it. False when the OS source failed.
+fn shuffle_front<T>(v: &mut [T], k: usize) -> bool {
+    let n = v.len();
+    for i in 0..k.min(n) {
+        let Ok(r) = secp_batch::random_u64() else { return false };
+        let j = i + (r % (n - i) as u64) as usize;
+        v.swap(i, j);
+    }
+    true
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -31,10 +31,9 @@ pub(crate) fn decode_hex_into(hex: &[u8], out: &mut [u8]) -> Option<()> {
     if hex.len() != out.len() * 2 {
         return None;
     }
-    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(())
+    // const-hex (alloy's `hex`: SIMD where the CPU has it) strips a leading `0x` itself, which
+    // here could only come from a doubled prefix: the length check above then fails its own.
+    alloy_primitives::hex::decode_to_slice(hex, out).ok()
 }
 
 #[cfg(test)]
@@ -45,8 +44,28 @@ mod tests {
     fn hex() {
         assert_eq!(parse_hex_prefixed("0x", Code::InvalidBytes).unwrap(), Vec::<u8>::new());
         assert_eq!(parse_hex_prefixed("0xAbff", Code::InvalidBytes).unwrap(), vec![0xab, 0xff]);
-        for s in ["abff", "0xabf", "0xgg", "0X00"] {
+        for s in ["abff", "0xabf", "0xgg", "0X00", "0x0x00", "0x0X", "0x 0", "0x+f", "0x\u{e9}"] {
             assert!(parse_hex_prefixed(s, Code::InvalidBytes).is_err(), "{s}");
         }
+    }
+
+    #[test]
+    fn decodes_exactly_the_digit_pairs() {
+        // Every byte value in both cases, and every non-digit at each place of a pair.
+        for b in 0..=255u8 {
+            for text in [format!("{b:02x}"), format!("{b:02X}")] {
+                let mut out = [0u8; 1];
+                assert_eq!(decode_hex_into(text.as_bytes(), &mut out), Some(()), "{text}");
+                assert_eq!(out[0], b);
+            }
+            if nibble(b).is_none() {
+                for pair in [[b, b'0'], [b'0', b]] {
+                    assert_eq!(decode_hex_into(&pair, &mut [0u8; 1]), None, "{pair:?}");
+                }
+            }
+        }
+        let mut out = [0u8; 20];
+        assert_eq!(decode_hex_into(b"0x00000000000000000000000000000000000000", &mut out), None);
+        assert_eq!(decode_hex_into(&[b'a'; 38], &mut out), None);
     }
 }

@@ -151,14 +151,33 @@ fn token_permissions_hash(token: &Address, amount: &U256) -> B256 {
     )
 }
 
+/// `to`, the upto `facilitator`, `validAfter`.
+type Witness = (Address, Option<Address>, U256);
+
+/// The witness struct's hash. Remembered like the token's: payments of one route share `to`,
+/// and clients that set `validAfter` from their clock share it within a second.
+fn witness_hash(to: &Address, facilitator: Option<&Address>, valid_after: &U256) -> B256 {
+    thread_local! {
+        static LAST: RefCell<Option<(Witness, B256)>> = const { RefCell::new(None) };
+    }
+    let h = &*HASHES;
+    remembered(
+        &LAST,
+        |(t, f, v)| t == to && f.as_ref() == facilitator && v == valid_after,
+        || (*to, facilitator.copied(), *valid_after),
+        || match facilitator {
+            Some(f) => hash_words([&h.upto_witness.0, &word_addr(to), &word_addr(f), &word_u256(valid_after)]),
+            None => hash_words([&h.exact_witness.0, &word_addr(to), &word_u256(valid_after)]),
+        },
+    )
+}
+
 /// The digest of x402's `PermitWitnessTransferFrom`; the upto witness when `facilitator` is set.
 pub fn permit2_witness_digest(domain_separator: &B256, a: &Permit2Authorization) -> Digest {
     let h = &*HASHES;
     let permitted = token_permissions_hash(&a.token, &a.amount);
-    let (witness, permit_type) = match &a.facilitator {
-        Some(f) => (hash_words([&h.upto_witness.0, &word_addr(&a.to), &word_addr(f), &word_u256(&a.valid_after)]), &h.upto_permit),
-        None => (hash_words([&h.exact_witness.0, &word_addr(&a.to), &word_u256(&a.valid_after)]), &h.exact_permit),
-    };
+    let witness = witness_hash(&a.to, a.facilitator.as_ref(), &a.valid_after);
+    let permit_type = if a.facilitator.is_some() { &h.upto_permit } else { &h.exact_permit };
     let struct_hash = hash_words([&permit_type.0, &permitted.0, &word_addr(&a.spender), &word_u256(&a.nonce), &word_u256(&a.deadline), &witness.0]);
     eip712_signing_digest(domain_separator, &struct_hash)
 }
@@ -207,6 +226,22 @@ mod tests {
         let amounts = [U256::from(1), U256::from(2), U256::MAX, U256::from(1)];
         for (token, amount) in [usdc, other, usdc].iter().flat_map(|t| amounts.iter().map(move |a| (t, a))) {
             assert_eq!(token_permissions_hash(token, amount), hash_words([&h.token_permissions.0, &word_addr(token), &word_u256(amount)]));
+        }
+        // Each witness field alone changes, then returns: a remembered hash is never another's.
+        let witnesses = [
+            (usdc, None, U256::from(7)),
+            (other, None, U256::from(7)),
+            (other, Some(usdc), U256::from(7)),
+            (other, Some(other), U256::from(7)),
+            (other, Some(other), U256::from(8)),
+            (other, None, U256::from(8)),
+        ];
+        for (to, f, after) in witnesses.iter().chain(witnesses.iter().rev()).chain(witnesses.iter()) {
+            let fresh = match f {
+                Some(f) => hash_words([&h.upto_witness.0, &word_addr(to), &word_addr(f), &word_u256(after)]),
+                None => hash_words([&h.exact_witness.0, &word_addr(to), &word_u256(after)]),
+            };
+            assert_eq!(witness_hash(to, f.as_ref(), after), fresh);
         }
         for chain in [8453, 1, 8453, 84_532, 84_532, 1] {
             let fresh = hash_words([&h.permit2_domain.0, &h.permit2_name.0, &word_u256(&U256::from(chain)), &word_addr(&PERMIT2_ADDRESS)]);
