@@ -16,18 +16,18 @@
 //! what is left is recovered.
 //!
 //! A call of 64 cached items or more is sampled, uniformly at random with OS randomness (so no
-//! arrangement of bad items can keep them out): first 8 scouts are recovered, and two or more
-//! bad among them sends the whole batch to recovery; then a probe of 32 is checked, and two or
-//! more bad in it does the same. When the sample is taken depends on what the verifier has seen:
+//! arrangement of bad items can keep them out). First 8 scouts are recovered, in every call:
+//! two or more bad among them sends the whole batch to recovery with no curve work (a half-bad
+//! batch escapes this with probability 9/256). Then a probe of 32 is checked, and two or more
+//! bad in it does the same. When the probe runs depends on what the verifier has seen:
 //! - wary (from construction, and after any call in which a check failed or a scout was bad):
-//!   the sample goes first, so a batch of planted bad items costs per-item recovery, and at
-//!   most the probe's two sums more (when the scouts miss, 9/256 likely at half bad);
-//! - trusting (after `CLEAN_CALLS` calls in a row whose checks all held): the whole batch is
-//!   checked at once, with no sample, and only if that check fails are the scouts and the probe
-//!   drawn from it. A clean batch then costs one pass over its points instead of 8 recoveries
-//!   and two checks (the probe's keys and G multiplied twice), and the first bad batch after a
-//!   clean run costs one pass more than a wary call would; that failure makes the verifier wary
-//!   again.
+//!   the probe goes first, so a batch of planted bad items that passes the scouts costs at most
+//!   the probe's two sums over per-item recovery;
+//! - trusting (after `CLEAN_CALLS` calls in a row whose checks all held and scouts were good):
+//!   the rest of the batch is checked at once, and only if that check fails is the probe drawn
+//!   from it. A clean batch then costs one pass over its points instead of two checks (the
+//!   probe's keys and G multiplied twice); a bad batch that passes the scouts costs one pass
+//!   more than in a wary call, and makes the verifier wary again.
 //!
 //! Which mode a call runs in changes what it costs, never a verdict.
 
@@ -290,9 +290,9 @@ impl Authenticator {
         let mut rest = if m < PROBE_FROM {
             // A small batch is its own probe: narrowed down within the budget.
             self.prepare(items, &batch.members)
-        } else if self.wary() {
-            // Scouts and the probe first, and only the probe's items prepared: a half-bad batch
-            // then costs little over recovering it.
+        } else {
+            // The scouts, in every call: a half-bad batch is recovered before any curve work
+            // but for a 9/256 chance, whatever the verifier's history.
             if !shuffle_front(&mut batch.members, SCOUTS + PROBE) {
                 return; // no randomness: recovery decides each item
             }
@@ -305,43 +305,40 @@ impl Authenticator {
                     return;
                 }
             }
-            let probe = self.prepare(items, &batch.members[SCOUTS..SCOUTS + PROBE]);
-            if !self.check(items, &probe, keys, &mut budget, out, true) {
-                bump(&self.counters.fallbacks, (m - SCOUTS - PROBE) as u64);
-                self.record_call(false);
-                return;
-            }
-            self.prepare(items, &batch.members[SCOUTS + PROBE..])
-        } else {
-            let mut all = self.prepare(items, &batch.members);
-            match self.check_all(items, &all, keys, out) {
-                Whole::Unchecked => return,
-                Whole::Held => {
-                    self.record_call(true);
+            if self.wary() || !clean {
+                // The probe next, and only its items prepared.
+                let probe = self.prepare(items, &batch.members[SCOUTS..SCOUTS + PROBE]);
+                if !self.check(items, &probe, keys, &mut budget, out, true) {
+                    bump(&self.counters.fallbacks, (m - SCOUTS - PROBE) as u64);
+                    self.record_call(false);
                     return;
                 }
-                // Not paid from the budget: it stands for the probe a wary call would have
-                // checked first, and the narrowing that follows gets what a wary call gets.
-                Whole::Failed => clean = false,
+                self.prepare(items, &batch.members[SCOUTS + PROBE..])
+            } else {
+                let mut all = self.prepare(items, &batch.members[SCOUTS..]);
+                match self.check_all(items, &all, keys, out) {
+                    Whole::Unchecked => return,
+                    Whole::Held => {
+                        self.record_call(true);
+                        return;
+                    }
+                    // Not paid from the budget: it stands for the probe a wary call would have
+                    // checked first, and the narrowing that follows gets what a wary call gets.
+                    Whole::Failed => clean = false,
+                }
+                // Some item is bad: the probe, drawn from the batch now, decides as in a wary
+                // call.
+                if !shuffle_front(&mut all, PROBE) {
+                    return;
+                }
+                let probe: Vec<(Member, Prepared)> = all.drain(..PROBE.min(all.len())).collect();
+                if !self.check(items, &probe, keys, &mut budget, out, true) {
+                    bump(&self.counters.fallbacks, all.len() as u64);
+                    self.record_call(false);
+                    return;
+                }
+                all
             }
-            // Some item is bad: scouts and the probe, drawn from the batch now, decide as in a
-            // wary call.
-            if !shuffle_front(&mut all, SCOUTS + PROBE) {
-                return;
-            }
-            let scouts = SCOUTS.min(all.len());
-            if self.scout(items, all[..scouts].iter().map(|(m, _)| m), out) >= 2 {
-                bump(&self.counters.fallbacks, (all.len() - scouts) as u64);
-                self.record_call(false);
-                return;
-            }
-            let probe: Vec<(Member, Prepared)> = all.drain(..(scouts + PROBE).min(all.len())).skip(scouts).collect();
-            if !self.check(items, &probe, keys, &mut budget, out, true) {
-                bump(&self.counters.fallbacks, all.len() as u64);
-                self.record_call(false);
-                return;
-            }
-            all
         };
         // Items of one payer side by side: a sub-range after a split then names few keys.
         rest.sort_by_key(|(m, _)| m.key);
@@ -366,22 +363,37 @@ impl Authenticator {
     /// One check of every prepared item, not locating (a trusting call's first step): accepts
     /// them all when it holds, none when it fails.
     fn check_all(&self, items: &[SigItem], all: &[(Member, Prepared)], keys: &[PublicKey], out: &mut [Option<Result<Address>>]) -> Whole {
-        let prepared: Vec<Prepared> = all.iter().map(|(_, p)| *p).collect();
-        let key_of: Vec<u32> = all.iter().map(|(m, _)| m.key).collect();
-        let Ok(outcome) = (self.checker)(&prepared, &key_of, keys, false) else {
-            return Whole::Unchecked;
-        };
+        match self.checked(items, all, keys, false, out) {
+            None => Whole::Unchecked,
+            Some(o) if o.holds => Whole::Held,
+            Some(_) => Whole::Failed,
+        }
+    }
+
+    /// One check of `range`, counted; when it holds, every item of it is accepted. None when no
+    /// check could be made (no randomness or no memory).
+    fn checked(
+        &self,
+        items: &[SigItem],
+        range: &[(Member, Prepared)],
+        keys: &[PublicKey],
+        locate: bool,
+        out: &mut [Option<Result<Address>>],
+    ) -> Option<secp_batch::Outcome> {
+        let prepared: Vec<Prepared> = range.iter().map(|(_, p)| *p).collect();
+        let key_of: Vec<u32> = range.iter().map(|(m, _)| m.key).collect();
+        let outcome = (self.checker)(&prepared, &key_of, keys, locate).ok()?;
         bump(&self.counters.batch_checks, 1);
         bump(&self.counters.points_multiplied, outcome.points as u64);
         if outcome.holds {
-            for (m, _) in all {
+            for (m, _) in range {
                 out[m.item] = Some(Ok(items[m.item].claimed));
             }
-            bump(&self.counters.batch_verified, all.len() as u64);
-            return Whole::Held;
+            bump(&self.counters.batch_verified, range.len() as u64);
+        } else {
+            bump(&self.counters.failed_checks, 1);
         }
-        bump(&self.counters.failed_checks, 1);
-        Whole::Failed
+        Some(outcome)
     }
 
     /// Prepares members for checking; one that cannot be (r is no point's x) is left to
@@ -419,22 +431,12 @@ impl Authenticator {
         if range.len() <= LEAF {
             return true; // left to recovery
         }
-        let prepared: Vec<Prepared> = range.iter().map(|(_, p)| *p).collect();
-        let key_of: Vec<u32> = range.iter().map(|(m, _)| m.key).collect();
-        let Ok(outcome) = (self.checker)(&prepared, &key_of, keys, range.len() <= secp_batch::MAX_LOCATE) else {
-            // No randomness or no memory: recovery decides each item.
-            return true;
+        let Some(outcome) = self.checked(items, range, keys, range.len() <= secp_batch::MAX_LOCATE, out) else {
+            return true; // recovery decides each item
         };
-        bump(&self.counters.batch_checks, 1);
-        bump(&self.counters.points_multiplied, outcome.points as u64);
         if outcome.holds {
-            for (m, _) in range {
-                out[m.item] = Some(Ok(items[m.item].claimed));
-            }
-            bump(&self.counters.batch_verified, range.len() as u64);
             return true;
         }
-        bump(&self.counters.failed_checks, 1);
         *budget = budget.saturating_sub(outcome.points as u64);
         let mut rest = std::borrow::Cow::Borrowed(range);
         if let Some(b) = outcome.bad {
