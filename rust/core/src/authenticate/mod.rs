@@ -308,9 +308,7 @@ impl Authenticator {
             if self.wary() || !clean {
                 // The probe next, and only its items prepared.
                 let probe = self.prepare(items, &batch.members[SCOUTS..SCOUTS + PROBE]);
-                if !self.check(items, &probe, keys, &mut budget, out, true) {
-                    bump(&self.counters.fallbacks, (m - SCOUTS - PROBE) as u64);
-                    self.record_call(false);
+                if !self.probe_passes(items, &probe, m - SCOUTS - PROBE, keys, &mut budget, out) {
                     return;
                 }
                 self.prepare(items, &batch.members[SCOUTS + PROBE..])
@@ -332,9 +330,7 @@ impl Authenticator {
                     return;
                 }
                 let probe: Vec<(Member, Prepared)> = all.drain(..PROBE.min(all.len())).collect();
-                if !self.check(items, &probe, keys, &mut budget, out, true) {
-                    bump(&self.counters.fallbacks, all.len() as u64);
-                    self.record_call(false);
+                if !self.probe_passes(items, &probe, all.len(), keys, &mut budget, out) {
                     return;
                 }
                 all
@@ -346,6 +342,25 @@ impl Authenticator {
             self.resolve(items, chunk, keys, &mut budget, out);
         }
         self.record_call(clean && budget == full);
+    }
+
+    /// Checks the probe; when it holds two or more bad items, the `rest` items after it are left
+    /// to recovery (counted as fallbacks), the call is recorded as not clean, and false.
+    fn probe_passes(
+        &self,
+        items: &[SigItem],
+        probe: &[(Member, Prepared)],
+        rest: usize,
+        keys: &[PublicKey],
+        budget: &mut u64,
+        out: &mut [Option<Result<Address>>],
+    ) -> bool {
+        if self.check(items, probe, keys, budget, out, true) {
+            return true;
+        }
+        bump(&self.counters.fallbacks, rest as u64);
+        self.record_call(false);
+        false
     }
 
     /// Recovers the scouts (their verdicts are final); returns how many did not recover to
