@@ -97,10 +97,12 @@ int x402b_vsqrt_available(void) {
 
 /* R = (x, y) with y the root of c = x^3 + 7 of parity odd, from a root candidate (5 limbs from
  * vsqrt.h, or NULL): the candidate is taken only if libsecp256k1's own arithmetic squares it
- * to c; otherwise libsecp256k1's ge_set_xo_var decides. Returns 0 iff no such point exists. */
+ * to c; otherwise libsecp256k1's fe_sqrt of c decides (the rest is ge_set_xo_var's, given the
+ * c already computed). Returns 0 iff no such point exists. */
 static int x402b_lift(ge *R, const fe *x, const fe *c, const uint64_t *candidate, int odd) {
+    fe y, yy;
+    int found = 0;
     if (candidate != NULL) {
-        fe y, yy;
         /* Masked into libsecp256k1's limb bounds (magnitude 2 at most), so whatever the kernel
          * produced, y is a valid field element and the test below is exact. */
         y.n[0] = candidate[0] & 0xFFFFFFFFFFFFFULL;
@@ -109,17 +111,18 @@ static int x402b_lift(ge *R, const fe *x, const fe *c, const uint64_t *candidate
         y.n[3] = candidate[3] & 0xFFFFFFFFFFFFFULL;
         y.n[4] = candidate[4] & 0x1FFFFFFFFFFFFULL;
         rustsecp256k1_v0_14_fe_sqr(&yy, &y);
-        if (rustsecp256k1_v0_14_fe_equal(&yy, c)) {
-            rustsecp256k1_v0_14_fe_normalize_var(&y);
-            if (rustsecp256k1_v0_14_fe_is_odd(&y) != odd) {
-                rustsecp256k1_v0_14_fe_negate(&y, &y, 1);
-                rustsecp256k1_v0_14_fe_normalize_var(&y);
-            }
-            rustsecp256k1_v0_14_ge_set_xy(R, x, &y);
-            return 1;
-        }
+        found = rustsecp256k1_v0_14_fe_equal(&yy, c);
     }
-    return rustsecp256k1_v0_14_ge_set_xo_var(R, x, odd);
+    if (!found && !rustsecp256k1_v0_14_fe_sqrt(&y, c)) {
+        return 0;
+    }
+    rustsecp256k1_v0_14_fe_normalize_var(&y);
+    if (rustsecp256k1_v0_14_fe_is_odd(&y) != odd) {
+        rustsecp256k1_v0_14_fe_negate(&y, &y, 1);
+        rustsecp256k1_v0_14_fe_normalize_var(&y);
+    }
+    rustsecp256k1_v0_14_ge_set_xy(R, x, &y);
+    return 1;
 }
 
 /* How many of the 16*k candidates the kernel gives for pseudo-random field elements (and the

@@ -57,15 +57,17 @@ pub const DEFAULT_KEY_CACHE: usize = 16_384;
 
 /// Below this many cached items a check costs about what recovering them does.
 const MIN_BATCH: usize = 8;
-/// Items checked first, alone, when there are at least `PROBE_FROM` (see `run`; a smaller
-/// batch is narrowed down within the budget): a uniform random sample, so that a batch whose bad share is b
-/// passes its probe with at most one bad item with probability (1-b)^32 + 32·b·(1-b)^31, about
-/// 8·10⁻⁹ at b = 1/2. A batch whose probe holds two or more bad items is recovered whole.
+/// Items checked apart, after the scouts, when there are at least `PROBE_FROM` (first in a wary
+/// call, in a trusting one only once the check of the rest failed; see `run`; a smaller batch
+/// is narrowed down within the budget): a uniform random sample, so that a batch whose bad
+/// share is b passes its probe with at most one bad item with probability (1-b)^32 +
+/// 32·b·(1-b)^31, about 8·10⁻⁹ at b = 1/2. A batch whose probe holds two or more bad items is
+/// recovered whole.
 const PROBE: usize = 32;
 const PROBE_FROM: usize = 64;
-/// Items recovered first, at random, before the probe: two or more bad among them and the
-/// batch is recovered with no check at all (a half-bad batch does so but with probability
-/// 9/256), and what they cost is never wasted, since their verdicts are final.
+/// Items recovered first, at random, in every call of `PROBE_FROM` or more: two or more bad
+/// among them and the batch is recovered with no check at all (a half-bad batch escapes this
+/// with probability 9/256), and what they cost is never wasted, since their verdicts are final.
 const SCOUTS: usize = 8;
 /// Calls in a row whose checks all held before a verifier trusts its traffic (see the module
 /// docs): long enough that an adversary who plants bad items must do so in more than one
