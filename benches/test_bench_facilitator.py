@@ -5,13 +5,15 @@ measured in alternating rounds of the same run:
 
 - ``bare``: an ASGI endpoint that reads the body and answers ``{}`` (the server's own ceiling);
 - ``ours``: ``x402-verify serve`` (SQLite store, its default);
+- ``redis``: ``x402-verify serve`` on a Redis store (a redis-server started here, no
+  persistence), so the figures show what the store stage costs (``BENCH_REDIS=0`` leaves it out);
 - ``sdk``: the x402 SDK's ``x402Facilitator`` (chain signer stubbed, tests/http_servers.py)
   behind its HTTP API (the shape tests/http_servers.facilitator_app serves).
 
 All three run on the same event loop: uvloop when this interpreter has it (granian's automatic
 choice; the [server] and test extras install it), and ours is checked to report it on /health.
 
-Every round runs bare, then per scheme ours and the SDK (which goes first alternates by round),
+Every round runs bare, then per scheme ours, ours on Redis and the SDK (the order rotates by round),
 ``BENCH_SECONDS`` each; the ratio per scheme is the median of the same-round ratios, so drift of
 this shared machine between rounds cancels out. Each run of ours gets its own file of distinct
 freshly signed bodies, sized from the bare ceiling so that no payment is sent twice (a repeated
@@ -62,6 +64,7 @@ from payments import (  # noqa: E402
     requirements,
     sign,
 )
+from redis_servers import RedisServer  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
@@ -69,6 +72,7 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PAYERS = int(os.environ.get("BENCH_PAYERS", "16"))
+REDIS = os.environ.get("BENCH_REDIS", "1") != "0"
 KINDS = ("eip3009", "permit2", "upto")
 
 # Each thread keeps every THREADS-th line from its own offset, so the threads never send the same
@@ -264,7 +268,8 @@ def test_facilitator_verify_load(tmp_path: Path) -> None:
         "seconds": SECONDS, "workers": WORKERS, "connections": CONNECTIONS, "wrk_threads": THREADS, "rounds": ROUNDS, "payers": PAYERS,
         "loop": loop,
     }  # fmt: skip
-    runs: dict[str, list[dict[str, float]]] = {"bare": [], **{f"{who}_{kind}": [] for who in ("ours", "sdk") for kind in KINDS}}
+    ours_like = ("ours", "redis") if REDIS else ("ours",)
+    runs: dict[str, list[dict[str, float]]] = {"bare": [], **{f"{who}_{kind}": [] for who in (*ours_like, "sdk") for kind in KINDS}}
     ctx = multiprocessing.get_context("fork")
     with granian("test_bench_facilitator:bare_app") as bare_url, granian("test_bench_facilitator:sdk_app") as sdk_url, ctx.Pool(os.cpu_count() or 2) as pool:
         # Sizing: a run of ours never sends more bodies than the bare server answers in the time.
@@ -274,34 +279,48 @@ def test_facilitator_verify_load(tmp_path: Path) -> None:
         files = {
             (kind, r): write_bodies(kind, per_run + 1, now, tmp_path / f"{kind}-{r}.jsonl", pool) for r in range(ROUNDS) for kind in KINDS
         }  # fmt: skip
-        server = ServeProcess(["--store", f"sqlite:///{tmp_path / 'ours.db'}", "--workers", str(WORKERS)])
+        # Each server keeps its own replay state, so one file serves all three in a round: each
+        # sees every payment once.
+        redis = RedisServer(tmp_path / "redis").start() if REDIS else None
+        servers = {"ours": ServeProcess(["--store", f"sqlite:///{tmp_path / 'ours.db'}", "--workers", str(WORKERS)])}
         try:
             import httpx
 
-            assert httpx.get(server.url + "/health", timeout=10).json()["loop"] == loop  # ours on the loop the others get
+            if redis is not None:
+                servers["redis"] = ServeProcess(["--store", redis.url, "--workers", str(WORKERS)])
+            for server in servers.values():
+                assert httpx.get(server.url + "/health", timeout=10).json()["loop"] == loop  # ours on the loop the others get
             for r in range(ROUNDS):
                 runs["bare"].append(wrk(bare_url, files[("eip3009", r)], script))
                 for kind in KINDS:
                     path = files[(kind, r)]
                     lines = path.read_text(encoding="utf-8").splitlines()
-                    sanity, rest = lines[0], lines[1:]  # checked by both, then left out of the run
+                    sanity, rest = lines[0], lines[1:]  # checked by every server, then left out of the run
                     path.write_text("\n".join(rest) + "\n", encoding="utf-8")
-                    first_valid(server.url, sanity)
-                    first_valid(sdk_url, sanity)
-                    order = [("ours", server.url), ("sdk", sdk_url)]
-                    for who, url in order if r % 2 == 0 else order[::-1]:
+                    order = [*((who, server.url) for who, server in servers.items()), ("sdk", sdk_url)]
+                    for _who, url in order:
+                        first_valid(url, sanity)
+                    shift = r % len(order)
+                    for who, url in order[shift:] + order[:shift]:
                         runs[f"{who}_{kind}"].append(wrk(url, path, script))
         finally:
-            server.stop()
+            for server in servers.values():
+                server.stop()
+            if redis is not None:
+                redis.kill()
     results["runs"] = runs
     results["sizing"] = {"probe_bare_rps": ceiling, "bodies_per_run": per_run}
     med = {name: {k: statistics.median(run[k] for run in rs) for k in ("rps", "p50_ms", "p99_ms", "wrk_cpu")} for name, rs in runs.items()}
     results["median"] = med
     ratios = {kind: [o["rps"] / s["rps"] for o, s in zip(runs[f"ours_{kind}"], runs[f"sdk_{kind}"], strict=True)] for kind in KINDS}
+    redis_ratios = {
+        kind: [o["rps"] / s["rps"] for o, s in zip(runs[f"redis_{kind}"], runs[f"sdk_{kind}"], strict=True)] for kind in KINDS if REDIS
+    }  # fmt: skip
     p99_ok = {kind: [o["p99_ms"] <= s["p99_ms"] for o, s in zip(runs[f"ours_{kind}"], runs[f"sdk_{kind}"], strict=True)] for kind in KINDS}
     results["ratios"] = ratios
     results["median_ratio"] = {kind: statistics.median(v) for kind, v in ratios.items()}
     results["p99_better_rounds"] = {kind: sum(v) for kind, v in p99_ok.items()}
+    results["redis_median_ratio"] = {kind: statistics.median(v) for kind, v in redis_ratios.items()}
     print()
     b = med["bare"]
     print(f"event loop: {loop}, for all three servers")
@@ -314,6 +333,13 @@ def test_facilitator_verify_load(tmp_path: Path) -> None:
         print(
             f"{kind:<8} {o['rps']:>11,.0f} {o['p50_ms']:>7.2f} {o['p99_ms']:>7.2f} {s['rps']:>10,.0f} {s['p50_ms']:>7.2f} {s['p99_ms']:>8.2f}"
             f" {results['median_ratio'][kind]:>5.1f}x {per_round:>22} {100 * o['rps'] / b['rps']:>6.0f}% {sum(p99_ok[kind])}/{ROUNDS:<4}"
+        )
+    for kind in redis_ratios:
+        o, s = med[f"redis_{kind}"], med[f"sdk_{kind}"]
+        per_round = " ".join(f"{x:.1f}" for x in redis_ratios[kind])
+        print(
+            f"{kind:<8} on Redis: {o['rps']:>8,.0f} req/s, p50 {o['p50_ms']:.2f} p99 {o['p99_ms']:.2f} ms;"
+            f" {results['redis_median_ratio'][kind]:.1f}x the SDK ({per_round}), {100 * o['rps'] / b['rps']:.0f}% of bare"
         )
     print(f"wrk CPU (cores, median of runs): bare {b['wrk_cpu']:.2f}, " + ", ".join(f"{n} {m['wrk_cpu']:.2f}" for n, m in med.items() if n != "bare"))
     out = HERE.parent / ".benchmarks"  # gitignored
