@@ -257,3 +257,45 @@ class OwnerBlindRelease:
 def test_the_machine_catches_a_store_bug() -> None:
     with pytest.raises(AssertionError):
         run(OwnerBlindRelease, local_clock=True, examples=200, steps=40, shrink=False)
+
+
+class TwoHandles:
+    """Two ``SqliteNonceStore`` objects on one file, called in turn: what two processes see.
+    Each keeps its own index of the reservation log, so every answer depends on catching up
+    with what the other one wrote (reservations, moves into ``reservations``, tombstones)."""
+
+    def __init__(self, path: Path, cls: type[xv.SqliteNonceStore] = xv.SqliteNonceStore) -> None:
+        self.handles = [cls(path, margin_seconds=MARGIN), cls(path, margin_seconds=MARGIN)]
+        self.calls = 0
+
+    def _next(self) -> Any:
+        self.calls += 1
+        return self.handles[self.calls % 2]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._next(), name)
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.close()
+
+
+def test_two_sqlite_handles_on_one_file_follow_the_model(tmp_path: Path) -> None:
+    counter = iter(range(10**6))
+    run(lambda: TwoHandles(tmp_path / f"two{next(counter)}.sqlite3"), local_clock=True, examples=150, steps=40)
+
+
+class StaleIndex(xv.SqliteNonceStore):
+    """A store that reads the reservation log once and never again: the other handle's writes
+    go unseen. The two-handle machine must catch it."""
+
+    def _catch_up(self, conn: Any, at: int | None = None) -> None:
+        if not getattr(self, "_read_once", False):
+            self._read_once = True
+            super()._catch_up(conn, at)
+
+
+def test_the_machine_catches_a_handle_that_misses_the_others_writes(tmp_path: Path) -> None:
+    counter = iter(range(10**6))
+    with pytest.raises(AssertionError):
+        run(lambda: TwoHandles(tmp_path / f"stale{next(counter)}.sqlite3", StaleIndex), local_clock=True, examples=200, steps=40, shrink=False)
