@@ -262,12 +262,8 @@ class SqliteNonceStore(_Closing):
             out.append(True)
         if dead:
             conn.executemany("DELETE FROM reservations WHERE key = ?", dead)
-        # One statement for many rows, not executemany: each statement is a GIL round trip, and
-        # the write turn is held meanwhile (in a busy server, waiting for the GIL is what costs).
-        for start in range(0, len(appends), 150):  # 4 parameters a row, under SQLite's oldest bound (999)
-            part = appends[start : start + 150]
-            values = ",".join(["(1, ?, ?, ?, ?)"] * len(part))
-            conn.execute(f"INSERT INTO reservation_log (op, key, owner, cap, expires_at) VALUES {values}", [v for row in part for v in row])
+        if appends:
+            conn.executemany("INSERT INTO reservation_log (op, key, owner, cap, expires_at) VALUES (1, ?, ?, ?, ?)", appends)
         return out
 
     # --- the log's index -----------------------------------------------------------------
@@ -287,9 +283,13 @@ class SqliteNonceStore(_Closing):
             if rows:
                 self._seen = rows[-1][0]
             if at is not None and len(index) >= self._prune_at:
-                for key in [k for k, e in index.items() if e[2] <= at]:
-                    del index[key]
+                self._drop_expired(at)
                 self._prune_at = max(1024, 2 * len(index))
+
+    def _drop_expired(self, at: int) -> None:
+        """Drops the index entries that expired by ``at`` (the caller holds ``_index_lock``)."""
+        for key in [k for k, e in self._index.items() if e[2] <= at]:
+            del self._index[key]
 
     def _logged(self, key: bytes, at: int) -> tuple[str, int | None, int] | None:
         """The log's live entry for ``key`` as of the last catch-up: (owner, cap, expires_at)."""
@@ -346,7 +346,8 @@ class SqliteNonceStore(_Closing):
                 raise _refused("closed")
             conn.execute("DELETE FROM reservations WHERE key = ?", (key,))
             self._catch_up(conn)
-            entry = self._index.get(key)
+            with self._index_lock:
+                entry = self._index.get(key)
             if entry is not None:  # a moved entry's log row too, or it would answer again
                 conn.execute("INSERT INTO reservation_log (op, key, owner, cap, expires_at) VALUES (0, ?, ?, NULL, ?)", (key, owner, entry[2]))
 
@@ -402,8 +403,7 @@ class SqliteNonceStore(_Closing):
             conn.execute("DELETE FROM reservation_log WHERE expires_at <= ?", (at,))
             self._catch_up(conn)
             with self._index_lock:
-                for key in [k for k, e in self._index.items() if e[2] <= at]:
-                    del self._index[key]
+                self._drop_expired(at)
                 logged = list(self._index)
             count: int = conn.execute("SELECT count(*) FROM reservations").fetchone()[0]
             moved = 0  # log entries that ``reservations`` also holds are counted once
