@@ -22,6 +22,14 @@ from x402_verify.stores.protocol import _CLOSED, _Closing, _refused, _stored_int
 __all__ = ["SqliteNonceStore"]
 
 
+def _in_lists(keys: list[bytes]) -> Iterator[tuple[list[bytes], str]]:
+    """``keys`` in parts of at most 500 (under SQLite's bound on parameters), each with its
+    ``?,?,...`` for an ``IN (...)``."""
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        yield chunk, ",".join("?" * len(chunk))
+
+
 class SqliteNonceStore(_Closing):
     """Durable reservations on one host, shared by the processes that open the same file.
 
@@ -229,9 +237,7 @@ class SqliteNonceStore(_Closing):
         if item by item (``fresh`` holds what the batch reserved so far)."""
         rows: dict[bytes, tuple[int, str, int]] = {}
         unique = list(dict.fromkeys(names))
-        for start in range(0, len(unique), 500):  # under SQLite's bound on parameters
-            chunk = unique[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_lists(unique):
             for key, settled, owner, expires_at in conn.execute(f"SELECT key, settled, owner, expires_at FROM reservations WHERE key IN ({marks})", chunk):
                 rows[bytes(key)] = (settled, owner, expires_at)
         out: list[bool | None] = []
@@ -300,12 +306,12 @@ class SqliteNonceStore(_Closing):
     def _live(self, conn: sqlite3.Connection, key: bytes, owner: str, now: int) -> tuple[bool, int | None, int, int | None]:
         """(settled, cap, charged, expires_at if the entry is still in the log else None) of
         the owner's live entry under ``key``."""
+        self._catch_up(conn)  # first, so the caller's view of the log is current too (release)
         row = conn.execute("SELECT settled, owner, cap, charged, expires_at FROM reservations WHERE key = ?", (key,)).fetchone()
         if row is not None and (row[0] or row[4] > now):
             if row[1] != owner:
                 raise _refused("not_owner")
             return bool(row[0]), None if row[2] is None else _stored_int(row[2], "cap"), _stored_int(row[3], "charge"), None
-        self._catch_up(conn)
         logged = self._logged(key, now)
         if logged is None:
             raise _refused("not_found")
@@ -345,7 +351,6 @@ class SqliteNonceStore(_Closing):
             if settled:
                 raise _refused("closed")
             conn.execute("DELETE FROM reservations WHERE key = ?", (key,))
-            self._catch_up(conn)
             with self._index_lock:
                 entry = self._index.get(key)
             if entry is not None:  # a moved entry's log row too, or it would answer again
@@ -407,9 +412,8 @@ class SqliteNonceStore(_Closing):
                 logged = list(self._index)
             count: int = conn.execute("SELECT count(*) FROM reservations").fetchone()[0]
             moved = 0  # log entries that ``reservations`` also holds are counted once
-            for start in range(0, len(logged), 500):
-                chunk = logged[start : start + 500]
-                moved += conn.execute(f"SELECT count(*) FROM reservations WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchone()[0]
+            for chunk, marks in _in_lists(logged):
+                moved += conn.execute(f"SELECT count(*) FROM reservations WHERE key IN ({marks})", chunk).fetchone()[0]
             return count + len(logged) - moved
 
         result: int = self._tx(run)
