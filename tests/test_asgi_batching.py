@@ -188,6 +188,47 @@ def test_serial_batch_failures_and_short_answers_reach_every_caller_of_the_batch
     assert all(isinstance(e, RuntimeError) and "results for" in str(e) for e in run(main(lambda items: items[:-1])))
 
 
+@pytest.mark.parametrize("where", ["entry", "exit"])
+def test_serial_gate_failures_reach_the_batch_and_the_worker_carries_on(where: str) -> None:
+    """A gate that raises (a store closed under the stage, an unlock that fails) answers its
+    batch with the exception, never the results computed inside it, and the next batch runs:
+    a dead worker would leave every later caller waiting for its request timeout."""
+    from contextlib import contextmanager
+
+    from x402_verify._batching import SerialBatcher
+
+    failures = [where]
+    ran: list[list[int]] = []
+
+    @contextmanager
+    def gate() -> Any:
+        if failures and failures[0] == "entry":
+            failures.pop()
+            raise OSError("gate failed on entry")
+        yield
+        if failures and failures[0] == "exit":
+            failures.pop()
+            raise OSError("gate failed on exit")
+
+    def fn(items: list[int]) -> list[int]:
+        ran.append(items)
+        return [i + 100 for i in items]
+
+    async def main() -> tuple[list[Any], int]:
+        b: SerialBatcher[int, int] = SerialBatcher(fn, gate=gate)
+        try:
+            first = list(await asyncio.wait_for(asyncio.gather(*(b.submit_nowait(i) for i in range(3)), return_exceptions=True), 5))
+            later = await asyncio.wait_for(b.submit(7), 5)
+            return first, later
+        finally:
+            b.close()
+
+    first, later = run(main())
+    assert all(isinstance(e, OSError) and f"on {where}" in str(e) for e in first), first
+    assert later == 107
+    assert ran == ([[7]] if where == "entry" else [[0, 1, 2], [7]])
+
+
 def test_serial_results_of_cancelled_callers_go_to_on_orphan() -> None:
     from x402_verify._batching import SerialBatcher
 

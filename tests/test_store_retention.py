@@ -123,3 +123,37 @@ def test_a_now_past_the_latest_expiry_keeps_nothing(store: Any) -> None:
     k = new_key()
     assert store.reserve_many([k], [2**64 - 1], ["o"], now=MAX_EXPIRES_AT) == [None]
     assert store.state(k, now=MAX_EXPIRES_AT) is None
+
+
+def test_sqlite_expired_log_rows_go_in_steps_sized_by_the_batches_since_the_last(tmp_path: Any) -> None:
+    """The reserve path deletes expired log rows once a second per process (nothing more
+    expires within a second), as many as the batches since the previous step could have
+    added (64 a batch, at most 4096), so the log stays the size of the live reservations
+    under load without a delete in every commit; a sweep takes any backlog."""
+    store = xv.SqliteNonceStore(tmp_path / "log.sqlite3", margin_seconds=0)
+    try:
+        conn = store._conn()
+
+        def logged() -> int:
+            count: int = conn.execute("SELECT count(*) FROM reservation_log").fetchone()[0]
+            return count
+
+        t0 = int(time.time())
+        for _ in range(100):  # 100 batches of 4 in one second: one step, at the first
+            assert store.reserve_many([new_key() for _ in range(4)], [t0 + 10] * 4, ["o"] * 4, now=t0) == [True] * 4
+        assert logged() == 400
+        # Later, every one of them expired: the first batch of the new second removes them
+        # all (64 x 64 rows may go), not the 64 of a single batch's step.
+        t1 = t0 + 100
+        fresh = [new_key() for _ in range(4)]
+        assert store.reserve_many(fresh, [t1 + 10] * 4, ["o"] * 4, now=t1) == [True] * 4
+        assert logged() == 4
+        # Within that second no step runs: what expires meanwhile waits for the next one.
+        assert store.reserve_many([new_key()], [t1 + 1] * 1, ["o"], now=t1) == [True]
+        assert store.reserve_many([new_key()], [t1 + 10], ["o"], now=t1) == [True]
+        assert logged() == 6
+        assert store.reserve_many([new_key()], [t1 + 20], ["o"], now=t1 + 5) == [True]
+        assert logged() == 6  # the one that expired at t1 + 1 went, this one came
+        assert [store.state(k, now=t1 + 5) for k in fresh] == [("reserved", "o", 0, t1 + 10)] * 4
+    finally:
+        store.close()

@@ -230,7 +230,8 @@ class SerialBatcher(_Answering[T, R]):
 
     Args:
         fn: a blocking function from a list of items to a list of results of the same length,
-            in order. If it raises, every caller of that batch gets the exception.
+            in order. If it raises, every caller of that batch gets the exception; so does every
+            caller of a batch whose gate raises on entry or exit (the thread carries on).
         max_batch: most items in one call.
         gate: called before each batch; the batch is gathered and run inside the context
             manager it returns (None: no gate).
@@ -292,12 +293,19 @@ class SerialBatcher(_Answering[T, R]):
             if self._closed:
                 return
             while self._queue:
-                with self._gate() if self._gate is not None else contextlib.nullcontext():
-                    batch = self._take()
-                    if not batch:
-                        continue
-                    self.stats.record(len(batch))
-                    results = self._results(self._fn, batch)
+                batch: list[tuple[T, asyncio.Future[R]]] = []
+                results: list[R] | None = None
+                try:
+                    with self._gate() if self._gate is not None else contextlib.nullcontext():
+                        batch = self._take()
+                        if batch:
+                            self.stats.record(len(batch))
+                            results = self._results(self._fn, batch)
+                except BaseException as exc:  # the gate itself failed (a closed store, say): the thread lives on
+                    if not batch:  # on entry: what is queued would only find it failing again
+                        batch = self._take()
+                    self._call_soon(self._fail, batch, exc)
+                    continue
                 if results is not None:
                     self._call_soon(self._deliver, batch, results)
 

@@ -70,6 +70,8 @@ class SqliteNonceStore(_Closing):
         self._seen = 0
         self._index_lock = threading.Lock()
         self._prune_at = 1024
+        self._pruned = -1  # the second of the last step of expiry (``_reserve``) and batches since
+        self._batches = 0
         self._conn()
 
     def _conn(self) -> sqlite3.Connection:
@@ -189,12 +191,20 @@ class SqliteNonceStore(_Closing):
             raise ValueError("one exposure reading per key")
 
         def run(conn: sqlite3.Connection) -> list[Any]:
-            # Expired rows go in small steps so one batch never pays for a large backlog.
-            conn.execute(
-                "DELETE FROM reservations WHERE key IN (SELECT key FROM reservations WHERE expires_at <= ? AND settled = 0 LIMIT 512)",
-                (at,),
-            )
-            conn.execute("DELETE FROM reservation_log WHERE id IN (SELECT id FROM reservation_log ORDER BY id LIMIT 64) AND expires_at <= ?", (at,))
+            # Expired rows go in steps, so one batch never pays for a large backlog: once a
+            # second per process (nothing more expires within the second), the log's oldest
+            # 64 rows a batch reserved since the previous step (``sweep`` takes the rest).
+            self._batches += 1
+            if at != self._pruned:
+                conn.execute(
+                    "DELETE FROM reservations WHERE key IN (SELECT key FROM reservations WHERE expires_at <= ? AND settled = 0 LIMIT 512)",
+                    (at,),
+                )
+                conn.execute(
+                    "DELETE FROM reservation_log WHERE id IN (SELECT id FROM reservation_log ORDER BY id LIMIT ?) AND expires_at <= ?",
+                    (64 * min(self._batches, 64), at),
+                )
+                self._pruned, self._batches = at, 0
             self._catch_up(conn, at)
             if admit is None:
                 return self._reserve_plain(conn, names, expiries, tokens, limits, at)
