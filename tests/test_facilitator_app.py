@@ -291,3 +291,23 @@ def test_a_verify_past_the_request_timeout_answers_unfinished_and_reserves_nothi
             assert (await c.post("/verify", json=body)).json()["isValid"] is False  # and now reserved
 
     asyncio.run(flow())
+
+
+def test_a_serve_worker_freezes_what_exists_once_its_app_is_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``x402-verify serve`` workers move the objects alive once the app is built out of the
+    cyclic GC's reach (gc.freeze), so full collections under load walk only what requests
+    made; ``create_app`` alone leaves an embedding process's GC as it was."""
+    import gc
+
+    from x402_verify.facilitator import server
+
+    monkeypatch.setenv(server.ENV_CONFIG, FacilitatorConfig(store=f"sqlite:///{tmp_path / 'n.db'}").to_json())
+    gc.unfreeze()
+    try:
+        embedded = create_app(store=f"sqlite:///{tmp_path / 'e.db'}")
+        assert gc.get_freeze_count() == 0
+        app = server.app_from_env()
+        assert gc.get_freeze_count() > 0
+        assert isinstance(app, type(embedded))
+    finally:
+        gc.unfreeze()
