@@ -211,3 +211,33 @@ def test_sqlite_a_release_outlives_the_next_step_of_expiry(tmp_path: Any, handle
     finally:
         for store in stores:
             store.close()
+
+
+def test_sqlite_sweep_takes_the_log_in_windows_and_counts_outside_the_write_turn(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep must not hold the write turn for the whole log: as one transaction, 500k entries
+    held it 377 ms (339 of them counting), stalling every request behind it. It deletes the
+    log's expired rows in windows, a write transaction each, and counts with no turn held;
+    what it drops and the count it returns stay exact."""
+    from x402_verify.stores import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "_SWEEP_WINDOW", 8)
+    store = xv.SqliteNonceStore(tmp_path / "sweep.sqlite3", margin_seconds=0)
+    try:
+        t0 = int(time.time())
+        keys = [new_key() for _ in range(100)]
+        assert store.reserve_many(keys, [t0 + (5 if i % 2 else 500) for i in range(100)], ["o"] * 100, now=t0) == [True] * 100
+        assert store.settle(keys[0], "o", now=t0) == 0  # moved into ``reservations``, still in the log: counted once
+        conn = store._conn()
+        seen: list[tuple[int, str]] = []
+        conn.set_trace_callback(lambda sql: seen.append((getattr(store._local, "turns", 0), sql)))
+        assert store.sweep(now=t0 + 10) == 50
+        conn.set_trace_callback(None)
+        deletes = [turns for turns, sql in seen if sql.startswith("DELETE FROM reservation_log")]
+        counts = [turns for turns, sql in seen if sql.startswith("SELECT count(*) FROM reservations")]
+        begins = [sql for _, sql in seen if sql.startswith("BEGIN")]
+        assert deletes == [1] * 13  # 100 log rows in windows of 8: 12 full, then one of 4
+        assert len(begins) == 1 + 13 and counts and set(counts) == {0}
+        assert conn.execute("SELECT count(*) FROM reservation_log WHERE expires_at <= ?", (t0 + 10,)).fetchone() == (0,)
+        assert [store.state(k, now=t0 + 10) is None for k in keys[1:]] == [bool(i % 2) for i in range(1, 100)]
+    finally:
+        store.close()
