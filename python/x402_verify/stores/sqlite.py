@@ -26,6 +26,17 @@ __all__ = ["SqliteNonceStore"]
 _SWEEP_WINDOW = 4096  # log rows a sweep's write transaction looks at
 
 
+def _entry(expires_at: int, cap: int | None, owner: str) -> str:
+    """An index entry: ``"expires_at cap owner"`` (cap ``-`` when none; the owner last, as it
+    may hold spaces)."""
+    return f"{expires_at} {'-' if cap is None else cap} {owner}"
+
+
+def _expiry(entry: str) -> int:
+    """The expiry an index entry leads with."""
+    return int(entry.split(" ", 1)[0])
+
+
 def _in_lists(keys: list[bytes]) -> Iterator[tuple[list[bytes], str]]:
     """``keys`` in parts of at most 500 (under SQLite's bound on parameters), each with its
     ``?,?,...`` for an ``IN (...)``."""
@@ -69,8 +80,8 @@ class SqliteNonceStore(_Closing):
         self._closed = False
         self._turn = threading.RLock()
         self._lock_file: tuple[int, weakref.finalize[Any, Any], int] | None = None  # (pid, closer, fd): a forked child opens its own
-        # The log's live entries as of log row ``_seen``: key -> "expires_at cap owner" (cap
-        # "-" when none; read back by ``_logged``). Text, not tuples: a dict of strings is never
+        # The log's live entries as of log row ``_seen``: key -> ``_entry`` text (read back by
+        # ``_logged``). Text, not tuples: a dict of strings is never
         # tracked by the cyclic GC, where each new tuple made the dict tracked again, so the
         # next collection walked every entry (of 300k entries: 2-7 ms collections, hundreds a
         # second). And the keys read, by expiry (32 bytes each in a bytearray: untracked too),
@@ -307,7 +318,7 @@ class SqliteNonceStore(_Closing):
                     k = bytes(key)
                     if len(k) != 32 or type(expires_at) is not int:
                         raise NonceStoreError("the store holds an unreadable log row")
-                    index[k] = f"{expires_at} {'-' if cap is None else _stored_int(cap, 'cap')} {owner}"
+                    index[k] = _entry(expires_at, None if cap is None else _stored_int(cap, "cap"), owner)
                     keys = expiring.get(expires_at)
                     if keys is None:
                         keys = expiring[expires_at] = bytearray()
@@ -328,11 +339,11 @@ class SqliteNonceStore(_Closing):
         index, expiring, seconds = self._index, self._expiring, self._seconds
         while seconds and seconds[0] <= at:
             second = heapq.heappop(seconds)
-            keys, prefix = expiring.pop(second), f"{second} "
+            keys = expiring.pop(second)
             for i in range(0, len(keys), 32):
                 key = bytes(keys[i : i + 32])
                 entry = index.get(key)
-                if entry is not None and entry.startswith(prefix):
+                if entry is not None and _expiry(entry) == second:
                     del index[key]
 
     def _logged(self, key: bytes, at: int) -> tuple[str, int | None, int] | None:
@@ -397,10 +408,9 @@ class SqliteNonceStore(_Closing):
             with self._index_lock:
                 entry = self._index.get(key)
             if entry is not None:  # a moved entry's log row too, or it would answer again
-                # Kept until the entry it cancels expires (the expiry leads the entry's text):
-                # the step of expiry must not take it before every process has read it.
-                expires = int(entry.split(" ", 1)[0])
-                conn.execute("INSERT INTO reservation_log (op, key, owner, cap, expires_at) VALUES (0, ?, ?, NULL, ?)", (key, owner, expires))
+                # Kept until the entry it cancels expires: the step of expiry must not take it
+                # before every process has read it.
+                conn.execute("INSERT INTO reservation_log (op, key, owner, cap, expires_at) VALUES (0, ?, ?, NULL, ?)", (key, owner, _expiry(entry)))
 
         self._tx(run)
 
