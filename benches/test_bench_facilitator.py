@@ -80,6 +80,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PAYERS = int(os.environ.get("BENCH_PAYERS", "16"))
 REDIS = os.environ.get("BENCH_REDIS", "1") != "0"
 KINDS = ("eip3009", "permit2", "upto")
+OURS = ("ours", "redis") if REDIS else ("ours",)  # ours on SQLite (its default), and on Redis
 
 # Each thread keeps every THREADS-th line from its own offset, so the threads never send the same
 # body; "sent" against "count" tells how many requests repeated one.
@@ -261,11 +262,13 @@ def first_valid(url: str, body: str) -> None:
     assert answer["isValid"] is True, answer
 
 
-def run_level(connections: int, now: int, tmp_path: Path, script: Path, bare_url: str, sdk_url: str, loop: str, pool: Any) -> dict[str, list[dict[str, float]]]:
+def run_level(
+    connections: int, now: int, tmp_path: Path, script: Path, bare_url: str, sdk_url: str, loop: str, pool: Any
+) -> tuple[dict[str, list[dict[str, float]]], dict[str, float]]:
     """The rounds at one concurrency: bare, then per scheme ours (SQLite), ours on Redis and
-    the SDK, the order rotating by round; ours on fresh stores of their own."""
-    ours_like = ("ours", "redis") if REDIS else ("ours",)
-    runs: dict[str, list[dict[str, float]]] = {"bare": [], **{f"{who}_{kind}": [] for who in (*ours_like, "sdk") for kind in KINDS}}
+    the SDK, the order rotating by round; ours on fresh stores of their own. Returns the runs
+    and how the body files were sized."""
+    runs: dict[str, list[dict[str, float]]] = {"bare": [], **{f"{who}_{kind}": [] for who in (*OURS, "sdk") for kind in KINDS}}
     level = tmp_path / f"c{connections}"
     level.mkdir()
     # Sizing: a run of ours never sends more bodies than the bare server answers in the time.
@@ -302,23 +305,20 @@ def run_level(connections: int, now: int, tmp_path: Path, script: Path, bare_url
             server.stop()
         if redis is not None:
             redis.kill()
-    runs["sizing"] = [{"probe_bare_rps": ceiling, "bodies_per_run": per_run}]
-    return runs
+    return runs, {"probe_bare_rps": ceiling, "bodies_per_run": per_run}
 
 
-def summarize(connections: int, runs: dict[str, list[dict[str, float]]], loop: str) -> dict[str, Any]:
+def summarize(connections: int, runs: dict[str, list[dict[str, float]]], sizing: dict[str, float], loop: str) -> dict[str, Any]:
     """One level's medians and same-round ratios, printed as a table per store."""
-    ours_like = ("ours", "redis") if REDIS else ("ours",)
-    sizing = runs.pop("sizing")[0]
     med = {name: {k: statistics.median(run[k] for run in rs) for k in ("rps", "p50_ms", "p99_ms", "wrk_cpu")} for name, rs in runs.items()}
     results: dict[str, Any] = {"connections": connections, "runs": runs, "sizing": sizing, "median": med}
 
     def same_round(who: str, measure: Any) -> dict[str, list[Any]]:
         return {kind: [measure(o, s) for o, s in zip(runs[f"{who}_{kind}"], runs[f"sdk_{kind}"], strict=True)] for kind in KINDS}
 
-    ratios = {who: same_round(who, lambda o, s: o["rps"] / s["rps"]) for who in ours_like}
-    p99_ok = {who: same_round(who, lambda o, s: o["p99_ms"] <= s["p99_ms"]) for who in ours_like}
-    for who in ours_like:
+    ratios = {who: same_round(who, lambda o, s: o["rps"] / s["rps"]) for who in OURS}
+    p99_ok = {who: same_round(who, lambda o, s: o["p99_ms"] <= s["p99_ms"]) for who in OURS}
+    for who in OURS:
         figures = {"ratios": ratios[who], "median_ratio": {kind: statistics.median(v) for kind, v in ratios[who].items()}}
         figures["p99_better_rounds"] = {kind: sum(v) for kind, v in p99_ok[who].items()}
         if who == "ours":  # the default store's figures at the level's top
@@ -331,7 +331,7 @@ def summarize(connections: int, runs: dict[str, list[dict[str, float]]], loop: s
     print(f"{ROUNDS} rounds of {SECONDS} s; medians. bare ceiling: {b['rps']:,.0f} req/s  p50 {b['p50_ms']:.2f} ms  p99 {b['p99_ms']:.2f} ms")
     print(f"{'scheme':<8} {'store':<7} {'ours req/s':>11} {'p50':>7} {'p99':>7} {'sdk req/s':>10} {'p50':>7} {'p99':>8} {'ratio':>6}", end="")
     print(f" {'rounds':>22} {'% bare':>7} {'p99 ok':>6}")
-    for who in ours_like:
+    for who in OURS:
         for kind in KINDS:
             o, s = med[f"{who}_{kind}"], med[f"sdk_{kind}"]
             per_round = " ".join(f"{x:.1f}" for x in ratios[who][kind])
@@ -358,8 +358,8 @@ def test_facilitator_verify_load(tmp_path: Path) -> None:
     with granian("test_bench_facilitator:bare_app") as bare_url, granian("test_bench_facilitator:sdk_app") as sdk_url, ctx.Pool(os.cpu_count() or 2) as pool:
         for connections in CONNECTIONS:
             # Bodies are signed per level, valid for 10 minutes from their signing.
-            runs = run_level(connections, int(time.time()), tmp_path, script, bare_url, sdk_url, loop, pool)
-            results["levels"].append(summarize(connections, runs, loop))
+            runs, sizing = run_level(connections, int(time.time()), tmp_path, script, bare_url, sdk_url, loop, pool)
+            results["levels"].append(summarize(connections, runs, sizing, loop))
     out = HERE.parent / ".benchmarks"  # gitignored
     out.mkdir(exist_ok=True)
     (out / "facilitator.json").write_text(json.dumps(results, indent=2), encoding="utf-8")

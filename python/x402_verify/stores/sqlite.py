@@ -81,10 +81,9 @@ class SqliteNonceStore(_Closing):
         self._turn = threading.RLock()
         self._lock_file: tuple[int, weakref.finalize[Any, Any], int] | None = None  # (pid, closer, fd): a forked child opens its own
         # The log's live entries as of log row ``_seen``: key -> ``_entry`` text (read back by
-        # ``_logged``). Text, not tuples: a dict of strings is never
-        # tracked by the cyclic GC, where each new tuple made the dict tracked again, so the
-        # next collection walked every entry (of 300k entries: 2-7 ms collections, hundreds a
-        # second). And the keys read, by expiry (32 bytes each in a bytearray: untracked too),
+        # ``_logged``). Text, not tuples: a dict of strings is never tracked by the cyclic GC,
+        # where each new tuple made the dict tracked again, so the next collection walked every
+        # entry (of 300k entries: 2-7 ms collections, hundreds a second). And the keys read, by expiry (32 bytes each in a bytearray: untracked too),
         # with a heap of those expiries, so expired entries leave the index in expiry order, a
         # second's worth at a time, not in scans of the whole index.
         self._index: dict[bytes, str] = {}
@@ -174,9 +173,17 @@ class SqliteNonceStore(_Closing):
         with self.writer():
             return self._tx_held(fn)
 
+    @contextmanager
+    def _faults(self) -> Iterator[None]:
+        """SQLite's errors as the store's fault (``NonceStoreError``: callers fail closed)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise NonceStoreError(f"sqlite store at {self.path!r}: {exc}") from exc
+
     def _tx_held(self, fn: Any) -> Any:
         conn = self._conn()
-        try:
+        with self._faults():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 out = fn(conn)
@@ -185,8 +192,6 @@ class SqliteNonceStore(_Closing):
                 raise
             conn.execute("COMMIT")
             return out
-        except sqlite3.Error as exc:
-            raise NonceStoreError(f"sqlite store at {self.path!r}: {exc}") from exc
 
     def reserve_many(
         self,
@@ -307,9 +312,9 @@ class SqliteNonceStore(_Closing):
     # --- the log's index -----------------------------------------------------------------
 
     def _catch_up(self, conn: sqlite3.Connection, at: int | None = None) -> None:
-        """Reads the log rows committed since the last read into the index (inside a write
-        transaction: every row committed before it). With ``at``, drops the entries that
-        expired by then."""
+        """Reads the log rows committed since the last read into the index (called inside a
+        write transaction, as every decision is: then every row committed before it; ``state``
+        and ``sweep`` read outside one). With ``at``, drops the entries that expired by then."""
         with self._index_lock:
             rows = conn.execute("SELECT id, op, key, owner, cap, expires_at FROM reservation_log WHERE id > ? ORDER BY id", (self._seen,)).fetchall()
             index, expiring = self._index, self._expiring
@@ -352,10 +357,9 @@ class SqliteNonceStore(_Closing):
             entry = self._index.get(key)
         if entry is None:
             return None
-        expires, cap, owner = entry.split(" ", 2)
-        if int(expires) <= at:
-            return None
-        return owner, None if cap == "-" else int(cap), int(expires)
+        expires_text, cap, owner = entry.split(" ", 2)
+        expires = int(expires_text)
+        return None if expires <= at else (owner, None if cap == "-" else int(cap), expires)
 
     def _live(self, conn: sqlite3.Connection, key: bytes, owner: str, now: int) -> tuple[bool, int | None, int, int | None]:
         """(settled, cap, charged, expires_at if the entry is still in the log else None) of
@@ -441,15 +445,12 @@ class SqliteNonceStore(_Closing):
         """``("reserved" | "settled", owner, charged_total, expires_at)`` for a live key, else
         None; ``expires_at`` is None for a settled key (kept for as long as the file lives)."""
         key, at = store_key_arg(key), store_now_arg(now)
-        try:
+        with self._faults():
             row = self._conn().execute("SELECT settled, owner, charged, expires_at FROM reservations WHERE key = ?", (key,)).fetchone()
-        except sqlite3.Error as exc:
-            raise NonceStoreError(f"sqlite store at {self.path!r}: {exc}") from exc
-        if row is None or (not row[0] and row[3] <= at):
-            try:
+            in_log = row is None or (not row[0] and row[3] <= at)  # no live row: the log answers
+            if in_log:
                 self._catch_up(self._conn())
-            except sqlite3.Error as exc:
-                raise NonceStoreError(f"sqlite store at {self.path!r}: {exc}") from exc
+        if in_log:
             logged = self._logged(key, at)
             return None if logged is None else ("reserved", logged[0], 0, logged[2])
         charged = _stored_int(row[2], "charge")
@@ -476,8 +477,8 @@ class SqliteNonceStore(_Closing):
         after: int | None = 0
         while after is not None:
             after = self._tx(lambda conn, a=after: window(conn, a))
-        try:
-            conn = self._conn()
+        conn = self._conn()
+        with self._faults():
             self._catch_up(conn, at)
             with self._index_lock:
                 logged = list(self._index)
@@ -485,8 +486,6 @@ class SqliteNonceStore(_Closing):
             moved = 0  # log entries that ``reservations`` also holds are counted once
             for chunk, marks in _in_lists(logged):
                 moved += conn.execute(f"SELECT count(*) FROM reservations WHERE key IN ({marks})", chunk).fetchone()[0]
-        except sqlite3.Error as exc:
-            raise NonceStoreError(f"sqlite store at {self.path!r}: {exc}") from exc
         return count + len(logged) - moved
 
     def close(self) -> None:
