@@ -261,3 +261,50 @@ def test_serial_results_of_cancelled_callers_go_to_on_orphan() -> None:
 
     assert run(main()) == 6
     assert orphans == [(1, 3)]
+
+
+# --- the two chained: checks, then the serial stage, one future a caller ------------------------
+
+
+def test_results_going_on_are_answered_by_the_next_stage_alone_and_its_orphans_are_undone() -> None:
+    from x402_verify._batching import SerialBatcher
+
+    second: list[list[int]] = []
+    orphans: list[tuple[int, int]] = []
+    held, got = threading.Event(), threading.Event()
+    threads: set[str] = set()
+
+    def reserve(items: list[int]) -> list[int]:
+        threads.add(threading.current_thread().name)
+        held.wait(5)
+        second.append(items)
+        return [-i for i in items]
+
+    def on_orphan(item: int, result: int) -> None:
+        orphans.append((item, result))
+        got.set()
+
+    async def main() -> list[Any]:
+        serial: SerialBatcher[int, int] = SerialBatcher(reserve, on_orphan=on_orphan)
+        checks: MicroBatcher[int, int] = MicroBatcher(lambda items: [i * 10 for i in items], then=serial, goes_on=lambda r: r % 20 == 0)
+        try:
+            futures = [checks.submit_nowait(i) for i in range(8)]
+            odd = await asyncio.gather(*futures[1::2])  # answered by the checks, the other stage held
+            assert not second
+            futures[2].cancel()  # leaves while its result waits in the serial stage
+            held.set()
+            even = await asyncio.gather(*futures[0::2], return_exceptions=True)
+            if 20 in [i for batch in second for i in batch]:  # reserved before it left: undone
+                await asyncio.get_running_loop().run_in_executor(None, got.wait, 5)
+            return [odd, even]
+        finally:
+            checks.close()
+            serial.close()
+
+    odd, even = run(main())
+    assert odd == [10, 30, 50, 70]
+    assert even[0] == 0 and isinstance(even[1], asyncio.CancelledError) and even[2:] == [-40, -60]
+    # The cancelled one was either dropped before its batch (no work) or undone after it.
+    assert sorted(i for batch in second for i in batch) in ([0, 20, 40, 60], [0, 40, 60])
+    assert orphans == ([(20, -20)] if 20 in [i for batch in second for i in batch] else [])
+    assert threads == {"x402-serial"}

@@ -12,6 +12,11 @@ already running, new items queue; the next batch starts as soon as one finishes,
 everything that queued meanwhile (at most ``max_batch``). ``max_wait`` (seconds, default 0)
 optionally holds a batch open a little longer to gather more items when a batch is already
 running; it never delays a request that finds the pipeline idle.
+
+Stages chain (``MicroBatcher(then=serial)``): the checks' worker thread hands the results that
+go on straight to the next stage's queue with their callers' futures, so a caller awaits one
+future for both stages and the event loop is woken once per batch of the last stage, not once
+per stage.
 """
 
 from __future__ import annotations
@@ -132,6 +137,11 @@ class MicroBatcher(_Answering[T, R]):
         on_orphan: called (in a worker thread) with ``(item, result)`` for each result
             whose caller went away (its task was cancelled), so a reservation it carries can be
             undone. Exceptions it raises are logged.
+        then: a ``SerialBatcher`` the results that ``goes_on`` picks are handed to, from the
+            worker thread, with their callers' futures: such a caller's future is answered by
+            that stage, not by this one, and the result never goes back to the event loop in
+            between (one wake-up of the loop and one await fewer a request).
+        goes_on: which results go on to ``then`` (all of them when not given).
     """
 
     def __init__(
@@ -142,6 +152,8 @@ class MicroBatcher(_Answering[T, R]):
         max_wait: float = 0.0,
         max_inflight: int = 2,
         on_orphan: Callable[[T, R], None] | None = None,
+        then: SerialBatcher[R, R] | None = None,
+        goes_on: Callable[[R], bool] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
@@ -154,6 +166,8 @@ class MicroBatcher(_Answering[T, R]):
         self.max_wait = max_wait
         self.max_inflight = max_inflight
         self._on_orphan = on_orphan
+        self._then = then
+        self._goes_on = goes_on
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._inflight = 0
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
@@ -202,7 +216,21 @@ class MicroBatcher(_Answering[T, R]):
 
     def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         results = self._results(self._fn, batch)
-        if results is not None:
+        if results is None:
+            return
+        if self._then is not None:
+            assert self._loop is not None
+            here: list[tuple[tuple[T, asyncio.Future[R]], R]] = []
+            for entry, result in zip(batch, results, strict=True):
+                if self._goes_on is None or self._goes_on(result):
+                    try:
+                        self._then.adopt(result, entry[1], self._loop)
+                    except RuntimeError as exc:  # that stage closed: its caller learns why
+                        self._call_soon(self._fail, [entry], exc)
+                else:
+                    here.append((entry, result))
+            batch, results = [entry for entry, _ in here], [result for _, result in here]
+        if batch:
             self._call_soon(self._deliver, batch, results)
 
     def _offload(self, fn: Callable[..., None], *args: object) -> None:
@@ -257,6 +285,7 @@ class SerialBatcher(_Answering[T, R]):
         self._queue: collections.deque[tuple[T, asyncio.Future[R]]] = collections.deque()
         self._wake = threading.Event()
         self._closed = False
+        self._starting = threading.Lock()  # adopt() may be called from several threads at once
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = BatchStats()
@@ -264,15 +293,30 @@ class SerialBatcher(_Answering[T, R]):
     def submit_nowait(self, item: T) -> asyncio.Future[R]:
         """Queues ``item``; its result arrives on the returned future (cancel it to leave)."""
         loop = self._bind()
+        fut: asyncio.Future[R] = loop.create_future()
+        self._enqueue(item, fut)
+        return fut
+
+    def adopt(self, item: T, fut: asyncio.Future[R], loop: asyncio.AbstractEventLoop) -> None:
+        """Queues ``item`` with a future another stage made on ``loop`` (which must be the
+        loop this batcher serves): this stage answers it. Callable from any thread."""
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("a SerialBatcher serves one event loop")
+        self._enqueue(item, fut)
+
+    def _enqueue(self, item: T, fut: asyncio.Future[R]) -> None:
         if self._closed:
             raise RuntimeError("the batcher is closed")
-        fut: asyncio.Future[R] = loop.create_future()
         self._queue.append((item, fut))
         if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="x402-serial", daemon=True)
-            self._thread.start()
+            with self._starting:
+                if self._thread is None:
+                    thread = threading.Thread(target=self._work, name="x402-serial", daemon=True)
+                    thread.start()
+                    self._thread = thread
         self._wake.set()
-        return fut
 
     async def submit(self, item: T) -> R:
         """Queues ``item`` and waits for its result."""

@@ -27,6 +27,7 @@ __all__ = [
     "recover_hash_batch",
     "error_codes",
     "decode_payment_header",
+    "read_envelope",
     "caip2_chain_id",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_PAYER_KEY_CACHE",
@@ -170,6 +171,12 @@ def recover_hash_batch(
 def error_codes() -> list[tuple[str, str, str]]:
     """Every stable error code as ``(code, kind, description)``."""
 
+def read_envelope(body: bytes, max_depth: int) -> tuple[int, bytes, bytes] | tuple[str, str]:
+    """A facilitator request body split into its members without building them:
+    ``(x402Version, paymentPayload, paymentRequirements)`` with the members as JSON text, or
+    ``(code, message)`` when the body is no envelope (not UTF-8 JSON, a key twice, deeper than
+    ``max_depth``, ``x402Version`` not the literal 1 or 2, a member missing or not an object)."""
+
 def decode_payment_header(value: str | bytes, *, max_bytes: int = ...) -> Any:
     """The JSON value of an X-PAYMENT header (base64 JSON, or bare JSON text).
 
@@ -297,6 +304,8 @@ class VerifyResponse:
         """A copy marked valid, for a chain check that decided what the offline checks left open."""
     def to_dict(self) -> dict[str, Any]:
         """x402's JSON shape: ``isValid``, ``invalidReason``, ``invalidMessage``, ``payer``."""
+    def to_json(self) -> bytes:
+        """``to_dict()`` as compact UTF-8 JSON text (a facilitator's ``/verify`` answer)."""
     def with_invalid(self, reason: str, message: str) -> VerifyResponse:
         """A copy marked invalid with ``reason``."""
     def with_reservation(self, owner: str) -> VerifyResponse:

@@ -36,7 +36,6 @@ log = logging.getLogger("x402_verify.facilitator")
 
 UNEXPECTED_VERIFY_ERROR = "unexpected_verify_error"  # x402's code for a verify that could not finish
 EXCEEDS = "invalid_upto_evm_payload_settlement_exceeds_amount"
-VERSIONS = (1, 2)
 MAX_DRAIN_BYTES = 32 * 1024 * 1024  # an oversized body is read (and dropped) this far at most
 _JSON = [(b"content-type", b"application/json")]
 
@@ -49,47 +48,16 @@ class EnvelopeFault(Exception):
         self.code, self.message, self.status = code, message, status
 
 
-def _depth_exceeds(obj: Any, limit: int) -> bool:
-    stack = [(obj, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            values: Any = node.values()
-        elif isinstance(node, list):
-            values = node
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((v, depth + 1) for v in values if isinstance(v, (dict, list)))
-    return False
-
-
-def read_envelope(body: bytes, max_depth: int) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """``(paymentPayload, paymentRequirements, x402Version)`` of a request body, or ``EnvelopeFault``."""
-    try:
-        doc = json.loads(body)
-    except RecursionError:
-        raise EnvelopeFault("too_deep", f"the body nests deeper than {max_depth} levels") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EnvelopeFault("invalid_json", f"the body is not JSON: {str(exc)[:200]}") from None
-    if not isinstance(doc, dict):
-        raise EnvelopeFault("invalid_envelope", f"the body must be a JSON object, not {type(doc).__name__}")
-    # A value nests no deeper than the text has opening brackets: a body with few (every real
-    # envelope) needs no walk.
-    if body.count(b"{") + body.count(b"[") > max_depth and _depth_exceeds(doc, max_depth):
-        raise EnvelopeFault("too_deep", f"the body nests deeper than {max_depth} levels")
-    version = doc.get("x402Version")
-    if "x402Version" not in doc:
-        raise EnvelopeFault("invalid_envelope", "x402Version is missing")
-    if type(version) is not int or version not in VERSIONS:  # 2.0, True, "2" are not versions
-        raise EnvelopeFault("unsupported_x402_version", f"x402Version must be 1 or 2, got {json.dumps(version)[:40]}")
-    for name in ("paymentPayload", "paymentRequirements"):
-        if name not in doc:
-            raise EnvelopeFault("invalid_envelope", f"{name} is missing")
-        if not isinstance(doc[name], dict):
-            raise EnvelopeFault("invalid_envelope", f"{name} must be an object, not {type(doc[name]).__name__}")
-    return doc["paymentPayload"], doc["paymentRequirements"], version
+def read_envelope(body: bytes, max_depth: int) -> tuple[bytes, bytes, int]:
+    """``(paymentPayload, paymentRequirements, x402Version)`` of a request body, the two members
+    as their JSON text (the verifier reads them as it reads any payment), or ``EnvelopeFault``.
+    The rules are the core's (``x402_verify_core::x402::envelope``): the body is read once, in
+    Rust, and never built as Python objects on the way to ``/verify``'s checks."""
+    out = _core.read_envelope(body, max_depth)
+    if len(out) == 2:
+        raise EnvelopeFault(out[0], out[1])
+    version, payload, requirements = out
+    return payload, requirements, version
 
 
 def reservation_owner(store: Any, key: bytes) -> tuple[str, str] | None:
@@ -110,6 +78,11 @@ class _ItemError:
         self.message = f"{type(exc).__name__}: {exc}"[:300]
 
 
+def _to_reserve(verdict: Any) -> bool:
+    """Whether a verdict of the checks goes on to the reserve stage: the valid ones."""
+    return not isinstance(verdict, _ItemError) and bool(verdict.is_valid)
+
+
 class FacilitatorApp:
     """The ASGI app (see the module docs); ``create_app`` builds it."""
 
@@ -127,18 +100,22 @@ class FacilitatorApp:
         if settler is None and config.upstream is not None:
             self.settler = HTTPFacilitatorSettler(config.upstream, timeout=config.upstream_timeout)
         self.metrics = Metrics()
-        self.batcher: MicroBatcher[tuple[dict[str, Any], dict[str, Any]], Any] = MicroBatcher(
-            self._verify_batch, max_batch=config.max_batch, max_inflight=config.max_inflight, on_orphan=self._release_orphan
-        )
         # A store outside the process (SQLite, Redis) reserves in a stage of its own: one commit
         # at a time, holding every payment verified while the previous one ran, so the checks of
-        # the next batch overlap the commit (an fsync) instead of waiting behind it.
+        # the next batch overlap the commit (an fsync) instead of waiting behind it. The checks'
+        # threads hand the valid payments to it directly; their callers hear from it alone.
         self.reserver: SerialBatcher[Any, Any] | None = None
         if self.store is not None and not isinstance(self.store, _core.MemoryNonceStore) and getattr(self.verifier, "_chain", None) is None:
             self.reserver = SerialBatcher(
                 self._reserve_batch, max_batch=config.max_batch * config.max_inflight, gate=getattr(self.store, "writer", None), on_orphan=self._release_orphan
             )  # fmt: skip
+        self.batcher: MicroBatcher[tuple[Any, Any], Any] = MicroBatcher(
+            self._verify_batch, max_batch=config.max_batch, max_inflight=config.max_inflight, on_orphan=self._release_orphan,
+            then=self.reserver, goes_on=_to_reserve,
+        )  # fmt: skip
         self._token = None if config.auth_token is None else config.auth_token.encode("ascii")
+        # POST endpoints but /verify (which has _verify_within); /release only with a token.
+        self._handlers: dict[str, Any] = {"/settle": self._settle, **({"/release": self._release} if self._token is not None else {})}
         self._upstream_slots: asyncio.Semaphore | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -149,7 +126,7 @@ class FacilitatorApp:
 
     # --- the verifier's calls ------------------------------------------------------------
 
-    def _verify_batch(self, items: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Any]:
+    def _verify_batch(self, items: list[tuple[Any, Any]]) -> list[Any]:
         start = time.perf_counter()
         reserve = self.reserver is None  # else the reserve stage reserves the valid ones
         try:
@@ -296,9 +273,7 @@ class FacilitatorApp:
 
     async def _route(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], bytes, str]:
         method, path = scope.get("method", ""), scope.get("path", "")
-        handler = {"/settle": self._settle, "/release": self._release}.get(path)
-        if path == "/release" and self._token is None:
-            handler = None
+        handler = self._handlers.get(path)
         if handler is not None or path == "/verify":
             if method != "POST":
                 return self._json(405, {"error": "method_not_allowed", "message": f"{path} takes POST"}, path)
@@ -310,7 +285,8 @@ class FacilitatorApp:
                 return self._fault(fault, path)
             if path == "/verify":
                 return await self._verify_within(payload, requirements)
-            return await self._bounded(handler, payload, requirements, version, path)
+            # /settle and /release pass the payment on and keep its terms: they need it built.
+            return await self._bounded(handler, json.loads(payload), json.loads(requirements), version, path)
         if path in ("/supported", "/health", "/metrics"):
             if method not in ("GET", "HEAD"):
                 return self._json(405, {"error": "method_not_allowed", "message": f"{path} takes GET"}, path)
@@ -403,29 +379,25 @@ class FacilitatorApp:
             )
         return self._json(200, {"released": False, "reason": "release did not finish"}, path)
 
-    async def _verify_within(self, payload: dict[str, Any], requirements: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes, str]:
+    async def _verify_within(self, payload: bytes, requirements: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes, str]:
         """``/verify`` bounded by the request timeout as ``_bounded`` bounds the others, with no
-        task of its own and one timer: the timer cancels the stage future being waited on, and
-        the batcher undoes a reservation made for a cancelled one (on_orphan)."""
-        waiting: list[asyncio.Future[Any]] = [self.batcher.submit_nowait((payload, requirements))]
+        task of its own and one timer: the timer cancels the future being waited on (answered
+        by the checks, or by the reserve stage for a valid payment), and a reservation made for
+        a cancelled one is undone (on_orphan)."""
+        waiting = self.batcher.submit_nowait((payload, requirements))
         expired: list[bool] = []
 
         def expire() -> None:
             expired.append(True)
-            waiting[0].cancel()
+            waiting.cancel()
 
         timer = asyncio.get_running_loop().call_later(self.config.request_timeout, expire)
         verdict: Any = None
         try:
-            verdict = await waiting[0]
-            if self.reserver is not None and not isinstance(verdict, _ItemError) and verdict.is_valid:
-                if expired:  # the timer fired once the checks had answered: nothing reserved yet
-                    raise asyncio.TimeoutError
-                waiting[0] = self.reserver.submit_nowait(verdict)
-                verdict = await waiting[0]
-        except (asyncio.CancelledError, asyncio.TimeoutError) as exc:
-            if isinstance(exc, asyncio.CancelledError) and not expired:  # the request itself was cancelled
-                waiting[0].cancel()
+            verdict = await waiting
+        except asyncio.CancelledError:
+            if not expired:  # the request itself was cancelled
+                waiting.cancel()
                 raise
             log.warning("/verify took longer than %ss", self.config.request_timeout)
             verdict = None
@@ -439,14 +411,12 @@ class FacilitatorApp:
         self._count("verify", verdict)
         if isinstance(verdict, _ItemError):
             return self._json(200, {"isValid": False, "invalidReason": "invalid_payload", "invalidMessage": verdict.message}, "/verify")
-        return self._json(200, verdict.to_dict(), "/verify")
+        return 200, _JSON, verdict.to_json(), "/verify"
 
     # --- the endpoints -------------------------------------------------------------------
 
     async def _check(self, endpoint: str, payload: dict[str, Any], requirements: dict[str, Any]) -> Any:
-        verdict = await self.batcher.submit((payload, requirements))
-        if self.reserver is not None and not isinstance(verdict, _ItemError) and verdict.is_valid:
-            verdict = await self.reserver.submit(verdict)
+        verdict = await self.batcher.submit((payload, requirements))  # reserved too, when valid
         self._count(endpoint, verdict)
         return verdict
 

@@ -2,7 +2,7 @@
 # Fuzzes x402-verify-core with cargo-fuzz/libFuzzer on the STABLE toolchain.
 #
 #   ./run.sh TARGET [SECONDS] [-- LIBFUZZER_ARGS...]  fuzz TARGET (json, typed_data, typed_data_gen,
-#                                                    signature, primitives, x402, store, authenticate,
+#                                                    signature, primitives, x402, store, authenticate, envelope,
 #                                                    or all) for
 #                                                    SECONDS (default 600)
 #   ./run.sh cmin TARGET                              fold corpus-work/TARGET into the committed
@@ -19,7 +19,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE"
-TARGETS=(json typed_data typed_data_gen signature primitives x402 store authenticate)
+TARGETS=(json typed_data typed_data_gen signature primitives x402 store authenticate envelope)
 SANITIZER="${SANITIZER:-none}"
 JOBS="${JOBS:-1}"
 

@@ -34,6 +34,11 @@ fn replay(target: &str) {
 }
 
 #[test]
+fn corpus_envelope() {
+    replay("envelope");
+}
+
+#[test]
 fn corpus_json() {
     replay("json");
 }

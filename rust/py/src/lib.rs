@@ -13,7 +13,7 @@ mod store;
 mod verifier;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyMappingProxy, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyMappingProxy, PyString, PyTuple};
 use x402_verify_core::eip712::{self, DEFAULT_MAX_BYTES};
 use x402_verify_core::primitives::checksum;
 use x402_verify_core::x402::stages::reserve::replay_code;
@@ -238,6 +238,17 @@ mod _core {
         let Input::Text(bytes) = HEADER.read(value, max_bytes).map_err(to_arg_pyerr)? else { unreachable!("the header reader takes text only") };
         let v = py.detach(|| x402_verify_core::x402::header::decode(&bytes, max_bytes)).map_err(to_pyerr)?;
         convert::to_py(py, &v)
+    }
+
+    /// A facilitator request body split into its members without building them
+    /// (`x402_verify_core::x402::envelope`): `(x402Version, paymentPayload, paymentRequirements)`
+    /// with the two members as JSON text, or `(code, message)` when the body is no envelope.
+    #[pyfunction]
+    fn read_envelope<'py>(py: Python<'py>, body: &[u8], max_depth: usize) -> PyResult<Bound<'py, PyTuple>> {
+        match x402_verify_core::x402::envelope::read_envelope(body, max_depth) {
+            Ok(e) => (e.version, PyBytes::new(py, e.payload.as_bytes()), PyBytes::new(py, e.requirements.as_bytes())).into_pyobject(py),
+            Err(f) => (f.code, f.message).into_pyobject(py),
+        }
     }
 
     #[pymodule_export]

@@ -17,6 +17,25 @@ use crate::errors::value_error;
 #[derive(Clone)]
 pub struct VerifyResponse(pub Verdict, pub Option<String>);
 
+/// x402's JSON shape of a verdict: what `to_dict` and `to_json` both write.
+#[derive(serde::Serialize)]
+struct Wire<'a> {
+    #[serde(rename = "isValid")]
+    is_valid: bool,
+    #[serde(rename = "invalidReason", skip_serializing_if = "Option::is_none")]
+    invalid_reason: Option<&'static str>,
+    #[serde(rename = "invalidMessage", skip_serializing_if = "Option::is_none")]
+    invalid_message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payer: Option<String>,
+}
+
+impl VerifyResponse {
+    fn wire(&self) -> Wire<'_> {
+        Wire { is_valid: self.is_valid(), invalid_reason: self.invalid_reason(), invalid_message: self.invalid_message(), payer: self.payer() }
+    }
+}
+
 #[pymethods]
 impl VerifyResponse {
     #[getter]
@@ -104,16 +123,23 @@ impl VerifyResponse {
 
     /// x402's JSON shape: `isValid`, `invalidReason`, `invalidMessage`, `payer`.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let w = self.wire();
         let d = PyDict::new(py);
-        d.set_item("isValid", self.is_valid())?;
-        if let Some(r) = self.invalid_reason() {
-            d.set_item("invalidReason", r)?;
-            d.set_item("invalidMessage", &self.0.message)?;
+        d.set_item("isValid", w.is_valid)?;
+        if let (Some(reason), Some(message)) = (w.invalid_reason, w.invalid_message) {
+            d.set_item("invalidReason", reason)?;
+            d.set_item("invalidMessage", message)?;
         }
-        if let Some(p) = self.payer() {
+        if let Some(p) = w.payer {
             d.set_item("payer", p)?;
         }
         Ok(d)
+    }
+
+    /// `to_dict()` as compact UTF-8 JSON text: the body of a facilitator's `/verify` answer.
+    fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let text = serde_json::to_vec(&self.wire()).map_err(|e| value_error(format!("the verdict could not be written as JSON: {e}")))?;
+        Ok(PyBytes::new(py, &text))
     }
 
     /// A copy marked invalid with `reason` (used by replay protection after the core verdict).

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the named seeds of the `x402` and `store` fuzz targets into rust/core/fuzz/corpus/.
+"""Writes the named seeds of the `x402`, `store` and `envelope` fuzz targets into rust/core/fuzz/corpus/.
 
     python rust/core/fuzz/seeds/make_seeds.py
 
@@ -152,6 +152,7 @@ def main() -> None:
         (OUT / name).write_bytes(data)
     print(f"wrote {len(seeds)} seeds to {OUT}")
     store_seeds()
+    envelope_seeds(valid["eip3009"], REQUIREMENTS["eip3009"])
 
 
 # The `store` target's programs (fuzz_checks::check_store): a capacity byte (% 6), then steps
@@ -188,6 +189,37 @@ def store_seeds() -> None:
     for name, data in STORE_SEEDS.items():
         (out / name).write_bytes(data)
     print(f"wrote {len(STORE_SEEDS)} seeds to {out}")
+
+
+# The `envelope` target's inputs (fuzz_checks::check_envelope): a depth byte (% 40), then a
+# facilitator request body.
+def envelope_seeds(payload: dict[str, Any], reqs: dict[str, Any]) -> None:
+    body = text({"x402Version": 2, "paymentPayload": payload, "paymentRequirements": reqs})
+    empty = b'"paymentPayload":{},"paymentRequirements":{}'
+    seeds = {
+        "valid_v2": bytes([32]) + body,
+        "valid_v1_spaced": bytes([8]) + b' { "x402Version" : 1 , "paymentPayload" : { "a" : [ 1 , "}" ] } , "paymentRequirements" : { } } ',
+        "truncated": bytes([32]) + body[:100],
+        "duplicate_key": bytes([8]) + b'{"x402Version":2,"x402Version":2,' + empty + b"}",
+        "duplicate_long_key": bytes([8]) + b'{"x402Version":2,"' + b"k" * 300 + b'":1,"' + b"k" * 300 + b'":2}',
+        "duplicate_escaped_key": bytes([8]) + b'{"x402Version":2,"' + b"\x7f" * 60 + b'":1,"' + b"\x7f" * 60 + b'":2}',
+        "duplicate_hides_depth": bytes([3]) + b'{"x402Version":1,"paymentPayload":{"a":{"b":[]},"a":1},"paymentRequirements":{}}',
+        "version_float": bytes([8]) + b'{"x402Version":2.0,' + empty + b"}",
+        "version_string": bytes([8]) + b'{"x402Version":"2",' + empty + b"}",
+        "member_list": bytes([8]) + b'{"x402Version":2,"paymentPayload":[],"paymentRequirements":{}}',
+        "member_missing": bytes([8]) + b'{"x402Version":2,"paymentPayload":{}}',
+        "too_deep": bytes([4]) + b'{"x402Version":2,"paymentPayload":{"a":[[[{}]]]},"paymentRequirements":{}}',
+        "brackets_in_strings": bytes([3]) + b'{"x402Version":2,"paymentPayload":{"a":"\\\\\\"[[[["},"paymentRequirements":{"b":"\\u00e9"}}',
+        "lone_surrogate": bytes([8]) + b'{"x402Version":2,"paymentPayload":{"a":"\\ud929"},"paymentRequirements":{}}',
+        "not_an_object": bytes([8]) + b"[1,2]",
+        "number_beyond_floats": bytes([8]) + b'{"x402Version":2,"paymentPayload":{"a":1e400},"paymentRequirements":{}}',
+        "not_utf8": bytes([8]) + b'{"x402Version":2,"paymentPayload":{"a":"\xff"},"paymentRequirements":{}}',
+    }
+    out = CORPUS / "envelope"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in seeds.items():
+        (out / name).write_bytes(data)
+    print(f"wrote {len(seeds)} seeds to {out}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod digest;
+pub mod envelope;
 pub mod header;
 pub mod network;
 pub mod payload;

@@ -2,8 +2,8 @@
 //! `#[path]`-include this file) and by the corpus replay test (`tests/fuzz_corpus.rs`).
 //!
 //! Each `check_*` takes raw fuzzer bytes and panics if, and only if, an invariant is broken
-//! (a panic inside the library counts too). Only `x402_verify_core` and `serde_json` (a
-//! dependency of the core crate, so available to its tests) are used.
+//! (a panic inside the library counts too). Only `x402_verify_core`, `serde` and `serde_json`
+//! (dependencies of the core crate, so available to its tests) are used.
 
 #![allow(dead_code)]
 
@@ -24,7 +24,7 @@ use x402_verify_core::x402::{verify, Context, PayloadInput, Pipeline, Scheme, Ve
 use x402_verify_core::{Code, Digest, Signature, SignaturePolicy, B256, U256};
 
 /// The fuzz targets, by the name of their corpus directory.
-pub const TARGETS: [&str; 8] = ["json", "typed_data", "typed_data_gen", "signature", "primitives", "x402", "store", "authenticate"];
+pub const TARGETS: [&str; 9] = ["json", "typed_data", "typed_data_gen", "signature", "primitives", "x402", "store", "authenticate", "envelope"];
 
 /// Runs the check of the target `name` on one input.
 pub fn check(name: &str, data: &[u8]) {
@@ -37,7 +37,106 @@ pub fn check(name: &str, data: &[u8]) {
         "x402" => check_x402(data),
         "store" => check_store(data),
         "authenticate" => check_authenticate(data),
+        "envelope" => check_envelope(data),
         _ => panic!("no fuzz target named {name:?}"),
+    }
+}
+
+// --- envelope ------------------------------------------------------------------------------
+
+/// The nesting of a JSON text as serde_json reads it, every member counted (a `Value` would keep
+/// only the last of two equal keys, and with it maybe the shallower value).
+struct Depth;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Depth {
+    type Value = usize;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Depth {
+    type Value = usize;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_unit<E>(self) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut deepest = 0;
+        while let Some(d) = seq.next_element_seed(Depth)? {
+            deepest = deepest.max(d);
+        }
+        Ok(deepest + 1)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+        let mut deepest = 0;
+        while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            deepest = deepest.max(map.next_value_seed(Depth)?);
+        }
+        Ok(deepest + 1)
+    }
+}
+
+fn depth_of(text: &[u8]) -> Option<usize> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    serde::de::DeserializeSeed::deserialize(Depth, &mut de).ok()
+}
+
+/// `envelope::read_envelope` (the first byte is the depth bound, the rest the body) never
+/// panics; an accepted body is a JSON object within the bound whose `x402Version` is 1 or 2 and
+/// whose members come back as text that parses to exactly the objects serde_json reads there;
+/// a refusal has one of the four codes, and says `too_deep` only of a body past the bound or
+/// `invalid_json` of a body serde_json reads only for a key given twice. What serde_json
+/// refuses only as a value (see `built_only`) may pass: members are checked as text later.
+pub fn check_envelope(data: &[u8]) {
+    use x402_verify_core::x402::envelope::read_envelope;
+    let Some((&bound, body)) = data.split_first() else { return };
+    let max_depth = usize::from(bound % 40);
+    // serde_json's own recursion limit would refuse what the bound does not.
+    let parsed = serde_json::from_slice::<serde_json::Value>(body);
+    // What serde_json refuses only when it builds a value (a literal past f64, 1e400; an escape
+    // of a lone surrogate), the envelope takes as text: the verifier refuses it inside a member.
+    let built_only = ["number out of range", "lone leading surrogate", "unexpected end of hex escape", "invalid unicode code point"];
+    let lenient = parsed.as_ref().is_err_and(|e| built_only.iter().any(|p| e.to_string().starts_with(p)));
+    let theirs = parsed.ok();
+    match read_envelope(body, max_depth) {
+        Ok(_) if lenient => {}
+        Ok(e) => {
+            let doc = theirs.expect("read_envelope accepted what serde_json refuses");
+            assert!(depth_of(body).is_some_and(|d| d <= max_depth), "accepted past the depth bound");
+            let obj = doc.as_object().expect("accepted a body that is not an object");
+            assert_eq!(obj.get("x402Version").and_then(serde_json::Value::as_u64), Some(u64::from(e.version)));
+            for (name, text) in [("paymentPayload", e.payload), ("paymentRequirements", e.requirements)] {
+                let member: serde_json::Value = serde_json::from_str(text).expect("a member's text does not parse");
+                assert!(member.is_object(), "{name} is not an object");
+                assert_eq!(Some(&member), obj.get(name), "{name}'s text is not the member");
+            }
+        }
+        Err(f) => {
+            assert!(["invalid_json", "too_deep", "invalid_envelope", "unsupported_x402_version"].contains(&f.code), "code {}", f.code);
+            match (&theirs, f.code) {
+                (Some(_), "too_deep") => assert!(depth_of(body).is_some_and(|d| d > max_depth), "too_deep within the bound"),
+                (Some(_), "invalid_json") => assert!(f.message.contains("appears more than once"), "{}", f.message),
+                _ => {}
+            }
+        }
     }
 }
 
