@@ -50,6 +50,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent / "tests"
 sys.path.insert(0, str(TESTS))
@@ -344,6 +346,9 @@ def summarize(connections: int, runs: dict[str, list[dict[str, float]]], sizing:
     return results
 
 
+# A round is about 50 s of runs and signing at 4 s a run: the project's 600 s per test would cut
+# a run of more rounds or levels short.
+@pytest.mark.timeout(300 + len(CONNECTIONS) * ROUNDS * (len(KINDS) * (len(OURS) + 1) + 1) * (SECONDS + 8))
 def test_facilitator_verify_load(tmp_path: Path) -> None:
     assert shutil.which("wrk"), "the load generator wrk is needed (apt-get install wrk)"
     script = tmp_path / "cycle.lua"
