@@ -71,9 +71,10 @@ class _Answering(Generic[T, R]):
     def _offload(self, fn: Callable[..., None], *args: object) -> None:
         raise NotImplementedError
 
-    def _bind(self) -> asyncio.AbstractEventLoop:
-        """The running loop, which must be the one this batcher first served."""
-        loop = asyncio.get_running_loop()
+    def _bind(self, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.AbstractEventLoop:
+        """``loop`` (by default the running one), which must be the one this batcher first served."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
         elif self._loop is not loop:
@@ -220,7 +221,7 @@ class MicroBatcher(_Answering[T, R]):
             return
         if self._then is not None:
             assert self._loop is not None
-            here: list[tuple[tuple[T, asyncio.Future[R]], R]] = []
+            kept, answers = [], []
             for entry, result in zip(batch, results, strict=True):
                 if self._goes_on is None or self._goes_on(result):
                     try:
@@ -228,8 +229,9 @@ class MicroBatcher(_Answering[T, R]):
                     except RuntimeError as exc:  # that stage closed: its caller learns why
                         self._call_soon(self._fail, [entry], exc)
                 else:
-                    here.append((entry, result))
-            batch, results = [entry for entry, _ in here], [result for _, result in here]
+                    kept.append(entry)
+                    answers.append(result)
+            batch, results = kept, answers
         if batch:
             self._call_soon(self._deliver, batch, results)
 
@@ -300,10 +302,7 @@ class SerialBatcher(_Answering[T, R]):
     def adopt(self, item: T, fut: asyncio.Future[R], loop: asyncio.AbstractEventLoop) -> None:
         """Queues ``item`` with a future another stage made on ``loop`` (which must be the
         loop this batcher serves): this stage answers it. Callable from any thread."""
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError("a SerialBatcher serves one event loop")
+        self._bind(loop)
         self._enqueue(item, fut)
 
     def _enqueue(self, item: T, fut: asyncio.Future[R]) -> None:

@@ -42,9 +42,6 @@ impl EnvelopeFault {
     }
 }
 
-/// The versions of the protocol an envelope may name.
-pub const VERSIONS: [u8; 2] = [1, 2];
-
 /// Reads `body` as an envelope whose values nest at most `max_depth` deep (the body object
 /// itself is depth 1). The caller bounds the body's size first.
 pub fn read_envelope(body: &[u8], max_depth: usize) -> Result<Envelope<'_>, EnvelopeFault> {
@@ -66,8 +63,10 @@ pub fn read_envelope(body: &[u8], max_depth: usize) -> Result<Envelope<'_>, Enve
         return Err(EnvelopeFault::new("invalid_envelope", "x402Version is missing"));
     };
     // The literal only: 2.0, true and "2" are not versions.
-    let Some(version) = VERSIONS.into_iter().find(|v| version == v.to_string()) else {
-        return Err(EnvelopeFault::new("unsupported_x402_version", format!("x402Version must be 1 or 2, got {}", clip(version, 40))));
+    let version = match version {
+        "1" => 1,
+        "2" => 2,
+        _ => return Err(EnvelopeFault::new("unsupported_x402_version", format!("x402Version must be 1 or 2, got {}", clip(version, 40)))),
     };
     let object = |name: &str| match get(name) {
         None => Err(EnvelopeFault::new("invalid_envelope", format!("{name} is missing"))),
