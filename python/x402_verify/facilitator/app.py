@@ -79,7 +79,7 @@ class _ItemError:
 
 
 def _to_reserve(verdict: Any) -> bool:
-    """Whether a verdict of the checks goes on to the reserve stage: the valid ones."""
+    """Whether a verdict of the checks is a valid payment's (one the reserve stage takes)."""
     return not isinstance(verdict, _ItemError) and bool(verdict.is_valid)
 
 
@@ -152,7 +152,7 @@ class FacilitatorApp:
         return results
 
     def _release_orphan(self, _item: Any, response: Any) -> None:
-        if not isinstance(response, _ItemError) and response.is_valid and response.reservation is not None:
+        if _to_reserve(response) and response.reservation is not None:
             self.verifier.release(response)
 
     async def _store_call(self, op: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

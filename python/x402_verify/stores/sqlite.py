@@ -32,8 +32,14 @@ def _entry(expires_at: int, cap: int | None, owner: str) -> str:
     return f"{expires_at} {'-' if cap is None else cap} {owner}"
 
 
+def _read_entry(entry: str) -> tuple[int, int | None, str]:
+    """``(expires_at, cap, owner)`` of an index entry (``_entry``'s inverse)."""
+    expires_at, cap, owner = entry.split(" ", 2)
+    return int(expires_at), None if cap == "-" else int(cap), owner
+
+
 def _expiry(entry: str) -> int:
-    """The expiry an index entry leads with."""
+    """The expiry an index entry leads with (``_read_entry``'s first field, read alone)."""
     return int(entry.split(" ", 1)[0])
 
 
@@ -83,9 +89,10 @@ class SqliteNonceStore(_Closing):
         # The log's live entries as of log row ``_seen``: key -> ``_entry`` text (read back by
         # ``_logged``). Text, not tuples: a dict of strings is never tracked by the cyclic GC,
         # where each new tuple made the dict tracked again, so the next collection walked every
-        # entry (of 300k entries: 2-7 ms collections, hundreds a second). And the keys read, by expiry (32 bytes each in a bytearray: untracked too),
-        # with a heap of those expiries, so expired entries leave the index in expiry order, a
-        # second's worth at a time, not in scans of the whole index.
+        # entry (of 300k entries: 2-7 ms collections, hundreds a second). And the keys read, by
+        # expiry (32 bytes each in a bytearray: untracked too), with a heap of those expiries, so
+        # expired entries leave the index in expiry order, a second's worth at a time, not in
+        # scans of the whole index.
         self._index: dict[bytes, str] = {}
         self._expiring: dict[int, bytearray] = {}
         self._seconds: list[int] = []
@@ -357,9 +364,8 @@ class SqliteNonceStore(_Closing):
             entry = self._index.get(key)
         if entry is None:
             return None
-        expires_text, cap, owner = entry.split(" ", 2)
-        expires = int(expires_text)
-        return None if expires <= at else (owner, None if cap == "-" else int(cap), expires)
+        expires, cap, owner = _read_entry(entry)
+        return None if expires <= at else (owner, cap, expires)
 
     def _live(self, conn: sqlite3.Connection, key: bytes, owner: str, now: int) -> tuple[bool, int | None, int, int | None]:
         """(settled, cap, charged, expires_at if the entry is still in the log else None) of
