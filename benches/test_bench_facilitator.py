@@ -1,24 +1,30 @@
 """Load benchmark of the facilitator service: ``/verify`` requests/s and p50/p99 under wrk.
 
-Three servers, each under granian with the same workers, on loopback, all started once and
-measured in alternating rounds of the same run:
+Servers, each under granian with the same workers, on loopback, measured in alternating rounds
+of the same run:
 
 - ``bare``: an ASGI endpoint that reads the body and answers ``{}`` (the server's own ceiling);
 - ``ours``: ``x402-verify serve`` (SQLite store, its default);
 - ``redis``: ``x402-verify serve`` on a Redis store (a redis-server started here, no
   persistence), so the figures show what the store stage costs (``BENCH_REDIS=0`` leaves it out);
+- ``inproc``, a diagnostic and not a deployment: ours with an in-process memory store in each
+  worker (``app_from_env`` under granian directly, since ``serve`` refuses it with two workers:
+  each worker would accept a payment once). It has no store stage (the core reserves as it
+  verifies) and so shows what the checks and the server cost without one, in the same run
+  (``BENCH_INPROCESS=0`` leaves it out; the target is never checked on it);
 - ``sdk``: the x402 SDK's ``x402Facilitator`` (chain signer stubbed, tests/http_servers.py)
   behind its HTTP API (the shape tests/http_servers.facilitator_app serves).
 
-All three run on the same event loop: uvloop when this interpreter has it (granian's automatic
+All of them run on the same event loop: uvloop when this interpreter has it (granian's automatic
 choice; the [server] and test extras install it), and ours is checked to report it on /health.
 
 The whole set of rounds runs at each concurrency of ``BENCH_CONNECTIONS`` (default ``64,256``
 wrk connections), ours on fresh stores each time: ours batches what arrives together, so its
 cost per request falls as concurrency rises, and the SDK's does not (each level is reported,
-and the target checked, on its own). Every round runs bare, then per scheme ours, ours on Redis
-and the SDK (the order rotates by round), ``BENCH_SECONDS`` each; the ratio per scheme is the median of the same-round ratios, so drift of
-this shared machine between rounds cancels out. Each run of ours gets its own file of distinct
+and the target checked, on its own). Every round runs bare, then per scheme ours, ours on Redis,
+the in-process diagnostic and the SDK (the order rotates by round), ``BENCH_SECONDS`` each; the
+ratio per scheme is the median of the same-round ratios, so drift of this shared machine between
+rounds cancels out. Each run of ours gets its own file of distinct
 freshly signed bodies, sized from the bare ceiling so that no payment is sent twice (a repeated
 payment is a replay to ours, and its signature is one the verifier has already seen: cheaper work
 the SDK would not get); the Lua script gives each wrk thread its own lines and the run reports
@@ -35,6 +41,7 @@ target (at equal or better p99, in the median round, at every level) is checked 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import multiprocessing
@@ -81,8 +88,11 @@ THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PAYERS = int(os.environ.get("BENCH_PAYERS", "16"))
 REDIS = os.environ.get("BENCH_REDIS", "1") != "0"
+INPROCESS = os.environ.get("BENCH_INPROCESS", "1") != "0"
 KINDS = ("eip3009", "permit2", "upto")
-OURS = ("ours", "redis") if REDIS else ("ours",)  # ours on SQLite (its default), and on Redis
+# Ours on SQLite (its default), on Redis, and the in-process diagnostic (see the module docs).
+OURS = ("ours", *(("redis",) if REDIS else ()), *(("inproc",) if INPROCESS else ()))
+STORE_LABELS = {"ours": "sqlite", "redis": "redis", "inproc": "inproc"}
 
 # Each thread keeps every THREADS-th line from its own offset, so the threads never send the same
 # body; "sent" against "count" tells how many requests repeated one.
@@ -157,9 +167,9 @@ def sdk_app() -> Any:
 
 
 @contextmanager
-def granian(target: str) -> Iterator[str]:
+def granian(target: str, extra_env: dict[str, str] | None = None) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(TESTS), os.environ.get("PYTHONPATH", "")]), **(extra_env or {})}
     cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--workers", str(WORKERS), "--factory", "--host", "127.0.0.1",
            "--port", str(port), "--http", "1", "--log-level", "warning", "--backlog", "2048", target]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, cwd=HERE, start_new_session=True)
@@ -278,17 +288,26 @@ def run_level(
     ceiling = wrk(bare_url, probe, script, connections)["rps"]
     per_run = int(ceiling * SECONDS * 1.2) + 1_000
     files = {(kind, r): write_bodies(kind, per_run + 1, now, level / f"{kind}-{r}.jsonl", pool) for r in range(ROUNDS) for kind in KINDS}
-    # Each server keeps its own replay state, so one file serves all three in a round: each
+    # Each server keeps its own replay state, so one file serves all of them in a round: each
     # sees every payment once.
     redis = RedisServer(level / "redis").start() if REDIS else None
     servers = {"ours": ServeProcess(["--store", f"sqlite:///{level / 'ours.db'}", "--workers", str(WORKERS)])}
+    urls = {"ours": servers["ours"].url}
+    stack = contextlib.ExitStack()
     try:
         import httpx
 
+        from x402_verify.facilitator.config import FacilitatorConfig
+        from x402_verify.facilitator.server import ENV_CONFIG
+
         if redis is not None:
             servers["redis"] = ServeProcess(["--store", redis.url, "--workers", str(WORKERS)])
-        for server in servers.values():
-            assert httpx.get(server.url + "/health", timeout=10).json()["loop"] == loop  # ours on the loop the others get
+            urls["redis"] = servers["redis"].url
+        if INPROCESS:  # serve's defaults but the store (fresh per level, as the others' are)
+            config = FacilitatorConfig(store="memory://").to_json()
+            urls["inproc"] = stack.enter_context(granian("x402_verify.facilitator.server:app_from_env", {ENV_CONFIG: config}))
+        for url in urls.values():
+            assert httpx.get(url + "/health", timeout=10).json()["loop"] == loop  # ours on the loop the others get
         for r in range(ROUNDS):
             runs["bare"].append(wrk(bare_url, files[("eip3009", r)], script, connections))
             for kind in KINDS:
@@ -296,13 +315,14 @@ def run_level(
                 lines = path.read_text(encoding="utf-8").splitlines()
                 sanity, rest = lines[0], lines[1:]  # checked by every server, then left out of the run
                 path.write_text("\n".join(rest) + "\n", encoding="utf-8")
-                order = [*((who, server.url) for who, server in servers.items()), ("sdk", sdk_url)]
+                order = [*urls.items(), ("sdk", sdk_url)]
                 for _who, url in order:
                     first_valid(url, sanity)
                 shift = r % len(order)
                 for who, url in order[shift:] + order[:shift]:
                     runs[f"{who}_{kind}"].append(wrk(url, path, script, connections))
     finally:
+        stack.close()
         for server in servers.values():
             server.stop()
         if redis is not None:
@@ -329,7 +349,7 @@ def summarize(connections: int, runs: dict[str, list[dict[str, float]]], sizing:
             results[who] = figures
     print()
     b = med["bare"]
-    print(f"{connections} connections, event loop {loop} for all three servers")
+    print(f"{connections} connections, event loop {loop} for every server")
     print(f"{ROUNDS} rounds of {SECONDS} s; medians. bare ceiling: {b['rps']:,.0f} req/s  p50 {b['p50_ms']:.2f} ms  p99 {b['p99_ms']:.2f} ms")
     print(f"{'scheme':<8} {'store':<7} {'ours req/s':>11} {'p50':>7} {'p99':>7} {'sdk req/s':>10} {'p50':>7} {'p99':>8} {'ratio':>6}", end="")
     print(f" {'rounds':>22} {'% bare':>7} {'p99 ok':>6}")
@@ -338,7 +358,7 @@ def summarize(connections: int, runs: dict[str, list[dict[str, float]]], sizing:
             o, s = med[f"{who}_{kind}"], med[f"sdk_{kind}"]
             per_round = " ".join(f"{x:.1f}" for x in ratios[who][kind])
             print(
-                f"{kind:<8} {'sqlite' if who == 'ours' else who:<7} {o['rps']:>11,.0f} {o['p50_ms']:>7.2f} {o['p99_ms']:>7.2f} {s['rps']:>10,.0f}"
+                f"{kind:<8} {STORE_LABELS[who]:<7} {o['rps']:>11,.0f} {o['p50_ms']:>7.2f} {o['p99_ms']:>7.2f} {s['rps']:>10,.0f}"
                 f" {s['p50_ms']:>7.2f} {s['p99_ms']:>8.2f} {statistics.median(ratios[who][kind]):>5.1f}x {per_round:>22}"
                 f" {100 * o['rps'] / b['rps']:>6.0f}% {sum(p99_ok[who][kind])}/{ROUNDS:<4}"
             )
@@ -356,7 +376,7 @@ def test_facilitator_verify_load(tmp_path: Path) -> None:
     now = int(time.time())
     for kind in KINDS:
         check_signer(kind, now, public_test_keys(1)[0])
-    # granian picks uvloop when this interpreter has it, for all three servers alike.
+    # granian picks uvloop when this interpreter has it, for every server alike.
     loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
     results: dict[str, Any] = {"seconds": SECONDS, "workers": WORKERS, "wrk_threads": THREADS, "rounds": ROUNDS, "payers": PAYERS, "loop": loop, "levels": []}
     ctx = multiprocessing.get_context("fork")

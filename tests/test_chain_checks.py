@@ -301,6 +301,18 @@ def test_chain_checks_need_readers() -> None:
         xv.Verifier(chain_checks=True)
 
 
+def test_chain_checked_says_whether_the_chain_is_read(chain: Chain) -> None:
+    # The facilitator asks it to decide where reservations are made (a chain-checked verifier
+    # reserves as it verifies, so it gets no reserve stage of its own).
+    assert not offline().chain_checked
+    with xv.ChainReader(chain.url) as r:
+        checked = verifier(r)
+        assert checked.chain_checked
+        assert not xv.Verifier(networks=[NETWORK], chain_readers={NETWORK: r}, chain_checks=False).chain_checked
+        with pytest.raises(ValueError, match="reserves as it verifies"):
+            checked.reserve([])
+
+
 # --- round trips, caches, async -------------------------------------------------------------------
 
 

@@ -238,6 +238,12 @@ class Verifier:
             nonce_store = _exposure_store(nonce_store)
         self.nonce_store = nonce_store
 
+    @property
+    def chain_checked(self) -> bool:
+        """Whether this verifier reads chain state (``chain_readers``): it then reserves as it
+        verifies, in one call with the chain stage's reading, and ``reserve`` refuses."""
+        return self._chain is not None
+
     def verify(
         self,
         payload: str | bytes | dict[str, Any],

@@ -105,7 +105,7 @@ class FacilitatorApp:
         # the next batch overlap the commit (an fsync) instead of waiting behind it. The checks'
         # threads hand the valid payments to it directly; their callers hear from it alone.
         self.reserver: SerialBatcher[Any, Any] | None = None
-        if self.store is not None and not isinstance(self.store, _core.MemoryNonceStore) and getattr(self.verifier, "_chain", None) is None:
+        if self.store is not None and not isinstance(self.store, _core.MemoryNonceStore) and not self.verifier.chain_checked:
             self.reserver = SerialBatcher(
                 self._reserve_batch, max_batch=config.max_batch * config.max_inflight, gate=getattr(self.store, "writer", None), on_orphan=self._release_orphan
             )  # fmt: skip
