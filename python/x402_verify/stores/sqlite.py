@@ -486,13 +486,28 @@ class SqliteNonceStore(_Closing):
         conn = self._conn()
         with self._faults():
             self._catch_up(conn, at)
-            with self._index_lock:
-                logged = list(self._index)
             count: int = conn.execute("SELECT count(*) FROM reservations").fetchone()[0]
-            moved = 0  # log entries that ``reservations`` also holds are counted once
-            for chunk, marks in _in_lists(logged):
-                moved += conn.execute(f"SELECT count(*) FROM reservations WHERE key IN ({marks})", chunk).fetchone()[0]
-        return count + len(logged) - moved
+            with self._index_lock:
+                logged = len(self._index)
+            return count + logged - self._moved(conn, count, logged)
+
+    def _moved(self, conn: sqlite3.Connection, count: int, logged: int) -> int:
+        """How many of the index's entries ``reservations`` also holds (counted once by
+        ``sweep``), looked up from the smaller side: settled rows stay for as long as the file
+        does, and live entries can number hundreds of thousands (by IN lists over 600k
+        entries, the count took 420 ms of a 490 ms sweep, every 30 s in each worker)."""
+        index = self._index
+        if count <= logged:
+            keys = [bytes(key) for (key,) in conn.execute("SELECT key FROM reservations")]
+            # Each lookup is atomic on its own; the lock would stall the reserve thread's
+            # lookups for the whole loop, and the count is exact only with no writer anyway.
+            return sum(1 for key in keys if key in index)
+        with self._index_lock:
+            entries = list(index)
+        moved = 0
+        for chunk, marks in _in_lists(entries):
+            moved += conn.execute(f"SELECT count(*) FROM reservations WHERE key IN ({marks})", chunk).fetchone()[0]
+        return moved
 
     def close(self) -> None:
         """Closes this thread's connection; the store refuses every later call."""
