@@ -1,4 +1,6 @@
-"""The micro-batcher (x402_verify._batching): coalescing, caps, failures, orphans."""
+"""The micro-batcher (x402_verify._batching): coalescing, caps, failures, orphans; each rule
+that holds for both kinds of batch is checked with the batch run in a worker thread and on the
+event loop's own thread (``on_loop``)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,11 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def test_concurrent_submits_share_batches_and_get_their_own_results() -> None:
+both = pytest.mark.parametrize("on_loop", [False, True], ids=["thread", "on_loop"])
+
+
+@both
+def test_concurrent_submits_share_batches_and_get_their_own_results(on_loop: bool) -> None:
     seen: list[list[int]] = []
 
     def fn(items: list[int]) -> list[int]:
@@ -23,7 +29,7 @@ def test_concurrent_submits_share_batches_and_get_their_own_results() -> None:
         return [i * 2 for i in items]
 
     async def main() -> list[int]:
-        b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=64, max_inflight=1)
+        b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=64, max_inflight=1, on_loop=on_loop)
         try:
             return await asyncio.gather(*(b.submit(i) for i in range(200)))
         finally:
@@ -61,14 +67,15 @@ def test_max_inflight_bounds_the_batches_running_at_once() -> None:
     assert peak == 2
 
 
-def test_a_failing_batch_fails_its_callers_only() -> None:
+@both
+def test_a_failing_batch_fails_its_callers_only(on_loop: bool) -> None:
     def fn(items: list[int]) -> list[int]:
         if 13 in items:
             raise RuntimeError("boom")
         return items
 
     async def main() -> None:
-        b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=1)
+        b: MicroBatcher[int, int] = MicroBatcher(fn, max_batch=1, on_loop=on_loop)
         try:
             out = await asyncio.gather(*(b.submit(i) for i in (1, 13, 2)), return_exceptions=True)
             assert out[0] == 1 and out[2] == 2 and isinstance(out[1], RuntimeError)
@@ -79,9 +86,10 @@ def test_a_failing_batch_fails_its_callers_only() -> None:
     run(main())
 
 
-def test_a_short_answer_is_an_error_not_a_misdelivery() -> None:
+@both
+def test_a_short_answer_is_an_error_not_a_misdelivery(on_loop: bool) -> None:
     async def main() -> None:
-        b: MicroBatcher[int, int] = MicroBatcher(lambda items: items[:-1])
+        b: MicroBatcher[int, int] = MicroBatcher(lambda items: items[:-1], on_loop=on_loop)
         try:
             with pytest.raises(RuntimeError, match="returned"):
                 await b.submit(1)
@@ -123,9 +131,10 @@ def test_results_of_cancelled_callers_go_to_on_orphan() -> None:
     assert orphans == [(7, 107)]
 
 
-def test_a_lone_request_does_not_wait_for_max_wait() -> None:
+@both
+def test_a_lone_request_does_not_wait_for_max_wait(on_loop: bool) -> None:
     async def main() -> int:
-        b: MicroBatcher[int, int] = MicroBatcher(lambda items: items, max_wait=3600.0)
+        b: MicroBatcher[int, int] = MicroBatcher(lambda items: items, max_wait=3600.0, on_loop=on_loop)
         try:
             # The pipeline is idle: flushed on the next loop turn, not after an hour.
             return await asyncio.wait_for(b.submit(5), timeout=60)
@@ -133,6 +142,61 @@ def test_a_lone_request_does_not_wait_for_max_wait() -> None:
             b.close()
 
     assert run(main()) == 5
+
+
+def test_on_loop_batches_run_on_the_loops_thread_and_take_what_arrived_meanwhile() -> None:
+    """A batch on the loop runs in the flush, on the loop's thread; the submits made while it
+    ran (from callbacks it triggered) form the next batch, not one each."""
+    where: list[int] = []
+    seen: list[list[int]] = []
+
+    def fn(items: list[int]) -> list[int]:
+        where.append(threading.get_ident())
+        seen.append(items)
+        return [i + 1 for i in items]
+
+    async def main() -> tuple[int, list[int]]:
+        b: MicroBatcher[int, int] = MicroBatcher(fn, on_loop=True)
+        try:
+            first = [b.submit_nowait(i) for i in range(5)]
+            # Each answer of the first batch submits another item as soon as it is delivered.
+            later = [asyncio.ensure_future(_then_submit(b, f, 100 + i)) for i, f in enumerate(first)]
+            return threading.get_ident(), list(await asyncio.gather(*later))
+        finally:
+            b.close()
+
+    loop_thread, out = run(main())
+    assert out == [101, 102, 103, 104, 105]
+    assert set(where) == {loop_thread}
+    assert seen == [[0, 1, 2, 3, 4], [100, 101, 102, 103, 104]]
+
+
+async def _then_submit(b: MicroBatcher[int, int], fut: asyncio.Future[int], item: int) -> int:
+    await fut
+    return await b.submit(item)
+
+
+def test_on_loop_a_keyboard_interrupt_reaches_the_loop_and_the_callers() -> None:
+    """An exception that is not an ``Exception`` is the loop's to handle: the batch's callers
+    learn of it, and it is not swallowed on the way out of the flush."""
+
+    def fn(items: list[int]) -> list[int]:
+        raise KeyboardInterrupt
+
+    futures: list[asyncio.Future[int]] = []
+
+    async def main() -> None:
+        b: MicroBatcher[int, int] = MicroBatcher(fn, on_loop=True)
+        futures.append(b.submit_nowait(1))
+        await asyncio.sleep(1)
+
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert isinstance(futures[0].exception(), KeyboardInterrupt)
 
 
 @pytest.mark.parametrize("kwargs", [{"max_batch": 0}, {"max_wait": -1.0}, {"max_inflight": 0}])
@@ -266,7 +330,8 @@ def test_serial_results_of_cancelled_callers_go_to_on_orphan() -> None:
 # --- the two chained: checks, then the serial stage, one future a caller ------------------------
 
 
-def test_results_going_on_are_answered_by_the_next_stage_alone_and_its_orphans_are_undone() -> None:
+@both
+def test_results_going_on_are_answered_by_the_next_stage_alone_and_its_orphans_are_undone(on_loop: bool) -> None:
     from x402_verify._batching import SerialBatcher
 
     second: list[list[int]] = []
@@ -286,7 +351,7 @@ def test_results_going_on_are_answered_by_the_next_stage_alone_and_its_orphans_a
 
     async def main() -> list[Any]:
         serial: SerialBatcher[int, int] = SerialBatcher(reserve, on_orphan=on_orphan)
-        checks: MicroBatcher[int, int] = MicroBatcher(lambda items: [i * 10 for i in items], then=serial, goes_on=lambda r: r % 20 == 0)
+        checks: MicroBatcher[int, int] = MicroBatcher(lambda items: [i * 10 for i in items], then=serial, goes_on=lambda r: r % 20 == 0, on_loop=on_loop)
         try:
             futures = [checks.submit_nowait(i) for i in range(8)]
             odd = await asyncio.gather(*futures[1::2])  # answered by the checks, the other stage held

@@ -8,8 +8,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from http_servers import ServeProcess
 from payments import sign_payment
@@ -40,7 +42,7 @@ def test_verify_valid_invalid_and_usage(tmp_path: Path) -> None:
 
 def test_serve_help_lists_every_flag_with_its_environment_variable() -> None:
     out = run("serve", "--help").stdout
-    for flag in ("--host", "--port", "--workers", "--network", "--store", "--upstream", "--auth-token", "--max-body-bytes", "--request-timeout"):
+    for flag in ("--host", "--port", "--workers", "--network", "--store", "--upstream", "--auth-token", "--max-body-bytes", "--request-timeout", "--checks"):
         assert flag in out
         assert "X402_VERIFY_" + flag[2:].upper().replace("-", "_") in out
     assert "sqlite:///x402-verify.sqlite3" in out
@@ -66,6 +68,23 @@ def test_serve_refuses_bad_flags_and_environment() -> None:
 
     p = run("serve", env={**os.environ, "X402_VERIFY_PORT": "not-a-port"})
     assert p.returncode == 2 and "X402_VERIFY_PORT" in p.stderr
+    assert run("serve", "--checks", "sideways").returncode == 2
+    p = run("serve", env={**os.environ, "X402_VERIFY_CHECKS": "sideways"})
+    assert p.returncode == 2 and "X402_VERIFY_CHECKS" in p.stderr
+
+
+def test_serve_hands_its_flags_to_the_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    from x402_verify import cli
+    from x402_verify.facilitator import server
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(server, "serve", lambda config, **kw: seen.update(config=config, **kw))
+    monkeypatch.setenv("X402_VERIFY_MAX_BATCH", "32")
+    assert cli.main(["serve", "--store", "memory://", "--checks", "threads", "--port", "9999"]) == 0
+    config = seen["config"]
+    assert (config.checks, config.max_batch, config.store, seen["port"], seen["workers"]) == ("threads", 32, "memory://", 9999, 1)
+    assert cli.main(["serve", "--store", "memory://", "--port", "9999"]) == 0
+    assert seen["config"].checks == "auto"
 
 
 def test_bench_json() -> None:

@@ -195,11 +195,57 @@ def test_a_store_that_cannot_answer_fails_closed(tmp_path: Path) -> None:
 
 
 def test_config_is_checked() -> None:
-    for bad in ({"networks": ("eip155:*",)}, {"networks": "eip155:1"}, {"store": "mysql://x"}, {"max_body_bytes": 0}, {"request_timeout": 0}, {"upstream": "ftp://x"}):
+    bad_fields = ({"networks": ("eip155:*",)}, {"networks": "eip155:1"}, {"store": "mysql://x"}, {"max_body_bytes": 0}, {"request_timeout": 0}, {"upstream": "ftp://x"})
+    for bad in (*bad_fields, {"checks": "sideways"}, {"checks": None}):
         with pytest.raises((ValueError, TypeError)):
             FacilitatorConfig(**bad)  # type: ignore[arg-type]
     c = FacilitatorConfig(store="memory://", auth_token="hidden-token")
     assert FacilitatorConfig.from_json(c.to_json()) == c and "hidden-token" not in repr(c)
+
+
+def test_checks_run_on_the_loop_unless_they_read_chain_state(tmp_path: Path) -> None:
+    """``checks="auto"`` (the default) runs verify_batch on the worker's event loop thread, with
+    the SQLite store's reserve stage in its own thread behind it; ``"threads"`` beside the loop;
+    a verifier that reads chain state waits on the network, so ``auto`` keeps it off the loop and
+    ``"loop"`` is refused for it."""
+    from x402_verify import ChainReader, SqliteNonceStore, Verifier
+
+    class Recording(Verifier):
+        def verify_batch(self, *args: Any, **kwargs: Any) -> Any:
+            self.threads.append(threading.get_ident())  # type: ignore[attr-defined]
+            return super().verify_batch(*args, **kwargs)
+
+    def verify_on(checks: str) -> tuple[int, list[int], bool]:
+        verifier = Recording(networks=["eip155:84532", "eip155:8453"], nonce_store=SqliteNonceStore(tmp_path / f"{checks}.db"))
+        verifier.threads = []  # type: ignore[attr-defined]
+        app = create_app(FacilitatorConfig(store=f"sqlite:///{tmp_path / f'{checks}.db'}", checks=checks), verifier=verifier)
+        p = sign_payment("eip3009", int(time.time()))
+
+        async def flow() -> tuple[int, bool]:
+            async with await client_for(app) as c:
+                r = await c.post("/verify", json=verify_body(p.payload, p.requirements))
+                again = await c.post("/verify", json=verify_body(p.payload, p.requirements))
+                assert again.json()["invalidReason"] == "invalid_exact_evm_nonce_already_used"  # the stage reserved it
+                return threading.get_ident(), r.json()["isValid"]
+
+        loop_thread, valid = asyncio.run(flow())
+        app.batcher.close()
+        return loop_thread, verifier.threads, valid  # type: ignore[attr-defined]
+
+    loop_thread, threads, valid = verify_on("auto")
+    assert valid and set(threads) == {loop_thread}
+    loop_thread, threads, valid = verify_on("threads")
+    assert valid and threads and loop_thread not in threads
+
+    reader = ChainReader("http://127.0.0.1:9")  # never asked: nothing is verified here
+    try:
+        chained = Verifier(networks=["eip155:8453"], chain_readers={"eip155:8453": reader})
+        assert create_app(FacilitatorConfig(store="memory://"), verifier=chained).batcher.on_loop is False
+        assert create_app(FacilitatorConfig(store="memory://", checks="threads"), verifier=chained).batcher.on_loop is False
+        with pytest.raises(ValueError, match="reads chain state"):
+            create_app(FacilitatorConfig(store="memory://", checks="loop"), verifier=chained)
+    finally:
+        reader.close()
 
 
 def test_workers_are_forked_with_no_thread_of_ours_running(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -254,11 +300,12 @@ def test_a_failed_settlement_answers_its_retries_as_it_did_and_keeps_the_reserva
     assert verify["invalidReason"] == _core.REPLAY_REASONS["eip3009"]  # still reserved: a transaction may yet land
 
 
-@pytest.mark.parametrize("slow", ["verify_batch", "reserve"])
-def test_a_verify_past_the_request_timeout_answers_unfinished_and_reserves_nothing(tmp_path: Path, slow: str) -> None:
+@pytest.mark.parametrize(("slow", "checks"), [("verify_batch", "threads"), ("reserve", "threads"), ("reserve", "loop")])
+def test_a_verify_past_the_request_timeout_answers_unfinished_and_reserves_nothing(tmp_path: Path, slow: str, checks: str) -> None:
     """Slow checks, or a slow commit of the reserve stage: the answer is unexpected_verify_error
     at the timeout, and a reservation the stage makes afterwards is undone (on_orphan), so the
-    payment is valid when presented again."""
+    payment is valid when presented again. (Checks on the loop are CPU work bounded by
+    max_batch, the loop busy while they run: nothing there for a timer to interrupt.)"""
     from x402_verify import SqliteNonceStore, Verifier
 
     class Slow(Verifier):
@@ -279,7 +326,7 @@ def test_a_verify_past_the_request_timeout_answers_unfinished_and_reserves_nothi
     verifier.slow = True  # type: ignore[attr-defined]
     p = sign_payment("eip3009", int(time.time()))
     body = verify_body(p.payload, p.requirements)
-    app = create_app(FacilitatorConfig(store=f"sqlite:///{tmp_path / 'n.db'}", request_timeout=0.2), verifier=verifier)
+    app = create_app(FacilitatorConfig(store=f"sqlite:///{tmp_path / 'n.db'}", request_timeout=0.2, checks=checks), verifier=verifier)
 
     async def flow() -> None:
         async with await client_for(app) as c:

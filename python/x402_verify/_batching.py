@@ -17,6 +17,12 @@ Stages chain (``MicroBatcher(then=serial)``): the checks' worker thread hands th
 go on straight to the next stage's queue with their callers' futures, so a caller awaits one
 future for both stages and the event loop is woken once per batch of the last stage, not once
 per stage.
+
+``MicroBatcher(on_loop=True)`` runs each batch on the event loop's own thread instead, in the
+flush: for a process whose loop does nothing but feed the batcher (a facilitator worker), the
+two thread hand-offs a batch costs are dearer than the loop time they free. The loop is busy
+while a batch runs; the core releases the GIL meanwhile, so the process's other threads (a
+later stage's, the server's) carry on.
 """
 
 from __future__ import annotations
@@ -89,9 +95,21 @@ class _Answering(Generic[T, R]):
             if len(results) != len(batch):
                 raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} items")
         except BaseException as exc:  # every caller of the batch learns of it
-            self._call_soon(self._fail, batch, exc)
+            self._answer(self._fail, batch, exc)
+            if not isinstance(exc, Exception) and self._on_loop_thread():
+                raise  # KeyboardInterrupt, SystemExit: the loop's to handle, not only the callers'
             return None
         return results
+
+    def _on_loop_thread(self) -> bool:
+        return False
+
+    def _answer(self, fn: Callable[..., None], *args: object) -> None:
+        """Runs ``fn`` on the loop: now when called there, else through ``_call_soon``."""
+        if self._on_loop_thread():
+            fn(*args)
+        else:
+            self._call_soon(fn, *args)
 
     def _call_soon(self, fn: Callable[..., None], *args: object) -> None:
         assert self._loop is not None
@@ -143,6 +161,9 @@ class MicroBatcher(_Answering[T, R]):
             that stage, not by this one, and the result never goes back to the event loop in
             between (one wake-up of the loop and one await fewer a request).
         goes_on: which results go on to ``then`` (all of them when not given).
+        on_loop: run each batch on the event loop's thread, when it is flushed, rather than in
+            a worker thread (see the module docs); ``max_inflight`` then has no effect, since
+            one batch runs at a time, and ``max_batch`` bounds how long the loop is busy.
     """
 
     def __init__(
@@ -155,6 +176,7 @@ class MicroBatcher(_Answering[T, R]):
         on_orphan: Callable[[T, R], None] | None = None,
         then: SerialBatcher[R, R] | None = None,
         goes_on: Callable[[R], bool] | None = None,
+        on_loop: bool = False,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
@@ -169,6 +191,7 @@ class MicroBatcher(_Answering[T, R]):
         self._on_orphan = on_orphan
         self._then = then
         self._goes_on = goes_on
+        self.on_loop = on_loop
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._inflight = 0
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
@@ -211,9 +234,18 @@ class MicroBatcher(_Answering[T, R]):
                 continue
             self._inflight += 1
             self.stats.record(len(batch))
+            if self.on_loop:
+                try:
+                    self._run(batch)
+                finally:
+                    self._inflight -= 1
+                continue
             assert self._loop is not None
             task = self._loop.run_in_executor(self._executor, self._run, batch)
             task.add_done_callback(self._done)
+
+    def _on_loop_thread(self) -> bool:
+        return self.on_loop
 
     def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         results = self._results(self._fn, batch)
@@ -227,13 +259,13 @@ class MicroBatcher(_Answering[T, R]):
                     try:
                         self._then.adopt(result, entry[1], self._loop)
                     except RuntimeError as exc:  # that stage closed: its caller learns why
-                        self._call_soon(self._fail, [entry], exc)
+                        self._answer(self._fail, [entry], exc)
                 else:
                     kept.append(entry)
                     answers.append(result)
             batch, results = kept, answers
         if batch:
-            self._call_soon(self._deliver, batch, results)
+            self._answer(self._deliver, batch, results)
 
     def _offload(self, fn: Callable[..., None], *args: object) -> None:
         self._executor.submit(fn, *args)

@@ -230,6 +230,14 @@ def _positive(text: str) -> int:
     return n
 
 
+def _checks(text: str) -> str:
+    from x402_verify.facilitator.config import CHECKS
+
+    if text not in CHECKS:
+        raise argparse.ArgumentTypeError(f"one of {', '.join(CHECKS)}")
+    return text
+
+
 def _port(text: str) -> int:
     n = int(text)
     if not 0 <= n <= 65535:
@@ -276,6 +284,7 @@ def _serve_flags() -> list[_Flag]:
         _Flag("max_upstream", _positive, d.max_upstream, "concurrent upstream settle calls (per worker)"),
         _Flag("max_batch", _positive, d.max_batch, "most payments in one verify_batch call"),
         _Flag("threads", _positive, None, "threads a verify_batch may use (default: every core)"),
+        _Flag("checks", _checks, d.checks, "where a worker runs its checks: loop, threads, or auto (the loop unless they read chain state)"),
         _Flag("sweep_interval", float, d.sweep_interval, "seconds between sweeps of expired reservations (0: none)"),
     ]
 
@@ -331,7 +340,7 @@ def _serve(args: argparse.Namespace) -> int:
             facilitator_addresses=tuple(_listed(args, "facilitator_address")), auth_token=args.auth_token,
             max_body_bytes=args.max_body_bytes, max_header_bytes=args.max_header_bytes, max_json_depth=args.max_json_depth,
             request_timeout=args.request_timeout, upstream_timeout=args.upstream_timeout, max_upstream=args.max_upstream,
-            max_batch=args.max_batch, threads=args.threads, sweep_interval=args.sweep_interval,
+            max_batch=args.max_batch, threads=args.threads, sweep_interval=args.sweep_interval, checks=args.checks,
         )  # fmt: skip
         port = args.port
         if port == 0:

@@ -111,7 +111,7 @@ class FacilitatorApp:
             )  # fmt: skip
         self.batcher: MicroBatcher[tuple[Any, Any], Any] = MicroBatcher(
             self._verify_batch, max_batch=config.max_batch, max_inflight=config.max_inflight, on_orphan=self._release_orphan,
-            then=self.reserver, goes_on=_to_reserve,
+            then=self.reserver, goes_on=_to_reserve, on_loop=self._checks_on_loop(config.checks),
         )  # fmt: skip
         self._token = None if config.auth_token is None else config.auth_token.encode("ascii")
         # POST endpoints but /verify (which has _verify_within); /release only with a token.
@@ -123,6 +123,13 @@ class FacilitatorApp:
         self._supported = self._local_supported(list(config.facilitator_addresses))
         self._supported_body = json.dumps(self._supported).encode()
         self.sweeps = 0
+
+    def _checks_on_loop(self, checks: str) -> bool:
+        # Checks that read chain state (and then reserve as they verify) wait on the network and
+        # the store: on the loop they would stall every request of the worker.
+        if checks == "loop" and self.verifier.chain_checked:
+            raise ValueError("checks='loop' with a verifier that reads chain state: its checks wait on the network; use 'threads' or 'auto'")
+        return checks == "loop" or (checks == "auto" and not self.verifier.chain_checked)
 
     # --- the verifier's calls ------------------------------------------------------------
 

@@ -17,6 +17,8 @@ DEFAULT_NETWORKS = ("eip155:8453", "eip155:84532")
 #: The embedded default: a durable SQLite file in the working directory.
 DEFAULT_STORE = "sqlite:///x402-verify.sqlite3"
 STORE_SCHEMES = ("sqlite", "redis", "rediss", "redis+cluster", "memory")
+#: Where a worker runs its checks (``FacilitatorConfig.checks``).
+CHECKS = ("auto", "loop", "threads")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,12 @@ class FacilitatorConfig:
         max_batch / max_inflight: the micro-batcher (``x402_verify._batching``).
         sweep_interval: seconds between sweeps of expired reservations (0: none).
         threads: worker threads a ``verify_batch`` may use (None: every core).
+        checks: where each worker runs its ``verify_batch`` calls: ``"loop"``, on its event
+            loop's thread (two thread hand-offs a batch fewer, which cost more than the loop
+            time they free; docs/facilitator.md, "Server"), or ``"threads"``, in
+            ``max_inflight`` threads beside it. ``"auto"`` (the default) is the loop, unless the
+            verifier reads chain state: those checks wait on the network, so they run in
+            threads (and ``"loop"`` is refused for them).
     """
 
     networks: tuple[str, ...] = DEFAULT_NETWORKS
@@ -57,6 +65,7 @@ class FacilitatorConfig:
     max_inflight: int = 2
     sweep_interval: float = 30.0
     threads: int | None = None
+    checks: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.networks, str):
@@ -79,6 +88,8 @@ class FacilitatorConfig:
                 raise ValueError(f"{name} must be seconds in (0, 3600], got {v!r}")
         if isinstance(self.sweep_interval, bool) or not isinstance(self.sweep_interval, (int, float)) or not 0 <= self.sweep_interval <= 86400:
             raise ValueError(f"sweep_interval must be seconds in [0, 86400], got {self.sweep_interval!r}")
+        if self.checks not in CHECKS:
+            raise ValueError(f"checks must be one of {', '.join(CHECKS)}, got {self.checks!r}")
         if self.auth_token is not None and (not isinstance(self.auth_token, str) or not self.auth_token or not self.auth_token.isascii()):
             raise ValueError("auth_token must be non-empty ASCII text")
         if self.upstream is not None and urlsplit(self.upstream).scheme not in ("http", "https"):
