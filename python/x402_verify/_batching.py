@@ -162,8 +162,9 @@ class MicroBatcher(_Answering[T, R]):
             between (one wake-up of the loop and one await fewer a request).
         goes_on: which results go on to ``then`` (all of them when not given).
         on_loop: run each batch on the event loop's thread, when it is flushed, rather than in
-            a worker thread (see the module docs); ``max_inflight`` then has no effect, since
-            one batch runs at a time, and ``max_batch`` bounds how long the loop is busy.
+            a worker thread (see the module docs); ``max_inflight`` and ``max_wait`` then have
+            no effect, since one batch runs at a time and none is running when items arrive,
+            and ``max_batch`` bounds how long the loop is busy.
     """
 
     def __init__(
