@@ -195,6 +195,10 @@ def test_on_loop_a_keyboard_interrupt_reaches_the_loop_and_the_callers() -> None
         with pytest.raises(KeyboardInterrupt):
             loop.run_until_complete(main())
     finally:
+        left = asyncio.all_tasks(loop)  # main(), still asleep when the interrupt came
+        for task in left:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
         loop.close()
     assert isinstance(futures[0].exception(), KeyboardInterrupt)
 

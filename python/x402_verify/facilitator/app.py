@@ -129,7 +129,7 @@ class FacilitatorApp:
         # the store: on the loop they would stall every request of the worker.
         if checks == "loop" and self.verifier.chain_checked:
             raise ValueError("checks='loop' with a verifier that reads chain state: its checks wait on the network; use 'threads' or 'auto'")
-        return checks == "loop" or (checks == "auto" and not self.verifier.chain_checked)
+        return checks != "threads" and not self.verifier.chain_checked
 
     # --- the verifier's calls ------------------------------------------------------------
 
