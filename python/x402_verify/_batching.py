@@ -13,7 +13,7 @@ everything that queued meanwhile (at most ``max_batch``). ``max_wait`` (seconds,
 optionally holds a batch open a little longer to gather more items when a batch is already
 running; it never delays a request that finds the pipeline idle.
 
-Stages chain (``MicroBatcher(then=serial)``): the checks' worker thread hands the results that
+Stages chain (``MicroBatcher(then=serial)``): the thread that ran the checks hands the results that
 go on straight to the next stage's queue with their callers' futures, so a caller awaits one
 future for both stages and the event loop is woken once per batch of the last stage, not once
 per stage.
@@ -68,7 +68,7 @@ class BatchStats:
 
 class _Answering(Generic[T, R]):
     """What both batchers do with a batch's outcome: answer its callers' futures on the loop
-    (from the worker thread that ran it), and hand the results nobody waits for any more to
+    (from the thread that ran it, now when that is the loop's), and hand the results nobody waits for any more to
     ``on_orphan`` off the loop (undoing a reservation may be a store round trip)."""
 
     _loop: asyncio.AbstractEventLoop | None
@@ -157,7 +157,7 @@ class MicroBatcher(_Answering[T, R]):
             whose caller went away (its task was cancelled), so a reservation it carries can be
             undone. Exceptions it raises are logged.
         then: a ``SerialBatcher`` the results that ``goes_on`` picks are handed to, from the
-            worker thread, with their callers' futures: such a caller's future is answered by
+            thread that ran the batch, with their callers' futures: such a caller's future is answered by
             that stage, not by this one, and the result never goes back to the event loop in
             between (one wake-up of the loop and one await fewer a request).
         goes_on: which results go on to ``then`` (all of them when not given).
