@@ -171,14 +171,11 @@ def sdk_app() -> Any:
     return facilitator_app(fac)
 
 
-FLOOR_BYTES = 64 << 20  # each worker's log, written round and round
-
-
-def floor_app() -> Any:
-    """The durable floor (a diagnostic, see the module docs): ``serve``'s app on the in-process
-    store, its reserve stage the one a store outside the process gets (``SerialBatcher``, fed by
-    the checks on the loop), reserving in memory and then writing 100 bytes a reservation into
-    the worker's own log and ``fdatasync``ing it before the batch is answered.
+class FlushedMemoryStore:
+    """The durable floor's store (a diagnostic, see the module docs): the core's in-process store,
+    seen by the facilitator as a store outside the process (so it gets the reserve stage such a
+    store gets), whose ``reserve_many`` writes 100 bytes a new reservation into a log of this
+    worker's own and ``fdatasync``s it before it returns.
 
     The log is allocated and flushed at start and then overwritten in place, round and round,
     so a flush carries the data alone and no change of the file's size (an append's flush also
@@ -186,34 +183,50 @@ def floor_app() -> Any:
     connections). Both workers writing one file measured the same as a file each, and the checks
     in threads, each flushing after its own batch, did worse (14.3-14.7k): this is the cheapest
     shape of a durable acknowledgment measured here."""
-    from x402_verify._batching import MicroBatcher, SerialBatcher
-    from x402_verify.facilitator.app import _to_reserve
-    from x402_verify.facilitator.server import app_from_env
 
-    app = app_from_env()
-    config = app.config
-    fd = os.open(Path(os.environ[ENV_FLOOR_DIR]) / f"worker-{os.getpid()}.log", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(fd, bytes(FLOOR_BYTES))
-    os.fsync(fd)
-    at = 0
+    SIZE = 64 << 20
 
-    def reserve_durably(verdicts: list[Any]) -> list[Any]:
-        nonlocal at
-        answers: list[Any] = app._reserve_batch(verdicts)
-        size = 100 * sum(1 for a in answers if a.is_valid)
+    def __init__(self, path: Path) -> None:
+        from x402_verify import MemoryNonceStore
+
+        self._inner = MemoryNonceStore()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(self._fd, bytes(self.SIZE))
+        os.fsync(self._fd)
+        self._at = 0
+
+    def reserve_many(self, keys: Any, valid_until: Any, owners: Any, caps: Any = None, *, now: int | None = None) -> list[bool | None]:
+        outcomes: list[bool | None] = self._inner.reserve_many(keys, valid_until, owners, caps, now=now)
+        size = 100 * sum(1 for o in outcomes if o is True)
         if size:
-            if at + size > FLOOR_BYTES:
-                at = 0
-            os.pwrite(fd, b"\1" * size, at)
-            at += size
-            os.fdatasync(fd)
-        return answers
+            if self._at + size > self.SIZE:
+                self._at = 0
+            os.pwrite(self._fd, b"\1" * size, self._at)
+            self._at += size
+            os.fdatasync(self._fd)
+        return outcomes
 
-    app.reserver = SerialBatcher(reserve_durably, max_batch=config.max_batch * config.max_inflight, on_orphan=app._release_orphan)
-    app.batcher = MicroBatcher(
-        app._verify_batch, max_batch=config.max_batch, max_inflight=config.max_inflight, on_orphan=app._release_orphan,
-        then=app.reserver, goes_on=_to_reserve, on_loop=True,
-    )  # fmt: skip
+    def __getattr__(self, name: str) -> Any:  # settle, release, state, sweep...: the inner store's
+        return getattr(self._inner, name)
+
+
+def floor_app() -> Any:
+    """Ours on the durable floor's store (``FlushedMemoryStore``), built as ``app_from_env``
+    builds ours but for the store."""
+    import gc
+
+    from x402_verify import Verifier
+    from x402_verify.facilitator import create_app
+    from x402_verify.facilitator.config import FacilitatorConfig
+    from x402_verify.facilitator.server import ENV_CONFIG
+
+    config = FacilitatorConfig.from_json(os.environ[ENV_CONFIG])
+    store = FlushedMemoryStore(Path(os.environ[ENV_FLOOR_DIR]) / f"worker-{os.getpid()}.log")
+    verifier = Verifier(networks=list(config.networks), facilitator_addresses=list(config.facilitator_addresses), nonce_store=store, threads=config.threads)
+    app = create_app(config, verifier=verifier)
+    assert app.reserver is not None  # the stage a store outside the process gets
+    gc.collect()  # as app_from_env does for ours
+    gc.freeze()
     return app
 
 
