@@ -12,12 +12,13 @@ of the same run:
   each worker would accept a payment once). It has no store stage (the core reserves as it
   verifies) and so shows what the checks and the server cost without one, in the same run
   (``BENCH_INPROCESS=0`` leaves it out; the target is never checked on it);
-- ``floor``, a diagnostic too (``BENCH_FLOOR=0`` leaves it out): the durable floor. The
-  in-process diagnostic with a reserve stage that, before any answer, writes each batch's
-  reservations into a log of the worker's own and ``fdatasync``s it: what a store must do to
-  acknowledge a reservation that survives a power cut, with nothing shared between the workers
-  and no store's own work. A store that is durable and shared does all of that and more, so its
-  figure bounds what such a store can reach on this machine (``floor_app``);
+- ``floor``, a diagnostic too (``BENCH_FLOOR=0`` leaves it out): the durable floor. Ours on
+  the in-process store seen as a store outside the process (``FlushedMemoryStore``), so it gets
+  that store's reserve stage, which before any answer writes each batch's reservations into a
+  log of the worker's own and ``fdatasync``s it: what a store must do to acknowledge a
+  reservation that survives a power cut, with nothing shared between the workers and no store's
+  own work. A store that is durable and shared does all of that and more, so its figure bounds
+  what such a store can reach on this machine;
 - ``sdk``: the x402 SDK's ``x402Facilitator`` (chain signer stubbed, tests/http_servers.py)
   behind its HTTP API (the shape tests/http_servers.facilitator_app serves).
 
@@ -370,11 +371,11 @@ def run_level(
         if redis is not None:
             servers["redis"] = ServeProcess(["--store", redis.url, "--workers", str(WORKERS)])
             urls["redis"] = servers["redis"].url
-        if INPROCESS:  # serve's defaults but the store (fresh per level, as the others' are)
-            config = FacilitatorConfig(store="memory://").to_json()
+        # The diagnostics: serve's defaults but the store (fresh per level, as the others' are).
+        config = FacilitatorConfig(store="memory://").to_json()
+        if INPROCESS:
             urls["inproc"] = stack.enter_context(granian("x402_verify.facilitator.server:app_from_env", {ENV_CONFIG: config}))
         if FLOOR:
-            config = FacilitatorConfig(store="memory://").to_json()
             (level / "floor").mkdir()
             urls["floor"] = stack.enter_context(granian("test_bench_facilitator:floor_app", {ENV_CONFIG: config, ENV_FLOOR_DIR: str(level / "floor")}))
         for url in urls.values():
